@@ -1,0 +1,58 @@
+# Vigil — the one entry point. `make help` lists the targets.
+# A fresh machine needs only python3 (any 3.x with venv) and a Python 3.13 somewhere
+# (pyenv's is found); uv is bootstrapped into .tools/ and everything else comes from uv.lock.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+TOOLS := $(CURDIR)/.tools
+UV_VERSION := 0.13.9
+UV := $(TOOLS)/bin/uv
+
+# uv must not try to download a Python: use the machine's 3.13 (pyenv's if there is one).
+export UV_PYTHON_DOWNLOADS := never
+PY313 := $(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13)))
+export UV_PYTHON ?= $(if $(PY313),$(PY313),python3.13)
+BOOT_PYTHON := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) python3)
+
+RUN := $(UV) run --frozen
+ARGS ?=
+
+.PHONY: help dev up test test-all lint typecheck fmt clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	$(BOOT_PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+.venv/.synced: $(UV) uv.lock pyproject.toml */pyproject.toml services/*/pyproject.toml
+	$(UV) sync --frozen --all-packages
+	@touch $@
+
+dev: .venv/.synced ## install the workspace and dev tools into .venv (from uv.lock)
+
+up: dev ## run the whole platform embedded (ARGS="--http-port 9090" to pass flags)
+	$(RUN) vigil up $(ARGS)
+
+test: dev ## run the default test suite (unit, integration, end-to-end)
+	$(RUN) pytest -m "not slow" $(ARGS)
+
+test-all: dev ## run every test, slow fault-injection suites included
+	$(RUN) pytest $(ARGS)
+
+lint: dev ## ruff, formatting check and import-linter contracts
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) lint-imports
+
+typecheck: dev ## mypy --strict over sources and tests
+	$(RUN) mypy libs/common/src services/*/src cli/src
+
+fmt: dev ## format and autofix
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+clean: ## remove the virtualenvs and caches
+	rm -rf .venv $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

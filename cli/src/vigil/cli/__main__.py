@@ -1,0 +1,99 @@
+"""The `vigil` command: `up` runs the platform embedded, `validate` checks definitions."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from vigil.cli.up import UpOptions, up
+from vigil.cli.validate import validate
+from vigil.common.logging import configure_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vigil", description="Vigil alert-response platform.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("up", help="run the whole platform on this machine")
+    run.add_argument(
+        "--definitions",
+        type=Path,
+        default=Path(os.environ.get("VIGIL_DEFINITIONS", "examples/quickstart")),
+        help="folder of Source/Workflow/Sink YAML (default: examples/quickstart)",
+    )
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("VIGIL_DATA_DIR", ".vigil")),
+        help="where NATS and the SQLite store keep their data (default: .vigil)",
+    )
+    run.add_argument(
+        "--http-port",
+        type=int,
+        default=int(os.environ.get("VIGIL_HTTP_PORT", "8080")),
+        help="port of webhooks and the API (default: 8080)",
+    )
+    run.add_argument(
+        "--http-host",
+        default=os.environ.get("VIGIL_HTTP_HOST", "127.0.0.1"),
+        help="address of webhooks and the API (default: 127.0.0.1)",
+    )
+    run.add_argument(
+        "--nats-url",
+        default=os.environ.get("VIGIL_NATS_URL"),
+        help="use this NATS server instead of starting one",
+    )
+    run.add_argument(
+        "--nats-port",
+        type=int,
+        default=int(os.environ.get("VIGIL_NATS_PORT", "0")),
+        help="port of the embedded nats-server (default: any free port)",
+    )
+    run.add_argument(
+        "--store",
+        default=os.environ.get("VIGIL_STORE_URL"),
+        help="store URL (default: sqlite:///<data-dir>/vigil.db)",
+    )
+    run.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        help="seconds services get to stop before they are killed (default: 10)",
+    )
+
+    check = commands.add_parser("validate", help="check definitions offline")
+    check.add_argument("path", type=Path, help="a YAML file or a folder of them")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.command == "validate":
+        sys.exit(validate(args.path))
+    configure_logging(service="up", fmt="console")
+    if not args.definitions.exists():
+        sys.stderr.write(f"vigil up: --definitions {args.definitions}: no such file or folder\n")
+        sys.exit(2)
+    if args.store and not args.store.startswith("sqlite:///"):
+        sys.stderr.write(
+            f"vigil up: --store {args.store}: only sqlite:///path is available in this build\n"
+        )
+        sys.exit(2)
+    options = UpOptions(
+        definitions=args.definitions,
+        data_dir=args.data_dir,
+        http_host=args.http_host,
+        http_port=args.http_port,
+        nats_url=args.nats_url,
+        nats_port=args.nats_port,
+        store=args.store,
+        grace_seconds=args.grace,
+    )
+    sys.exit(asyncio.run(up(options)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""`vigil up`: the whole platform on one machine, each service its own process.
+
+Starts nats-server (JetStream, data under `--data-dir`) unless `--nats-url` points
+elsewhere, then the controller (definitions from `--definitions`), and once it has
+published, engine, executor, sink and ingest (HTTP on `--http-port`). Ctrl-C or SIGTERM
+stops everything within the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from vigil.cli.nats import nats_server_argv, nats_server_binary
+from vigil.cli.supervisor import Service, Supervisor
+
+log = structlog.get_logger("vigil.up")
+
+SERVICES = ("controller", "engine", "executor", "sink", "ingest")
+READY_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpOptions:
+    definitions: Path
+    data_dir: Path
+    http_host: str
+    http_port: int
+    nats_url: str | None
+    nats_port: int
+    store: str | None
+    grace_seconds: float
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+async def _wait_port(port: int, *, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+    msg = f"nats-server did not listen on port {port} within {timeout:g}s"
+    raise TimeoutError(msg)
+
+
+async def up(options: UpOptions) -> int:
+    data_dir = options.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store_url = options.store or f"sqlite:///{data_dir / 'vigil.db'}"
+    supervisor = Supervisor(grace_seconds=options.grace_seconds)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    try:
+        nats_url = options.nats_url
+        if nats_url is None:
+            nats_port = options.nats_port or free_port()
+            supervisor.start(
+                Service(
+                    name="nats",
+                    argv=nats_server_argv(
+                        binary=nats_server_binary(), port=nats_port, store_dir=data_dir / "nats"
+                    ),
+                    tier=0,
+                )
+            )
+            await _wait_port(nats_port, timeout=20.0)
+            nats_url = f"nats://127.0.0.1:{nats_port}"
+
+        common = {
+            "VIGIL_NATS_URL": nats_url,
+            "VIGIL_STORE_URL": store_url,
+            "VIGIL_LOG_FORMAT": "console",
+            "PYTHONUNBUFFERED": "1",
+        }
+        services: dict[str, Service] = {}
+        for name in SERVICES:
+            ops_port = options.http_port if name == "ingest" else free_port()
+            env = {**common, f"VIGIL_{name.upper()}_OPS_PORT": str(ops_port)}
+            if name == "controller":
+                env["VIGIL_CONTROLLER_DEFINITIONS"] = str(options.definitions.resolve())
+            if name == "ingest":
+                env["VIGIL_INGEST_HTTP_PORT"] = str(options.http_port)
+                env["VIGIL_INGEST_HTTP_HOST"] = options.http_host
+            services[name] = Service(
+                name=name,
+                argv=[sys.executable, "-m", f"vigil.{name}"],
+                env=env,
+                ready_url=f"http://127.0.0.1:{ops_port}/readyz",
+            )
+
+        supervisor.start(services["controller"])
+        await _until(
+            stop, supervisor.wait_ready(services["controller"], timeout=READY_TIMEOUT_SECONDS)
+        )
+        for name in SERVICES[1:]:
+            supervisor.start(services[name])
+        for name in SERVICES[1:]:
+            await _until(stop, supervisor.wait_ready(services[name], timeout=READY_TIMEOUT_SECONDS))
+        if not stop.is_set():
+            base = f"http://{options.http_host}:{options.http_port}"
+            log.info(
+                "vigil_up",
+                webhooks=f"{base}/hooks/<namespace>/<source>",
+                api=f"{base}/api/v1/executions",
+                docs=f"{base}/docs",
+                nats=nats_url,
+                store=store_url,
+                definitions=str(options.definitions),
+            )
+        await stop.wait()
+        log.info("vigil_stopping")
+        return 0
+    except TimeoutError as exc:
+        log.error("vigil_failed_to_start", error=str(exc))
+        return 1
+    finally:
+        await supervisor.stop()
+        log.info("vigil_stopped")
+
+
+async def _until(stop: asyncio.Event, work: asyncio.Future[None] | object) -> None:
+    """Await `work` unless `stop` is set first (Ctrl-C during start-up)."""
+    task = asyncio.ensure_future(work)  # type: ignore[arg-type]
+    stopper = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    for pending in (task, stopper):
+        if pending not in done:
+            pending.cancel()
+    if task in done:
+        task.result()

@@ -1,0 +1,1 @@
+"""Adapters: the only modules of vigil.common that import I/O clients (nats, aiosqlite)."""

@@ -1,0 +1,433 @@
+"""NATS JetStream adapter: stream provisioning, acknowledged publishing, pull consumers, KV.
+
+Publishing waits for the stream's acknowledgement (a 2xx upstream depends on it) and sets
+`Nats-Msg-Id`, `Vigil-Schema` and the W3C trace headers. Consuming is a pull loop per
+durable consumer: each message runs its handler in a span parented by the message's
+`traceparent`, heartbeats with `in_progress` while the handler runs, and ends as the one
+mapping in `vigil.common.outcomes` says: ack, nak with a delay, or term (+ dead letter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import nats
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import (
+    ConsumerConfig,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.kv import KeyValue
+from opentelemetry import trace
+from pydantic import ValidationError
+
+from vigil.common import subjects
+from vigil.common.errors import InvalidInput, TransientError
+from vigil.common.messages import Contract, DeadLetter
+from vigil.common.outcomes import outcome_for
+from vigil.common.streams import ConsumerSpec, StreamSpec
+from vigil.common.telemetry import extract_context, inject_headers
+
+log = structlog.get_logger(__name__)
+tracer = trace.get_tracer("vigil.bus")
+
+SCHEMA_HEADER = "Vigil-Schema"
+MSG_ID_HEADER = "Nats-Msg-Id"
+PUBLISH_TIMEOUT_SECONDS = 5.0
+FETCH_TIMEOUT_SECONDS = 2.0
+DRAIN_TIMEOUT_SECONDS = 0.005
+
+_NATS_ERRORS: tuple[type[BaseException], ...] = (
+    nats.errors.Error,
+    nats.js.errors.Error,
+    TimeoutError,
+    ConnectionError,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """What a handler may know about the message besides its body."""
+
+    subject: str
+    headers: Mapping[str, str]
+    delivery: int
+    max_deliver: int
+    stream_sequence: int
+
+    @property
+    def is_last(self) -> bool:
+        return self.delivery >= self.max_deliver
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outgoing:
+    subject: str
+    message: Contract
+    msg_id: str
+
+
+type Handler[T: Contract] = Callable[[T, Delivery], Awaitable[None]]
+
+
+class JetStreamBus:
+    """The bus port's JetStream implementation. Build with `await JetStreamBus.connect()`."""
+
+    def __init__(self, client: Client) -> None:
+        self._nc = client
+        self._js = client.jetstream(timeout=PUBLISH_TIMEOUT_SECONDS)
+
+    @classmethod
+    async def connect(cls, url: str, *, name: str) -> JetStreamBus:
+        try:
+            client = await nats.connect(
+                servers=url.split(","),
+                name=name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=3,
+                allow_reconnect=True,
+                error_cb=_log_error,
+                disconnected_cb=_log_disconnected,
+                reconnected_cb=_log_reconnected,
+            )
+        except (*_NATS_ERRORS, OSError) as exc:
+            msg = f"cannot connect to NATS at {url}: {exc}"
+            raise TransientError(msg) from exc
+        return cls(client)
+
+    async def close(self) -> None:
+        with contextlib.suppress(*_NATS_ERRORS):
+            await self._nc.drain()
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._nc.is_connected)
+
+    # --- provisioning --------------------------------------------------------------------
+
+    async def ensure_streams(self, specs: Sequence[StreamSpec]) -> None:
+        """Create or update every stream so its configuration is the one given."""
+        for spec in specs:
+            config = StreamConfig(
+                name=spec.name,
+                subjects=list(spec.subjects),
+                retention=(
+                    RetentionPolicy.WORK_QUEUE
+                    if spec.retention == "workqueue"
+                    else RetentionPolicy.LIMITS
+                ),
+                storage=StorageType.FILE,
+                discard=DiscardPolicy.OLD,
+                max_age=spec.max_age_seconds or None,
+                duplicate_window=spec.duplicate_window_seconds,
+            )
+            try:
+                try:
+                    await self._js.stream_info(spec.name)
+                except nats.js.errors.NotFoundError:
+                    await self._js.add_stream(config)
+                    log.info("stream_created", stream=spec.name)
+                else:
+                    await self._js.update_stream(config)
+            except _NATS_ERRORS as exc:
+                msg = f"cannot provision stream {spec.name}: {exc}"
+                raise TransientError(msg) from exc
+
+    # --- publishing ----------------------------------------------------------------------
+
+    def _headers(self, message: Contract, msg_id: str) -> dict[str, str]:
+        headers = {MSG_ID_HEADER: msg_id, SCHEMA_HEADER: message.schema_name}
+        return inject_headers(headers)
+
+    async def publish(self, subject: str, message: Contract, *, msg_id: str) -> bool:
+        """Publish and wait for the stream's ack. Returns False if it was a duplicate."""
+        try:
+            ack = await self._js.publish(
+                subject,
+                message.model_dump_json(by_alias=True).encode(),
+                headers=self._headers(message, msg_id),
+            )
+        except _NATS_ERRORS as exc:
+            msg = f"publish to {subject} was not acknowledged: {exc}"
+            raise TransientError(msg) from exc
+        return not ack.duplicate
+
+    async def publish_all(self, items: Sequence[Outgoing]) -> int:
+        """Publish `items` pipelined; return when all are acknowledged (count of new ones).
+
+        Raises TransientError if any was not acknowledged: the caller must not report
+        success, and re-sending is safe because every item carries its `Nats-Msg-Id`.
+        """
+        try:
+            futures = [
+                await self._js.publish_async(
+                    item.subject,
+                    item.message.model_dump_json(by_alias=True).encode(),
+                    headers=self._headers(item.message, item.msg_id),
+                )
+                for item in items
+            ]
+            acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=PUBLISH_TIMEOUT_SECONDS)
+        except (TimeoutError, *_NATS_ERRORS) as exc:
+            msg = f"publish of {len(items)} message(s) was not acknowledged: {exc!r}"
+            raise TransientError(msg) from exc
+        return sum(1 for ack in acks if not ack.duplicate)
+
+    # --- consuming -----------------------------------------------------------------------
+
+    async def consume[T: Contract](
+        self, spec: ConsumerSpec, model: type[T], handler: Handler[T]
+    ) -> None:
+        """Run `handler` for every message of the durable consumer until cancelled."""
+        psub = await self._subscribe(spec)
+        in_flight = 0
+        changed = asyncio.Condition()
+
+        async def run_one(msg: Msg) -> None:
+            nonlocal in_flight
+            try:
+                await self._process(spec, model, handler, msg)
+            finally:
+                async with changed:
+                    in_flight -= 1
+                    changed.notify_all()
+
+        def has_room() -> bool:
+            return in_flight < spec.max_in_flight
+
+        async with asyncio.TaskGroup() as tasks:
+            while True:
+                async with changed:
+                    await changed.wait_for(has_room)
+                    want = min(spec.batch, spec.max_in_flight - in_flight)
+                try:
+                    msgs = await self._fetch(psub, want)
+                except nats.errors.TimeoutError:
+                    continue
+                except _NATS_ERRORS as exc:
+                    log.warning("fetch_failed", consumer=spec.durable, error=str(exc))
+                    await asyncio.sleep(1.0)
+                    continue
+                in_flight += len(msgs)
+                for msg in msgs:
+                    tasks.create_task(run_one(msg))
+
+    @staticmethod
+    async def _fetch(psub: nats.js.JetStreamContext.PullSubscription, want: int) -> list[Msg]:
+        """Wait for one message, then take what else is ready, up to `want`.
+
+        A single `fetch(want)` would hold the first message back until `want` arrived or
+        the timeout passed; waiting for one and then draining keeps latency low when idle
+        and still batches under load.
+        """
+        msgs = await psub.fetch(1, timeout=FETCH_TIMEOUT_SECONDS)
+        if want > 1:
+            with contextlib.suppress(nats.errors.TimeoutError):
+                msgs += await psub.fetch(want - 1, timeout=DRAIN_TIMEOUT_SECONDS)
+        return msgs
+
+    async def _subscribe(self, spec: ConsumerSpec) -> nats.js.JetStreamContext.PullSubscription:
+        config = ConsumerConfig(
+            ack_wait=spec.ack_wait_seconds,
+            max_deliver=spec.max_deliver,
+            max_ack_pending=max(spec.max_in_flight * 4, 256),
+            filter_subject=spec.filter_subject,
+        )
+        while True:
+            try:
+                return await self._js.pull_subscribe(
+                    spec.filter_subject, durable=spec.durable, stream=spec.stream, config=config
+                )
+            except _NATS_ERRORS as exc:
+                log.warning("subscribe_failed", consumer=spec.durable, error=str(exc))
+                await asyncio.sleep(1.0)
+
+    async def _process[T: Contract](
+        self, spec: ConsumerSpec, model: type[T], handler: Handler[T], msg: Msg
+    ) -> None:
+        meta = msg.metadata
+        headers = dict(msg.headers or {})
+        delivery = Delivery(
+            subject=msg.subject,
+            headers=headers,
+            delivery=meta.num_delivered,
+            max_deliver=spec.max_deliver,
+            stream_sequence=meta.sequence.stream,
+        )
+        error: BaseException | None = None
+        with (
+            structlog.contextvars.bound_contextvars(
+                subject=msg.subject, delivery=delivery.delivery
+            ),
+            tracer.start_as_current_span(
+                f"consume {spec.durable}",
+                context=extract_context(headers),
+                kind=trace.SpanKind.CONSUMER,
+                attributes={"messaging.destination.name": msg.subject},
+            ),
+        ):
+            heartbeat = asyncio.create_task(self._heartbeat(msg, spec.ack_wait_seconds / 3))
+            try:
+                try:
+                    decoded = model.model_validate_json(msg.data)
+                except ValidationError as exc:
+                    raise InvalidInput(f"undecodable {model.__name__}: {exc}") from exc
+                await handler(decoded, delivery)
+            except asyncio.CancelledError:
+                # Shutting down: let the server redeliver after ack_wait, promptly.
+                with contextlib.suppress(*_NATS_ERRORS):
+                    await msg.nak()
+                raise
+            except Exception as exc:  # noqa: BLE001 - the outermost loop decides ack or nak
+                error = exc
+            finally:
+                heartbeat.cancel()
+            await self._settle(spec, msg, delivery, error)
+
+    async def _settle(
+        self, spec: ConsumerSpec, msg: Msg, delivery: Delivery, error: BaseException | None
+    ) -> None:
+        outcome = outcome_for(error, delivery=delivery.delivery, max_deliver=spec.max_deliver)
+        try:
+            if outcome.action == "ack":
+                await msg.ack()
+                return
+            log.warning(
+                "message_failed",
+                consumer=spec.durable,
+                action=outcome.action,
+                delay=outcome.delay,
+                reason=outcome.reason,
+                exc_info=error if not isinstance(error, TransientError) else None,
+            )
+            if outcome.dead_letter:
+                await self._dead_letter(spec, msg, delivery, outcome.reason or "unknown")
+            if outcome.action == "nak":
+                await msg.nak(delay=outcome.delay)
+            else:
+                await msg.term()
+        except _NATS_ERRORS as exc:
+            # The message stays unacknowledged and is redelivered after ack_wait.
+            log.warning("settle_failed", consumer=spec.durable, error=str(exc))
+        except TransientError as exc:
+            log.warning("dead_letter_failed", consumer=spec.durable, error=str(exc))
+            with contextlib.suppress(*_NATS_ERRORS):
+                await msg.nak(delay=outcome.delay or 1.0)
+
+    async def _dead_letter(
+        self, spec: ConsumerSpec, msg: Msg, delivery: Delivery, reason: str
+    ) -> None:
+        letter = DeadLetter(
+            stream=spec.stream,
+            consumer=spec.durable,
+            subject=msg.subject,
+            deliveries=delivery.delivery,
+            reason=reason,
+            headers=dict(delivery.headers),
+            data=msg.data.decode(errors="replace"),
+        )
+        await self.publish(
+            subjects.dlq(spec.stream, spec.durable),
+            letter,
+            msg_id=f"dlq:{spec.stream}:{spec.durable}:{delivery.stream_sequence}",
+        )
+        log.error("message_dead_lettered", consumer=spec.durable, reason=reason)
+
+    @staticmethod
+    async def _heartbeat(msg: Msg, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(*_NATS_ERRORS):
+                await msg.in_progress()
+
+    # --- key-value -----------------------------------------------------------------------
+
+    async def config_bucket(self, bucket: str = subjects.CONFIG_BUCKET) -> JetStreamBucket:
+        try:
+            try:
+                kv = await self._js.key_value(bucket)
+            except nats.js.errors.BucketNotFoundError:
+                kv = await self._js.create_key_value(bucket=bucket, history=1)
+        except _NATS_ERRORS as exc:
+            msg = f"cannot open KV bucket {bucket}: {exc}"
+            raise TransientError(msg) from exc
+        return JetStreamBucket(kv)
+
+    async def pending(self, stream: str, durable: str) -> int:
+        """Messages of the consumer not yet delivered plus those not yet acknowledged."""
+        try:
+            info = await self._js.consumer_info(stream, durable)
+        except _NATS_ERRORS as exc:
+            msg = f"cannot read consumer {stream}/{durable}: {exc}"
+            raise TransientError(msg) from exc
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+
+class JetStreamBucket:
+    """The config bucket port on a JetStream KV bucket."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    async def put(self, key: str, value: bytes) -> None:
+        try:
+            await self._kv.put(key, value)
+        except _NATS_ERRORS as exc:
+            msg = f"cannot write {key}: {exc}"
+            raise TransientError(msg) from exc
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self._kv.delete(key)
+        except _NATS_ERRORS as exc:
+            msg = f"cannot delete {key}: {exc}"
+            raise TransientError(msg) from exc
+
+    async def keys(self) -> list[str]:
+        try:
+            return list(await self._kv.keys())
+        except nats.js.errors.NoKeysError:
+            return []
+        except _NATS_ERRORS as exc:
+            msg = f"cannot list keys: {exc}"
+            raise TransientError(msg) from exc
+
+    async def watch(self) -> AsyncIterator[tuple[str, bytes | None] | None]:
+        """Every key's current value, then `None` (initial load done), then changes.
+
+        A deleted key yields `(key, None)`.
+        """
+        watcher = await self._kv.watchall()
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    yield None
+                    continue
+                deleted = entry.operation in ("DEL", "PURGE")
+                yield entry.key, None if deleted else entry.value
+        finally:
+            with contextlib.suppress(*_NATS_ERRORS):
+                await watcher.stop()
+
+
+async def _log_error(exc: Exception) -> None:
+    log.warning("nats_error", error=str(exc))
+
+
+async def _log_disconnected() -> None:
+    log.warning("nats_disconnected")
+
+
+async def _log_reconnected() -> None:
+    log.info("nats_reconnected")

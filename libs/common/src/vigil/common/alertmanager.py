@@ -1,0 +1,66 @@
+"""The Alertmanager webhook payload (version 4) and the alert identity derived from it.
+
+Alertmanager is a foreign producer: unknown fields are ignored (it may add some), but every
+field Vigil relies on is validated, so a wrongly-shaped body is rejected with a message that
+names the field instead of being half-accepted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AlertStatus = Literal["firing", "resolved"]
+
+_FNV_OFFSET = 14695981039346656037
+_FNV_PRIME = 1099511628211
+_SEPARATOR = b"\xff"
+
+
+def label_fingerprint(labels: dict[str, str]) -> str:
+    """Alertmanager's fingerprint of a label set: FNV-1a 64 over sorted name/value pairs.
+
+    Used when a payload omits `fingerprint`, so the identity matches what Alertmanager
+    itself would have sent.
+    """
+    digest = _FNV_OFFSET
+    for name in sorted(labels):
+        for part in (name.encode(), _SEPARATOR, labels[name].encode(), _SEPARATOR):
+            for byte in part:
+                digest ^= byte
+                digest = (digest * _FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return f"{digest:016x}"
+
+
+class _Foreign(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+
+class WebhookAlert(_Foreign):
+    status: AlertStatus
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime = Field(alias="startsAt")
+    ends_at: datetime | None = Field(default=None, alias="endsAt")
+    generator_url: str = Field(default="", alias="generatorURL")
+    fingerprint: str = ""
+
+    def identity(self) -> str:
+        return self.fingerprint or label_fingerprint(self.labels)
+
+
+class WebhookPayload(_Foreign):
+    """`POST` body of Alertmanager's webhook receiver, version 4."""
+
+    version: Literal["4"] = "4"
+    group_key: str = Field(default="", alias="groupKey")
+    truncated_alerts: int = Field(default=0, alias="truncatedAlerts")
+    status: AlertStatus
+    receiver: str = ""
+    group_labels: dict[str, str] = Field(default_factory=dict, alias="groupLabels")
+    common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
+    common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
+    external_url: str = Field(default="", alias="externalURL")
+    alerts: list[WebhookAlert] = Field(min_length=1)

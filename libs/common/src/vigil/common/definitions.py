@@ -1,0 +1,133 @@
+"""Validated definitions as the controller publishes them to the `vigil-config` KV bucket.
+
+The controller is the only writer. Engine, ingest and sink keep a `DefinitionsView`: an
+in-memory copy fed by a KV watch, ready once the initial values have arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import ClassVar, Protocol
+
+import structlog
+from pydantic import Field, ValidationError
+
+from vigil.common.messages import Contract
+from vigil.common.resources import AnyResource, Sink, Source, Workflow
+
+log = structlog.get_logger(__name__)
+
+
+class Definition(Contract):
+    """A valid resource with the secret values it references, resolved."""
+
+    schema_name: ClassVar[str] = "definition.v1"
+
+    resource: AnyResource
+    secrets: dict[str, str] = Field(default_factory=dict)
+    origin: str = ""
+
+    def secret(self, name: str, key: str) -> str:
+        return self.secrets[f"{name}/{key}"]
+
+
+class DefinitionStatus(Contract):
+    """Validation state of one resource, valid or not (for the API and `vigil validate`)."""
+
+    schema_name: ClassVar[str] = "definition-status.v1"
+
+    kind: str
+    namespace: str
+    name: str
+    ready: bool
+    message: str
+    origin: str = ""
+    observed_at: datetime
+
+
+def definition_key(kind: str, namespace: str, name: str) -> str:
+    return f"def.{kind.lower()}.{namespace}.{name}"
+
+
+def status_key(kind: str, namespace: str, name: str) -> str:
+    return f"status.{kind.lower()}.{namespace}.{name}"
+
+
+class ConfigBucket(Protocol):
+    async def put(self, key: str, value: bytes) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def keys(self) -> list[str]: ...
+
+    def watch(self) -> AsyncIterator[tuple[str, bytes | None] | None]: ...
+
+
+class DefinitionsView:
+    """Read side of the config bucket, kept current by `run()`."""
+
+    def __init__(self) -> None:
+        self._definitions: dict[str, Definition] = {}
+        self._statuses: dict[str, DefinitionStatus] = {}
+        self.ready = asyncio.Event()
+
+    async def run(self, bucket: ConfigBucket) -> None:
+        async for change in bucket.watch():
+            if change is None:
+                self.ready.set()
+                continue
+            self.apply(*change)
+
+    def apply(self, key: str, value: bytes | None) -> None:
+        target: dict[str, Definition] | dict[str, DefinitionStatus]
+        if key.startswith("def."):
+            target, model = self._definitions, Definition
+        elif key.startswith("status."):
+            target, model = self._statuses, DefinitionStatus
+        else:
+            return
+        if value is None:
+            target.pop(key, None)
+            return
+        try:
+            target[key] = model.model_validate_json(value)  # type: ignore[assignment]
+        except ValidationError as exc:
+            log.error("definition_undecodable", key=key, error=str(exc))
+
+    def add(self, definition: Definition) -> None:
+        """Insert directly (offline tools such as `vigil test`)."""
+        meta = definition.resource.metadata
+        key = definition_key(definition.resource.kind, meta.namespace, meta.name)
+        self._definitions[key] = definition
+
+    def _get(self, kind: str, namespace: str, name: str) -> Definition | None:
+        return self._definitions.get(definition_key(kind, namespace, name))
+
+    def source_definition(self, namespace: str, name: str) -> Definition | None:
+        found = self._get("Source", namespace, name)
+        return found if found and isinstance(found.resource, Source) else None
+
+    def source(self, namespace: str, name: str) -> Source | None:
+        found = self._get("Source", namespace, name)
+        return found.resource if found and isinstance(found.resource, Source) else None
+
+    def sink(self, namespace: str, name: str) -> Definition | None:
+        found = self._get("Sink", namespace, name)
+        return found if found and isinstance(found.resource, Sink) else None
+
+    def workflow(self, namespace: str, name: str) -> Workflow | None:
+        found = self._get("Workflow", namespace, name)
+        return found.resource if found and isinstance(found.resource, Workflow) else None
+
+    def workflows(self, namespace: str) -> list[Workflow]:
+        prefix = f"def.workflow.{namespace}."
+        return [
+            d.resource
+            for key, d in sorted(self._definitions.items())
+            if key.startswith(prefix) and isinstance(d.resource, Workflow)
+        ]
+
+    def statuses(self) -> list[DefinitionStatus]:
+        return [self._statuses[k] for k in sorted(self._statuses)]

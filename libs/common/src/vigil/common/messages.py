@@ -1,0 +1,142 @@
+"""Message contracts that cross NATS. Versioned by the `Vigil-Schema` header.
+
+Every model is frozen and forbids unknown fields; new fields must be optional so that a
+consumer one release behind keeps working.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from vigil.common.alertmanager import AlertStatus
+
+StepKind = Literal["cli", "condition", "wait", "notify", "agent"]
+StepOutcome = Literal["succeeded", "failed", "timed_out", "cancelled"]
+ExecutionState = Literal["pending", "running", "succeeded", "failed", "cancelled", "timed_out"]
+
+Output = dict[str, JsonValue]
+
+
+class Contract(BaseModel):
+    """Base of our own wire contracts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str]
+
+
+class Alert(Contract):
+    """One alert as Vigil carries it; field names follow Alertmanager's JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    status: AlertStatus
+    fingerprint: str
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime = Field(alias="startsAt")
+    ends_at: datetime | None = Field(default=None, alias="endsAt")
+    generator_url: str = Field(default="", alias="generatorURL")
+
+
+class Group(Contract):
+    """The Alertmanager group the alert arrived in (kept: peers throw it away)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    key: str = ""
+    status: AlertStatus | None = None
+    receiver: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
+    common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
+    external_url: str = Field(default="", alias="externalURL")
+
+
+class AlertReceived(Contract):
+    """`vigil.alerts.{ns}.{source}`: one alert occurrence accepted by ingest."""
+
+    schema_name: ClassVar[str] = "alert.v1"
+
+    namespace: str
+    source: str
+    received_at: datetime
+    alert: Alert
+    group: Group = Field(default_factory=Group)
+
+
+class CliStep(Contract):
+    argv: list[str] = Field(min_length=1)
+    timeout_seconds: float
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class NotifyStep(Contract):
+    sinks: list[str] = Field(min_length=1)
+    title: str
+    message: str
+    alert: Alert
+    execution_url: str = ""
+
+
+class StepRequest(Contract):
+    """`vigil.steps.{kind}`: the engine asks a worker to run one attempt of one step."""
+
+    schema_name: ClassVar[str] = "step.v1"
+
+    execution_id: str
+    namespace: str
+    workflow: str
+    step: str
+    attempt: int = Field(ge=1)
+    idempotency_key: str
+    cli: CliStep | None = None
+    notify: NotifyStep | None = None
+
+    @property
+    def kind(self) -> Literal["cli", "notify"]:
+        return "cli" if self.cli is not None else "notify"
+
+
+class StepResult(Contract):
+    """`vigil.results`: what one attempt of one step did."""
+
+    schema_name: ClassVar[str] = "result.v1"
+
+    execution_id: str
+    step: str
+    attempt: int
+    outcome: StepOutcome
+    output: Output | None = None
+    error: str | None = None
+    started_at: datetime
+    finished_at: datetime
+
+
+class ExecutionEvent(Contract):
+    """`vigil.events.{ns}.{workflow}`: an execution changed state."""
+
+    schema_name: ClassVar[str] = "event.v1"
+
+    execution_id: str
+    namespace: str
+    workflow: str
+    state: ExecutionState
+    at: datetime
+    error: str | None = None
+
+
+class DeadLetter(Contract):
+    """`vigil.dlq.{stream}.{consumer}`: a message that exhausted its deliveries."""
+
+    schema_name: ClassVar[str] = "dlq.v1"
+
+    stream: str
+    consumer: str
+    subject: str
+    deliveries: int
+    reason: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    data: str

@@ -1,0 +1,95 @@
+"""The operations endpoints every service serves: `/healthz`, `/readyz`, `/metrics`.
+
+`/healthz` answers while the process runs; `/readyz` answers 200 only when every
+dependency check passes (NATS connected, store answering, definitions loaded), so a
+Kubernetes readiness probe and `vigil up` see the same truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+
+import prometheus_client
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from vigil.common.errors import VigilError
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+async def readiness(checks: Mapping[str, ReadinessCheck]) -> tuple[bool, dict[str, str]]:
+    """Run every check; a check passes by returning and fails by raising VigilError."""
+    report: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            await asyncio.wait_for(check(), timeout=2.0)
+        except (VigilError, TimeoutError) as exc:
+            report[name] = f"failing: {exc or type(exc).__name__}"
+        else:
+            report[name] = "ok"
+    return all(v == "ok" for v in report.values()), report
+
+
+def ops_routes(checks: Mapping[str, ReadinessCheck]) -> list[Route]:
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        ready, report = await readiness(checks)
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": report},
+            status_code=200 if ready else 503,
+        )
+
+    async def metrics(_: Request) -> Response:
+        return Response(
+            prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST
+        )
+
+    return [
+        Route("/healthz", healthz, include_in_schema=False),
+        Route("/readyz", readyz, include_in_schema=False),
+        Route("/metrics", metrics, include_in_schema=False),
+    ]
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before serving, so a port of 0 is resolved and can be logged."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class HttpServer:
+    """uvicorn serving an ASGI app on a pre-bound socket, run inside a TaskGroup."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], *, host: str, port: int) -> None:
+        self._socket = bind_socket(host, port)
+        self.port: int = self._socket.getsockname()[1]
+        config = uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
+        )
+        self._server = uvicorn.Server(config)
+
+    async def serve(self) -> None:
+        try:
+            await self._server.serve(sockets=[self._socket])
+        finally:
+            self._socket.close()
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+
+
+def ops_app(checks: Mapping[str, ReadinessCheck]) -> Starlette:
+    return Starlette(routes=ops_routes(checks))

@@ -1,0 +1,277 @@
+"""The resources of group `vigil.dev/v1alpha1`: Source, Workflow, Sink (DESIGN §4).
+
+These models are the single definition of the schema: the controller validates YAML with
+them (file mode) and the CRDs in `crds/` must agree with them. Structural checks live here;
+compiling templates and CEL and resolving references is the controller's job
+(`vigil.common.validation`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from vigil.common.durations import parse_duration
+
+API_VERSION = "vigil.dev/v1alpha1"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _dns_label(value: str) -> str:
+    if len(value) > 63 or not _DNS_LABEL.match(value):
+        msg = f"{value!r} is not a DNS label (at most 63 lower-case letters, digits and '-')"
+        raise ValueError(msg)
+    return value
+
+
+def _duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+def _step_name(value: str) -> str:
+    if not _STEP_NAME.match(value):
+        msg = (
+            f"step name {value!r} must be an identifier (letters, digits, '_'), "
+            "so that `steps.<name>` works in templates and CEL"
+        )
+        raise ValueError(msg)
+    return value
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+Duration = Annotated[str, AfterValidator(_duration)]
+StepName = Annotated[str, AfterValidator(_step_name)]
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Metadata(Spec):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    name: DnsLabel
+    namespace: DnsLabel = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    generation: int = 1
+
+
+class SecretKeyRef(Spec):
+    name: DnsLabel
+    key: str = Field(min_length=1)
+
+
+class BasicAuthSecretRef(Spec):
+    name: DnsLabel
+    username_key: str = Field(alias="usernameKey", min_length=1)
+    password_key: str = Field(alias="passwordKey", min_length=1)
+
+
+# --- Source -------------------------------------------------------------------------------
+
+
+class SourceAuth(Spec):
+    bearer_token_secret_ref: SecretKeyRef | None = Field(default=None, alias="bearerTokenSecretRef")
+    basic_auth_secret_ref: BasicAuthSecretRef | None = Field(
+        default=None, alias="basicAuthSecretRef"
+    )
+
+
+class WebhookMapping(Spec):
+    fingerprint: str
+    status: str = "firing"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class ScheduleSpec(Spec):
+    cron: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class SourceSpec(Spec):
+    type: Literal["alertmanager", "webhook", "schedule"]
+    auth: SourceAuth | None = None
+    webhook: WebhookMapping | None = None
+    schedule: ScheduleSpec | None = None
+
+    @model_validator(mode="after")
+    def _type_has_its_block(self) -> SourceSpec:
+        if self.type == "webhook" and self.webhook is None:
+            raise ValueError("type webhook needs a `webhook` mapping block")
+        if self.type == "schedule" and self.schedule is None:
+            raise ValueError("type schedule needs a `schedule` block")
+        return self
+
+
+# --- Workflow -----------------------------------------------------------------------------
+
+
+class Trigger(Spec):
+    sources: list[DnsLabel] | None = None
+    matchers: list[str] = Field(default_factory=list)
+    filter: str | None = None
+    on: list[Literal["firing", "resolved"]] = Field(
+        default_factory=lambda: ["firing"], min_length=1
+    )
+
+
+class Concurrency(Spec):
+    key: str | None = None
+    policy: Literal["Allow", "Forbid", "Replace"] = "Allow"
+
+
+class Retry(Spec):
+    attempts: int = Field(default=1, ge=1, le=20)
+    backoff: Duration = "10s"
+
+
+class CliSpec(Spec):
+    command: list[str] = Field(min_length=1)
+    timeout: Duration | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    image: str | None = None
+
+
+class WaitSpec(Spec):
+    duration: Duration
+    until: str | None = None
+
+
+class NotifySpec(Spec):
+    sinks: list[DnsLabel] = Field(min_length=1)
+    title: str | None = None
+    message: str | None = None
+
+
+class AgentSpec(Spec):
+    goal: str
+    tools: list[str] = Field(default_factory=list)
+    max_iterations: int = Field(default=8, alias="maxIterations", ge=1)
+
+
+StepKindName = Literal["cli", "condition", "wait", "notify", "agent"]
+
+
+class Step(Spec):
+    name: StepName
+    when: str | None = None
+    timeout: Duration | None = None
+    retry: Retry | None = None
+    continue_on_error: bool = Field(default=False, alias="continueOnError")
+    cli: CliSpec | None = None
+    condition: str | None = None
+    wait: WaitSpec | None = None
+    notify: NotifySpec | None = None
+    agent: AgentSpec | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> Step:
+        kinds = [k for k in ("cli", "condition", "wait", "notify", "agent") if getattr(self, k)]
+        if len(kinds) != 1:
+            found = ", ".join(kinds) or "none"
+            msg = (
+                f"step {self.name!r} must have exactly one of cli, condition, wait, notify, "
+                f"agent (found: {found})"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def kind(self) -> StepKindName:
+        for kind in ("cli", "condition", "wait", "notify", "agent"):
+            if getattr(self, kind) is not None:
+                return kind  # type: ignore[return-value]
+        raise AssertionError("validated step has a kind")
+
+
+class WorkflowSpec(Spec):
+    trigger: Trigger = Field(default_factory=Trigger)
+    concurrency: Concurrency = Field(default_factory=Concurrency)
+    cooldown: Duration | None = None
+    timeout: Duration | None = None
+    steps: list[Step] = Field(min_length=1)
+    on_failure: list[Step] = Field(default_factory=list, alias="onFailure")
+
+    @model_validator(mode="after")
+    def _unique_step_names(self) -> WorkflowSpec:
+        seen: set[str] = set()
+        for step in [*self.steps, *self.on_failure]:
+            if step.name in seen:
+                msg = f"step name {step.name!r} is used twice"
+                raise ValueError(msg)
+            seen.add(step.name)
+        return self
+
+
+# --- Sink ---------------------------------------------------------------------------------
+
+
+class WebhookSinkSpec(Spec):
+    url: str | None = None
+    url_secret_ref: SecretKeyRef | None = Field(default=None, alias="urlSecretRef")
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = "10s"
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookSinkSpec:
+        if (self.url is None) == (self.url_secret_ref is None):
+            raise ValueError("webhook sink needs exactly one of `url` and `urlSecretRef`")
+        return self
+
+
+class SlackSinkSpec(Spec):
+    webhook_url_secret_ref: SecretKeyRef = Field(alias="webhookUrlSecretRef")
+
+
+class RateLimit(Spec):
+    per_minute: int = Field(alias="perMinute", ge=1)
+
+
+class SinkSpec(Spec):
+    type: Literal["slack", "msteams", "pagerduty", "email", "webhook", "log"]
+    webhook: WebhookSinkSpec | None = None
+    slack: SlackSinkSpec | None = None
+    rate_limit: RateLimit | None = Field(default=None, alias="rateLimit")
+
+    @model_validator(mode="after")
+    def _type_has_its_block(self) -> SinkSpec:
+        if self.type in ("webhook", "slack") and getattr(self, self.type) is None:
+            msg = f"type {self.type} needs a `{self.type}` block"
+            raise ValueError(msg)
+        return self
+
+
+# --- Envelopes ----------------------------------------------------------------------------
+
+
+class Resource(Spec):
+    api_version: Literal["vigil.dev/v1alpha1"] = Field(alias="apiVersion")
+    metadata: Metadata
+
+    @property
+    def ref(self) -> str:
+        return f"{self.metadata.namespace}/{self.metadata.name}"
+
+
+class Source(Resource):
+    kind: Literal["Source"]
+    spec: SourceSpec
+
+
+class Workflow(Resource):
+    kind: Literal["Workflow"]
+    spec: WorkflowSpec
+
+
+class Sink(Resource):
+    kind: Literal["Sink"]
+    spec: SinkSpec
+
+
+AnyResource = Annotated[Source | Workflow | Sink, Field(discriminator="kind")]
+KINDS = ("Source", "Workflow", "Sink")

@@ -1,0 +1,47 @@
+"""Settings shared by every service; each service subclasses with its own env prefix.
+
+Shared infrastructure settings (`VIGIL_NATS_URL`, `VIGIL_STORE_URL`, `VIGIL_LOG_*`) are
+read under one global name so that `vigil up` and a Kubernetes ConfigMap set them once.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _global(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        validation_alias=_global("VIGIL_NATS_URL"),
+        description="NATS server URL(s), comma-separated.",
+    )
+    store_url: str = Field(
+        default="sqlite:///.vigil/vigil.db",
+        validation_alias=_global("VIGIL_STORE_URL"),
+        description="Execution store: sqlite:///path or mongodb://host:port/db.",
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        validation_alias=_global("VIGIL_LOG_FORMAT"),
+        description="json in production; console for a terminal; auto picks by isatty.",
+    )
+    log_level: str = Field(default="info", validation_alias=_global("VIGIL_LOG_LEVEL"))
+    ops_host: str = Field(default="127.0.0.1", description="Bind address of /healthz, /metrics.")
+    ops_port: int = Field(default=0, description="Port of /healthz, /readyz, /metrics; 0 = any.")
+    shutdown_grace_seconds: float = Field(
+        default=10.0, description="Seconds to finish in-flight work after SIGTERM."
+    )
+    stream_max_age_days: float = Field(
+        default=7.0,
+        validation_alias=_global("VIGIL_ALERTS_MAX_AGE_DAYS"),
+        description="Days the ALERTS stream keeps alerts for replay.",
+    )

@@ -1,0 +1,64 @@
+"""Jinja2 templates for every string in a definition: sandboxed, StrictUndefined.
+
+The sandbox forbids attribute access to Python internals; StrictUndefined turns a typo
+(`alert.lables.pod`) into an error instead of an empty string in a command line.
+Templates are compiled once per source text and cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+from jinja2 import meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from vigil.common.errors import InvalidInput, PermanentError
+
+CONTEXT_NAMES = frozenset({"alert", "group", "steps", "execution", "workflow", "body"})
+
+
+class TemplateError(PermanentError):
+    """A template failed to render: unknown variable, sandbox violation, bad filter."""
+
+
+_ENV = ImmutableSandboxedEnvironment(
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,
+    keep_trailing_newline=True,
+)
+
+
+@lru_cache(maxsize=4096)
+def compile_template(source: str, *, allowed: frozenset[str] = CONTEXT_NAMES) -> jinja2.Template:
+    """Compile `source`, or raise InvalidInput naming the syntax error or unknown name."""
+    try:
+        tree = _ENV.parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        msg = f"template syntax error at line {exc.lineno}: {exc.message}"
+        raise InvalidInput(msg) from exc
+    unknown = meta.find_undeclared_variables(tree) - allowed
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        known = ", ".join(sorted(allowed))
+        msg = f"template uses unknown name(s) {names}; available: {known}"
+        raise InvalidInput(msg)
+    return _ENV.from_string(source)
+
+
+def render(source: str, context: Mapping[str, Any]) -> str:
+    """Render `source` against `context`; raise TemplateError with the reason."""
+    template = compile_template(source)
+    try:
+        return template.render(context)
+    except jinja2.UndefinedError as exc:
+        msg = f"template {source!r}: {exc.message}"
+        raise TemplateError(msg) from exc
+    except jinja2.exceptions.SecurityError as exc:
+        msg = f"template {source!r} was refused by the sandbox: {exc}"
+        raise TemplateError(msg) from exc
+    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+        msg = f"template {source!r} failed: {exc}"
+        raise TemplateError(msg) from exc

@@ -1,0 +1,340 @@
+"""Validation of definitions: schema, every template and CEL expression compiled,
+references resolved. Shared by the controller (file mode) and `vigil validate`.
+
+Input is a list of parsed YAML documents with their origin; output is, per resource, either
+a `Definition` ready to publish or a precise message saying what is wrong and where.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from vigil.common.definitions import Definition, DefinitionStatus
+from vigil.common.errors import InvalidInput
+from vigil.common.expressions import compile_expression
+from vigil.common.matchers import parse_matcher
+from vigil.common.resources import KINDS, AnyResource, SecretKeyRef, Sink, Source, Step, Workflow
+from vigil.common.templating import compile_template
+
+_RESOURCE = TypeAdapter[AnyResource](AnyResource)
+YAML_SUFFIXES = (".yaml", ".yml")
+AVAILABLE_SINK_TYPES = ("log", "webhook")
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false, so `on:` stays a string key."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml_documents(text: str) -> list[Any]:
+    """All documents of `text`, parsed with YAML 1.2 booleans."""
+    return list(yaml.load_all(text, Loader=_Yaml12Loader))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RawDocument:
+    origin: str
+    body: Any
+
+
+@dataclass(slots=True, kw_only=True)
+class ValidationReport:
+    definitions: list[Definition] = field(default_factory=list)
+    statuses: list[DefinitionStatus] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # problems not tied to one resource
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and all(s.ready for s in self.statuses)
+
+    def problems(self) -> list[str]:
+        lines = list(self.errors)
+        lines += [
+            f"{s.origin}: {s.kind} {s.namespace}/{s.name}: {s.message}"
+            for s in self.statuses
+            if not s.ready
+        ]
+        return lines
+
+
+def read_documents(path: Path) -> tuple[list[RawDocument], list[str]]:
+    """Every YAML document under `path` (a file or a folder, recursively), and parse errors."""
+    files = (
+        sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
+        if path.is_dir()
+        else [path]
+    )
+    documents: list[RawDocument] = []
+    errors: list[str] = []
+    if not path.exists():
+        return [], [f"{path}: no such file or directory"]
+    for file in files:
+        try:
+            loaded = load_yaml_documents(file.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+            errors.append(f"{file}: not valid YAML: {exc}")
+            continue
+        for index, body in enumerate(loaded):
+            if body is None:
+                continue
+            documents.append(RawDocument(origin=f"{file}#{index + 1}", body=body))
+    return documents, errors
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False):
+        location = ""
+        for item in error["loc"]:
+            location += f"[{item}]" if isinstance(item, int) else f".{item}"
+        # A discriminated union adds the kind as a location step; drop it.
+        for kind in KINDS:
+            location = location.replace(f".{kind}.", ".", 1)
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{location.lstrip('.') or 'document'}: {message}")
+    return "; ".join(parts)
+
+
+@dataclass(slots=True, kw_only=True)
+class _Parsed:
+    resources: list[tuple[str, Source | Workflow | Sink]] = field(default_factory=list)
+    secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+
+def _parse(documents: Iterable[RawDocument], report: ValidationReport, now: datetime) -> _Parsed:
+    """Schema-check every document; collect Secrets; report what does not parse."""
+    parsed = _Parsed()
+    seen: set[tuple[str, str, str]] = set()
+    for document in documents:
+        body = document.body
+        if not isinstance(body, dict):
+            report.errors.append(f"{document.origin}: a document must be a mapping")
+            continue
+        if body.get("kind") == "Secret" and body.get("apiVersion") == "v1":
+            try:
+                namespace, name, values = _secret(body)
+            except InvalidInput as exc:
+                report.errors.append(f"{document.origin}: Secret: {exc}")
+                continue
+            parsed.secrets[(namespace, name)] = values
+            continue
+        kind = body.get("kind")
+        if kind not in KINDS:
+            report.errors.append(
+                f"{document.origin}: kind {kind!r} is not one of Source, Workflow, Sink, Secret"
+            )
+            continue
+        meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        where = {
+            "kind": kind,
+            "namespace": str(meta.get("namespace", "default")),
+            "name": str(meta.get("name", "?")),
+            "origin": document.origin,
+            "now": now,
+        }
+        try:
+            resource = _RESOURCE.validate_python(body)
+        except ValidationError as exc:
+            report.statuses.append(_status(**where, message=format_validation_error(exc)))
+            continue
+        identity = (resource.kind, resource.metadata.namespace, resource.metadata.name)
+        if identity in seen:
+            report.statuses.append(_status(**where, message="defined twice"))
+            continue
+        seen.add(identity)
+        parsed.resources.append((document.origin, resource))
+    return parsed
+
+
+def _problems(
+    resource: Source | Workflow | Sink,
+    parsed: _Parsed,
+    names: set[tuple[str, str, str]],
+    resolved: dict[str, str],
+) -> list[str]:
+    """What is wrong with a schema-valid resource; fills `resolved` with its secrets."""
+    namespace = resource.metadata.namespace
+    problems: list[str] = []
+    for ref in _secret_refs(resource):
+        values = parsed.secrets.get((namespace, ref.name))
+        if values is None or ref.key not in values:
+            problems.append(f"secret {ref.name}/{ref.key} not found in {namespace}")
+        else:
+            resolved[f"{ref.name}/{ref.key}"] = values[ref.key]
+    if isinstance(resource, Workflow):
+        problems += _check_workflow(resource, names)
+    if isinstance(resource, Source) and resource.spec.type != "alertmanager":
+        problems.append(
+            f"spec.type: source type {resource.spec.type} is not available in this build"
+            " yet (available: alertmanager)"
+        )
+    if isinstance(resource, Sink) and resource.spec.type not in AVAILABLE_SINK_TYPES:
+        problems.append(
+            f"spec.type: sink type {resource.spec.type} is not available in this build yet"
+            f" (available: {', '.join(AVAILABLE_SINK_TYPES)})"
+        )
+    return problems
+
+
+def validate_documents(documents: Iterable[RawDocument]) -> ValidationReport:
+    report = ValidationReport()
+    now = datetime.now(UTC)
+    parsed = _parse(documents, report, now)
+    names = {(r.kind, r.metadata.namespace, r.metadata.name) for _, r in parsed.resources}
+    for origin, resource in parsed.resources:
+        meta = resource.metadata
+        resolved: dict[str, str] = {}
+        problems = _problems(resource, parsed, names, resolved)
+        report.statuses.append(
+            _status(
+                kind=resource.kind,
+                namespace=meta.namespace,
+                name=meta.name,
+                origin=origin,
+                now=now,
+                message="; ".join(problems) or "valid",
+                ready=not problems,
+            )
+        )
+        if not problems:
+            report.definitions.append(
+                Definition(resource=resource, secrets=resolved, origin=origin)
+            )
+    return report
+
+
+def _status(
+    *,
+    kind: str,
+    namespace: str,
+    name: str,
+    origin: str,
+    now: datetime,
+    message: str,
+    ready: bool = False,
+) -> DefinitionStatus:
+    return DefinitionStatus(
+        kind=kind,
+        namespace=namespace,
+        name=name,
+        ready=ready,
+        message=message,
+        origin=origin,
+        observed_at=now,
+    )
+
+
+def _secret(body: dict[str, Any]) -> tuple[str, str, dict[str, str]]:
+    meta = body.get("metadata") or {}
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidInput("metadata.name is required")
+    values: dict[str, str] = {}
+    for key, value in (body.get("stringData") or {}).items():
+        values[str(key)] = str(value)
+    for key, value in (body.get("data") or {}).items():
+        try:
+            values[str(key)] = base64.b64decode(str(value), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"data.{key} is not base64 UTF-8: {exc}") from exc
+    return str(meta.get("namespace", "default")), name, values
+
+
+def _secret_refs(resource: Source | Workflow | Sink) -> Iterator[SecretKeyRef]:
+    if isinstance(resource, Source) and resource.spec.auth:
+        auth = resource.spec.auth
+        if auth.bearer_token_secret_ref:
+            yield auth.bearer_token_secret_ref
+        if auth.basic_auth_secret_ref:
+            ref = auth.basic_auth_secret_ref
+            yield SecretKeyRef(name=ref.name, key=ref.username_key)
+            yield SecretKeyRef(name=ref.name, key=ref.password_key)
+    if isinstance(resource, Sink):
+        if resource.spec.webhook and resource.spec.webhook.url_secret_ref:
+            yield resource.spec.webhook.url_secret_ref
+        if resource.spec.slack:
+            yield resource.spec.slack.webhook_url_secret_ref
+
+
+def _check_workflow(workflow: Workflow, names: set[tuple[str, str, str]]) -> list[str]:
+    spec = workflow.spec
+    namespace = workflow.metadata.namespace
+    problems: list[str] = []
+
+    def template(where: str, source: str | None) -> None:
+        if source is None:
+            return
+        try:
+            compile_template(source)
+        except InvalidInput as exc:
+            problems.append(f"{where}: {exc}")
+
+    def expression(where: str, source: str | None) -> None:
+        if source is None:
+            return
+        try:
+            compile_expression(source)
+        except InvalidInput as exc:
+            problems.append(f"{where}: {exc}")
+
+    for index, matcher in enumerate(spec.trigger.matchers):
+        try:
+            parse_matcher(matcher)
+        except InvalidInput as exc:
+            problems.append(f"spec.trigger.matchers[{index}]: {exc}")
+    expression("spec.trigger.filter", spec.trigger.filter)
+    for source in spec.trigger.sources or []:
+        if ("Source", namespace, source) not in names:
+            problems.append(f"spec.trigger.sources: Source {namespace}/{source} is not defined")
+    template("spec.concurrency.key", spec.concurrency.key)
+    for group, steps in (("steps", spec.steps), ("onFailure", spec.on_failure)):
+        for index, step in enumerate(steps):
+            problems += _check_step(f"spec.{group}[{index}]", step, namespace, names)
+            expression(f"spec.{group}[{index}].when", step.when)
+            expression(f"spec.{group}[{index}].condition", step.condition)
+            if step.wait:
+                expression(f"spec.{group}[{index}].wait.until", step.wait.until)
+            if step.cli:
+                for position, arg in enumerate(step.cli.command):
+                    template(f"spec.{group}[{index}].cli.command[{position}]", arg)
+                for key, value in step.cli.env.items():
+                    template(f"spec.{group}[{index}].cli.env.{key}", value)
+            if step.notify:
+                template(f"spec.{group}[{index}].notify.title", step.notify.title)
+                template(f"spec.{group}[{index}].notify.message", step.notify.message)
+            if step.agent:
+                template(f"spec.{group}[{index}].agent.goal", step.agent.goal)
+    return problems
+
+
+def _check_step(
+    where: str, step: Step, namespace: str, names: set[tuple[str, str, str]]
+) -> list[str]:
+    problems = []
+    if step.notify:
+        for sink in step.notify.sinks:
+            if ("Sink", namespace, sink) not in names:
+                problems.append(f"{where}.notify.sinks: Sink {namespace}/{sink} is not defined")
+    for kind in ("agent", "wait"):
+        if getattr(step, kind) is not None:
+            problems.append(f"{where}: {kind} steps are not available in this build yet")
+    return problems

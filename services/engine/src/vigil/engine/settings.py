@@ -1,0 +1,18 @@
+"""Engine settings (env prefix VIGIL_ENGINE_, shared ones under VIGIL_*)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from vigil.common.settings import ServiceSettings
+
+
+class EngineSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="VIGIL_ENGINE_", extra="ignore", frozen=True)
+
+    alerts_in_flight: int = Field(default=64, ge=1, description="Alerts handled concurrently.")
+    results_in_flight: int = Field(default=64, ge=1, description="Results handled concurrently.")
+    max_deliver: int = Field(
+        default=10, ge=2, description="Deliveries of a message before it is dead-lettered."
+    )

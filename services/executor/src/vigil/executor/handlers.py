@@ -1,0 +1,90 @@
+"""Executor handler: run one attempt of a cli step and publish its result.
+
+The result's `Nats-Msg-Id` is derived from the request's, so running a redelivered step
+again publishes a result the stream deduplicates, and the engine's compare-and-set makes a
+late duplicate a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from prometheus_client import Counter, Histogram
+
+from vigil.common import subjects
+from vigil.common.adapters.jetstream import Delivery, JetStreamBus
+from vigil.common.errors import InvalidInput, PermanentError
+from vigil.common.messages import StepRequest, StepResult
+from vigil.executor.adapters.local import run_process
+
+log = structlog.get_logger(__name__)
+
+STEP_DURATION = Histogram(
+    "vigil_step_duration_seconds", "Duration of a step attempt.", ["kind", "outcome"]
+)
+STEPS_RUN = Counter("vigil_steps_run_total", "Step attempts run.", ["kind", "outcome"])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutorHandlers:
+    bus: JetStreamBus
+    output_limit: int
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    async def on_cli(self, request: StepRequest, delivery: Delivery) -> None:
+        structlog.contextvars.bind_contextvars(
+            execution_id=request.execution_id, step=request.step, attempt=request.attempt
+        )
+        if request.cli is None:
+            raise InvalidInput("cli step request without a `cli` body")
+        started = self.clock()
+        log.info("step_started", argv0=request.cli.argv[0], delivery=delivery.delivery)
+        try:
+            outcome = await run_process(
+                request.cli.argv,
+                env={**request.cli.env, "VIGIL_IDEMPOTENCY_KEY": request.idempotency_key},
+                timeout=request.cli.timeout_seconds,
+                output_limit=self.output_limit,
+            )
+        except PermanentError as exc:
+            result = StepResult(
+                execution_id=request.execution_id,
+                step=request.step,
+                attempt=request.attempt,
+                outcome="failed",
+                error=str(exc),
+                started_at=started,
+                finished_at=self.clock(),
+            )
+        else:
+            if outcome.timed_out:
+                state, error = "timed_out", f"timed out after {request.cli.timeout_seconds:g}s"
+            elif outcome.exit_code == 0:
+                state, error = "succeeded", None
+            else:
+                state, error = "failed", f"exited with code {outcome.exit_code}"
+            result = StepResult(
+                execution_id=request.execution_id,
+                step=request.step,
+                attempt=request.attempt,
+                outcome=state,
+                output={
+                    "exitCode": outcome.exit_code,
+                    "stdout": outcome.stdout,
+                    "stderr": outcome.stderr,
+                    "truncated": outcome.truncated,
+                },
+                error=error,
+                started_at=started,
+                finished_at=self.clock(),
+            )
+        seconds = (result.finished_at - result.started_at).total_seconds()
+        STEP_DURATION.labels(kind="cli", outcome=result.outcome).observe(seconds)
+        STEPS_RUN.labels(kind="cli", outcome=result.outcome).inc()
+        await self.bus.publish(
+            subjects.results(), result, msg_id=f"{request.idempotency_key}/result"
+        )
+        log.info("step_finished", outcome=result.outcome, seconds=round(seconds, 3))

@@ -1,0 +1,152 @@
+"""The HTTP edge: webhooks in (`/hooks/{namespace}/{source}`), the read API, ops endpoints.
+
+Status codes are promises to Alertmanager: 2xx only after JetStream acknowledged every alert
+of the body; 5xx when that could not be ensured (Alertmanager retries); 4xx, with a message
+naming the problem, when the request itself is wrong (Alertmanager drops it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import structlog
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter
+from pydantic import ValidationError
+
+from vigil.common.adapters.jetstream import JetStreamBus
+from vigil.common.alertmanager import WebhookPayload
+from vigil.common.definitions import DefinitionsView
+from vigil.common.documents import Execution, ExecutionFilter, ExecutionState
+from vigil.common.errors import TransientError
+from vigil.common.ops import ReadinessCheck, ops_routes
+from vigil.common.store import Store
+from vigil.common.validation import format_validation_error
+from vigil.ingest.alerts import alert_messages
+from vigil.ingest.auth import authorized
+
+log = structlog.get_logger(__name__)
+
+ALERTS_RECEIVED = Counter(
+    "vigil_alerts_received_total", "Alerts accepted (acknowledged by JetStream)."
+)
+ALERTS_DEDUPLICATED = Counter(
+    "vigil_alerts_deduplicated_total", "Accepted alerts JetStream already had (re-sends)."
+)
+REQUESTS_REJECTED = Counter(
+    "vigil_webhook_rejected_total", "Webhook requests answered 4xx or 5xx.", ["status"]
+)
+
+DnsLabel = Annotated[str, Path(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    REQUESTS_REJECTED.labels(status=str(status)).inc()
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ingest:
+    bus: JetStreamBus
+    store: Store
+    definitions: DefinitionsView
+    max_body_bytes: int
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    async def receive(self, namespace: str, source: str, request: Request) -> JSONResponse:
+        if not self.definitions.ready.is_set():
+            return _error(503, "definitions are not loaded yet; retry shortly")
+        definition = self.definitions.source_definition(namespace, source)
+        if definition is None:
+            return _error(404, f"no Source {namespace}/{source} is defined")
+        if not authorized(definition, request.headers.get("authorization")):
+            return _error(401, f"Source {namespace}/{source} requires valid credentials")
+        body = await request.body()
+        if len(body) > self.max_body_bytes:
+            return _error(413, f"body is larger than {self.max_body_bytes} bytes")
+        try:
+            document = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return _error(400, f"body is not valid JSON: {exc}")
+        try:
+            payload = WebhookPayload.model_validate(document)
+        except ValidationError as exc:
+            return _error(
+                422,
+                "body is not an Alertmanager webhook payload (version 4): "
+                + format_validation_error(exc),
+            )
+        messages = alert_messages(
+            payload, namespace=namespace, source=source, received_at=self.clock()
+        )
+        try:
+            new = await self.bus.publish_all(messages)
+        except TransientError as exc:
+            log.warning("alerts_not_accepted", source=source, error=str(exc))
+            response = _error(503, f"alerts could not be stored durably: {exc}")
+            response.headers["Retry-After"] = "1"
+            return response
+        ALERTS_RECEIVED.inc(len(messages))
+        ALERTS_DEDUPLICATED.inc(len(messages) - new)
+        log.info(
+            "alerts_accepted", namespace=namespace, source=source, alerts=len(messages), new=new
+        )
+        return JSONResponse({"accepted": len(messages), "new": new}, status_code=200)
+
+
+def build_app(ingest: Ingest, *, checks: Mapping[str, ReadinessCheck]) -> FastAPI:
+    app = FastAPI(
+        title="Vigil",
+        summary="Alert-response platform: webhooks in, executions out.",
+        version="0.1.0",
+        routes=ops_routes(checks),
+    )
+
+    @app.post("/hooks/{namespace}/{source}", tags=["webhooks"], status_code=200)
+    async def receive_alerts(
+        namespace: DnsLabel, source: DnsLabel, request: Request
+    ) -> JSONResponse:
+        """Receive an Alertmanager webhook (v4) for Source `namespace/source`."""
+        return await ingest.receive(namespace, source, request)
+
+    @app.get("/api/v1/executions", tags=["executions"])
+    async def list_executions(
+        namespace: str | None = None,
+        workflow: str | None = None,
+        state: ExecutionState | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Executions, newest first; pass `next` back as `cursor` for the next page."""
+        page = await ingest.store.list_executions(
+            ExecutionFilter(namespace=namespace, workflow=workflow, state=state),
+            limit=limit,
+            cursor=cursor,
+        )
+        return {"items": [e.model_dump(mode="json") for e in page.items], "next": page.next}
+
+    @app.get("/api/v1/executions/{execution_id}", tags=["executions"], response_model=None)
+    async def get_execution(execution_id: str) -> Execution | JSONResponse:
+        """One execution with its steps, their state and output."""
+        found = await ingest.store.get_execution(execution_id)
+        if found is None:
+            return JSONResponse({"error": f"no execution {execution_id}"}, status_code=404)
+        return found
+
+    @app.get("/api/v1/definitions", tags=["definitions"])
+    async def list_definitions() -> dict[str, Any]:
+        """Every definition the controller saw, valid or not, with its validation message."""
+        return {"items": [s.model_dump(mode="json") for s in ingest.definitions.statuses()]}
+
+    @app.exception_handler(TransientError)
+    async def transient(_: Request, exc: Exception) -> JSONResponse:
+        response = JSONResponse({"error": str(exc)}, status_code=503)
+        response.headers["Retry-After"] = "1"
+        return response
+
+    return app

@@ -1,0 +1,1 @@
+"""Sink adapters: one per destination type (HTTP webhook now; Slack, Teams … later)."""

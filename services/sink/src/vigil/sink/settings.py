@@ -1,0 +1,19 @@
+"""Sink settings (env prefix VIGIL_SINK_, shared ones under VIGIL_*)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from vigil.common.settings import ServiceSettings
+
+
+class SinkSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="VIGIL_SINK_", extra="ignore", frozen=True)
+
+    deliveries_in_flight: int = Field(default=32, ge=1, description="Notify steps at once.")
+    attempts: int = Field(
+        default=3, ge=1, description="HTTP attempts per delivery before handing back to the bus."
+    )
+    backoff_seconds: float = Field(default=0.5, gt=0, description="First retry delay, doubled.")
+    max_deliver: int = Field(default=8, ge=2, description="Deliveries before dead-lettering.")
