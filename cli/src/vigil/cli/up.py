@@ -12,8 +12,10 @@ import asyncio
 import signal
 import socket
 import sys
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -138,9 +140,9 @@ async def up(options: UpOptions) -> int:
         log.info("vigil_stopped")
 
 
-async def _until(stop: asyncio.Event, work: asyncio.Future[None] | object) -> None:
+async def _until(stop: asyncio.Event, work: Coroutine[Any, Any, None]) -> None:
     """Await `work` unless `stop` is set first (Ctrl-C during start-up)."""
-    task = asyncio.ensure_future(work)  # type: ignore[arg-type]
+    task = asyncio.ensure_future(work)
     stopper = asyncio.ensure_future(stop.wait())
     done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     for pending in (task, stopper):

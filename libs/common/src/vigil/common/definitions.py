@@ -81,18 +81,13 @@ class DefinitionsView:
             self.apply(*change)
 
     def apply(self, key: str, value: bytes | None) -> None:
-        target: dict[str, Definition] | dict[str, DefinitionStatus]
-        if key.startswith("def."):
-            target, model = self._definitions, Definition
-        elif key.startswith("status."):
-            target, model = self._statuses, DefinitionStatus
-        else:
-            return
-        if value is None:
-            target.pop(key, None)
-            return
         try:
-            target[key] = model.model_validate_json(value)  # type: ignore[assignment]
+            if key.startswith("def."):
+                definition = None if value is None else Definition.model_validate_json(value)
+                _put(self._definitions, key, definition)
+            elif key.startswith("status."):
+                status = None if value is None else DefinitionStatus.model_validate_json(value)
+                _put(self._statuses, key, status)
         except ValidationError as exc:
             log.error("definition_undecodable", key=key, error=str(exc))
 
@@ -131,3 +126,10 @@ class DefinitionsView:
 
     def statuses(self) -> list[DefinitionStatus]:
         return [self._statuses[k] for k in sorted(self._statuses)]
+
+
+def _put[V](target: dict[str, V], key: str, value: V | None) -> None:
+    if value is None:
+        target.pop(key, None)
+    else:
+        target[key] = value

@@ -36,13 +36,9 @@ def configure_logging(*, service: str, level: str = "info", fmt: str = "auto") -
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    processors: list[Any] = [*shared, structlog.processors.format_exc_info, renderer]
     structlog.configure(
-        processors=[
-            *shared,
-            structlog.processors.format_exc_info,
-            structlog.processors.EventRenamer("event") if as_json else _noop,
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
@@ -58,7 +54,3 @@ def configure_logging(*, service: str, level: str = "info", fmt: str = "auto") -
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.INFO))
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-
-
-def _noop(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
-    return event

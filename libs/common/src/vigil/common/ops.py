@@ -16,7 +16,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from vigil.common.errors import VigilError
 
@@ -36,7 +36,7 @@ async def readiness(checks: Mapping[str, ReadinessCheck]) -> tuple[bool, dict[st
     return all(v == "ok" for v in report.values()), report
 
 
-def ops_routes(checks: Mapping[str, ReadinessCheck]) -> list[Route]:
+def ops_routes(checks: Mapping[str, ReadinessCheck]) -> list[BaseRoute]:
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 

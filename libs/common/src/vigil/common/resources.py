@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from vigil.common.alertmanager import AlertStatus
 from vigil.common.durations import parse_duration
 
 API_VERSION = "vigil.dev/v1alpha1"
@@ -111,13 +112,15 @@ class SourceSpec(Spec):
 # --- Workflow -----------------------------------------------------------------------------
 
 
+def _firing_only() -> list[AlertStatus]:
+    return ["firing"]
+
+
 class Trigger(Spec):
     sources: list[DnsLabel] | None = None
     matchers: list[str] = Field(default_factory=list)
     filter: str | None = None
-    on: list[Literal["firing", "resolved"]] = Field(
-        default_factory=lambda: ["firing"], min_length=1
-    )
+    on: list[AlertStatus] = Field(default_factory=_firing_only, min_length=1)
 
 
 class Concurrency(Spec):
@@ -185,7 +188,7 @@ class Step(Spec):
     def kind(self) -> StepKindName:
         for kind in ("cli", "condition", "wait", "notify", "agent"):
             if getattr(self, kind) is not None:
-                return kind  # type: ignore[return-value]
+                return kind
         raise AssertionError("validated step has a kind")
 
 

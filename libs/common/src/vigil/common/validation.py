@@ -143,7 +143,8 @@ def _parse(documents: Iterable[RawDocument], report: ValidationReport, now: date
                 f"{document.origin}: kind {kind!r} is not one of Source, Workflow, Sink, Secret"
             )
             continue
-        meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        raw_meta = body.get("metadata")
+        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
         where = {
             "kind": kind,
             "namespace": str(meta.get("namespace", "default")),
@@ -199,7 +200,9 @@ def validate_documents(documents: Iterable[RawDocument]) -> ValidationReport:
     report = ValidationReport()
     now = datetime.now(UTC)
     parsed = _parse(documents, report, now)
-    names = {(r.kind, r.metadata.namespace, r.metadata.name) for _, r in parsed.resources}
+    names: set[tuple[str, str, str]] = {
+        (r.kind, r.metadata.namespace, r.metadata.name) for _, r in parsed.resources
+    }
     for origin, resource in parsed.resources:
         meta = resource.metadata
         resolved: dict[str, str] = {}

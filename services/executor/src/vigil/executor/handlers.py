@@ -17,7 +17,7 @@ from prometheus_client import Counter, Histogram
 from vigil.common import subjects
 from vigil.common.adapters.jetstream import Delivery, JetStreamBus
 from vigil.common.errors import InvalidInput, PermanentError
-from vigil.common.messages import StepRequest, StepResult
+from vigil.common.messages import StepOutcome, StepRequest, StepResult
 from vigil.executor.adapters.local import run_process
 
 log = structlog.get_logger(__name__)
@@ -60,6 +60,8 @@ class ExecutorHandlers:
                 finished_at=self.clock(),
             )
         else:
+            state: StepOutcome
+            error: str | None
             if outcome.timed_out:
                 state, error = "timed_out", f"timed out after {request.cli.timeout_seconds:g}s"
             elif outcome.exit_code == 0:

@@ -22,8 +22,9 @@ from pydantic import ValidationError
 from vigil.common.adapters.jetstream import JetStreamBus
 from vigil.common.alertmanager import WebhookPayload
 from vigil.common.definitions import DefinitionsView
-from vigil.common.documents import Execution, ExecutionFilter, ExecutionState
+from vigil.common.documents import Execution, ExecutionFilter
 from vigil.common.errors import TransientError
+from vigil.common.messages import ExecutionState
 from vigil.common.ops import ReadinessCheck, ops_routes
 from vigil.common.store import Store
 from vigil.common.validation import format_validation_error

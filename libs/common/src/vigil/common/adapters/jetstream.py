@@ -53,6 +53,7 @@ _NATS_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     ConnectionError,
 )
+_CONNECT_ERRORS: tuple[type[BaseException], ...] = (*_NATS_ERRORS, OSError)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,7 +102,7 @@ class JetStreamBus:
                 disconnected_cb=_log_disconnected,
                 reconnected_cb=_log_reconnected,
             )
-        except (*_NATS_ERRORS, OSError) as exc:
+        except _CONNECT_ERRORS as exc:
             msg = f"cannot connect to NATS at {url}: {exc}"
             raise TransientError(msg) from exc
         return cls(client)
@@ -179,7 +180,7 @@ class JetStreamBus:
                 for item in items
             ]
             acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=PUBLISH_TIMEOUT_SECONDS)
-        except (TimeoutError, *_NATS_ERRORS) as exc:
+        except _NATS_ERRORS as exc:
             msg = f"publish of {len(items)} message(s) was not acknowledged: {exc!r}"
             raise TransientError(msg) from exc
         return sum(1 for ack in acks if not ack.duplicate)
@@ -418,7 +419,7 @@ class JetStreamBucket:
                 yield entry.key, None if deleted else entry.value
         finally:
             with contextlib.suppress(*_NATS_ERRORS):
-                await watcher.stop()
+                await watcher.stop()  # type: ignore[no-untyped-call]
 
 
 async def _log_error(exc: Exception) -> None:
