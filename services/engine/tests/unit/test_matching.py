@@ -174,11 +174,6 @@ def test_filter_that_fails_to_evaluate_does_not_match_and_gives_the_error() -> N
     assert "no such key 'team'" in result.reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ZeroDivisionError,
-    reason="evaluate_bool lets ZeroDivisionError escape, so match() raises instead of refusing",
-)
 def test_filter_dividing_by_zero_does_not_match_instead_of_raising() -> None:
     workflow = make_workflow({"filter": "size(alert.labels) / 0 == 1"})
 

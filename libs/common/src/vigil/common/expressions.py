@@ -8,6 +8,7 @@ implementation on the engine's hot path (matching every alert against every work
 from __future__ import annotations
 
 from collections.abc import Mapping
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -15,6 +16,11 @@ import cel
 
 from vigil.common.errors import InvalidInput, PermanentError
 from vigil.common.templating import CONTEXT_NAMES
+
+
+_MACRO_BINDING = re.compile(r"\.(?:all|exists_one|exists|map|filter)\(\s*([A-Za-z_]\w*)\s*,")
+# What the cel bindings raise while evaluating (no-such-overload, division by zero, index).
+_EVALUATION_ERRORS = (TypeError, ValueError, RuntimeError, ArithmeticError, LookupError)
 
 
 class ExpressionError(PermanentError):
@@ -29,19 +35,16 @@ def compile_expression(source: str, *, allowed: frozenset[str] = CONTEXT_NAMES) 
     except ValueError as exc:
         msg = f"CEL {source!r} does not compile: {exc}"
         raise InvalidInput(msg) from exc
-    unknown = set(program.variables()) - allowed
-    # Comprehension variables (`x` in `list.exists(x, …)`) are reported as variables too,
-    # so only flag names that cannot be a macro binding: the roots we know are allowed.
-    if unknown and not _uses_macros(source):
+    # Comprehension variables (`x` in `list.exists(x, …)`) are reported as variables too:
+    # a name the expression binds itself is not a context name.
+    bound = {found[1] for found in _MACRO_BINDING.finditer(source)}
+    unknown = set(program.variables()) - allowed - bound
+    if unknown:
         names = ", ".join(sorted(unknown))
         known = ", ".join(sorted(allowed))
         msg = f"CEL {source!r} uses unknown name(s) {names}; available: {known}"
         raise InvalidInput(msg)
     return program
-
-
-def _uses_macros(source: str) -> bool:
-    return any(f".{m}(" in source for m in ("all", "exists", "exists_one", "map", "filter"))
 
 
 def evaluate_bool(source: str, context: Mapping[str, Any]) -> bool:
@@ -52,8 +55,8 @@ def evaluate_bool(source: str, context: Mapping[str, Any]) -> bool:
     except KeyError as exc:
         msg = f"CEL {source!r}: no such key {exc}; guard optional fields with has()"
         raise ExpressionError(msg) from exc
-    except (TypeError, ValueError, RuntimeError) as exc:
-        msg = f"CEL {source!r} failed: {exc}"
+    except _EVALUATION_ERRORS as exc:
+        msg = f"CEL {source!r} failed: {type(exc).__name__}: {exc}"
         raise ExpressionError(msg) from exc
     if not isinstance(value, bool):
         msg = f"CEL {source!r} must yield a boolean, got {type(value).__name__} {value!r}"

@@ -166,23 +166,39 @@ def _parse(documents: Iterable[RawDocument], report: ValidationReport, now: date
     return parsed
 
 
+@dataclass(slots=True, kw_only=True)
+class _Catalog:
+    defined: set[tuple[str, str, str]]
+    ready: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def reference(self, where: str, kind: str, namespace: str, name: str) -> str | None:
+        """A problem with a reference to `kind namespace/name`, or None if it is usable."""
+        if (kind, namespace, name) not in self.defined:
+            return f"{where}: {kind} {namespace}/{name} is not defined"
+        if (kind, namespace, name) not in self.ready:
+            return f"{where}: {kind} {namespace}/{name} is not ready (see its own error)"
+        return None
+
+
 def _problems(
     resource: Source | Workflow | Sink,
     parsed: _Parsed,
-    names: set[tuple[str, str, str]],
+    catalog: _Catalog,
     resolved: dict[str, str],
 ) -> list[str]:
     """What is wrong with a schema-valid resource; fills `resolved` with its secrets."""
     namespace = resource.metadata.namespace
     problems: list[str] = []
-    for ref in _secret_refs(resource):
+    for where, ref in _secret_refs(resource):
         values = parsed.secrets.get((namespace, ref.name))
-        if values is None or ref.key not in values:
-            problems.append(f"secret {ref.name}/{ref.key} not found in {namespace}")
+        if values is None:
+            problems.append(f"{where}: Secret {namespace}/{ref.name} is not defined")
+        elif ref.key not in values:
+            problems.append(f"{where}: Secret {namespace}/{ref.name} has no key {ref.key!r}")
         else:
             resolved[f"{ref.name}/{ref.key}"] = values[ref.key]
     if isinstance(resource, Workflow):
-        problems += _check_workflow(resource, names)
+        problems += _check_workflow(resource, catalog)
     if isinstance(resource, Source) and resource.spec.type != "alertmanager":
         problems.append(
             f"spec.type: source type {resource.spec.type} is not available in this build"
@@ -200,13 +216,14 @@ def validate_documents(documents: Iterable[RawDocument]) -> ValidationReport:
     report = ValidationReport()
     now = datetime.now(UTC)
     parsed = _parse(documents, report, now)
-    names: set[tuple[str, str, str]] = {
-        (r.kind, r.metadata.namespace, r.metadata.name) for _, r in parsed.resources
-    }
-    for origin, resource in parsed.resources:
+    catalog = _Catalog(
+        defined={(r.kind, r.metadata.namespace, r.metadata.name) for _, r in parsed.resources}
+    )
+    # Workflows last: they may only reference Sources and Sinks that are themselves ready.
+    for origin, resource in sorted(parsed.resources, key=lambda item: item[1].kind == "Workflow"):
         meta = resource.metadata
         resolved: dict[str, str] = {}
-        problems = _problems(resource, parsed, names, resolved)
+        problems = _problems(resource, parsed, catalog, resolved)
         report.statuses.append(
             _status(
                 kind=resource.kind,
@@ -219,6 +236,7 @@ def validate_documents(documents: Iterable[RawDocument]) -> ValidationReport:
             )
         )
         if not problems:
+            catalog.ready.add((resource.kind, meta.namespace, meta.name))
             report.definitions.append(
                 Definition(resource=resource, secrets=resolved, origin=origin)
             )
@@ -246,15 +264,25 @@ def _status(
     )
 
 
+def _mapping(body: dict[str, Any], field_name: str) -> dict[str, Any]:
+    value = body.get(field_name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        msg = f"{field_name} must be a mapping, got {type(value).__name__}"
+        raise InvalidInput(msg)
+    return value
+
+
 def _secret(body: dict[str, Any]) -> tuple[str, str, dict[str, str]]:
-    meta = body.get("metadata") or {}
+    meta = _mapping(body, "metadata")
     name = meta.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidInput("metadata.name is required")
     values: dict[str, str] = {}
-    for key, value in (body.get("stringData") or {}).items():
+    for key, value in _mapping(body, "stringData").items():
         values[str(key)] = str(value)
-    for key, value in (body.get("data") or {}).items():
+    for key, value in _mapping(body, "data").items():
         try:
             values[str(key)] = base64.b64decode(str(value), validate=True).decode()
         except (binascii.Error, UnicodeDecodeError) as exc:
@@ -262,26 +290,40 @@ def _secret(body: dict[str, Any]) -> tuple[str, str, dict[str, str]]:
     return str(meta.get("namespace", "default")), name, values
 
 
-def _secret_refs(resource: Source | Workflow | Sink) -> Iterator[SecretKeyRef]:
+def _secret_refs(resource: Source | Workflow | Sink) -> Iterator[tuple[str, SecretKeyRef]]:
+    """Every secret the resource references, with the field that references it."""
     if isinstance(resource, Source) and resource.spec.auth:
         auth = resource.spec.auth
         if auth.bearer_token_secret_ref:
-            yield auth.bearer_token_secret_ref
+            yield "spec.auth.bearerTokenSecretRef", auth.bearer_token_secret_ref
         if auth.basic_auth_secret_ref:
             ref = auth.basic_auth_secret_ref
-            yield SecretKeyRef(name=ref.name, key=ref.username_key)
-            yield SecretKeyRef(name=ref.name, key=ref.password_key)
+            where = "spec.auth.basicAuthSecretRef"
+            yield f"{where}.usernameKey", SecretKeyRef(name=ref.name, key=ref.username_key)
+            yield f"{where}.passwordKey", SecretKeyRef(name=ref.name, key=ref.password_key)
     if isinstance(resource, Sink):
         if resource.spec.webhook and resource.spec.webhook.url_secret_ref:
-            yield resource.spec.webhook.url_secret_ref
+            yield "spec.webhook.urlSecretRef", resource.spec.webhook.url_secret_ref
         if resource.spec.slack:
-            yield resource.spec.slack.webhook_url_secret_ref
+            yield "spec.slack.webhookUrlSecretRef", resource.spec.slack.webhook_url_secret_ref
 
 
-def _check_workflow(workflow: Workflow, names: set[tuple[str, str, str]]) -> list[str]:
+_STEP_REFERENCE = re.compile(r"""\bsteps\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['"]([^'"]+)['"]\s*\])""")
+
+
+def _step_references(source: str) -> set[str]:
+    return {dotted or quoted for dotted, quoted in _STEP_REFERENCE.findall(source)}
+
+
+def _check_workflow(workflow: Workflow, catalog: _Catalog) -> list[str]:
     spec = workflow.spec
     namespace = workflow.metadata.namespace
+    step_names = {s.name for s in [*spec.steps, *spec.on_failure]}
     problems: list[str] = []
+
+    def unknown_steps(where: str, source: str) -> None:
+        for name in sorted(_step_references(source) - step_names):
+            problems.append(f"{where}: refers to step {name!r}, which this workflow does not have")
 
     def template(where: str, source: str | None) -> None:
         if source is None:
@@ -290,6 +332,8 @@ def _check_workflow(workflow: Workflow, names: set[tuple[str, str, str]]) -> lis
             compile_template(source)
         except InvalidInput as exc:
             problems.append(f"{where}: {exc}")
+        else:
+            unknown_steps(where, source)
 
     def expression(where: str, source: str | None) -> None:
         if source is None:
@@ -298,6 +342,8 @@ def _check_workflow(workflow: Workflow, names: set[tuple[str, str, str]]) -> lis
             compile_expression(source)
         except InvalidInput as exc:
             problems.append(f"{where}: {exc}")
+        else:
+            unknown_steps(where, source)
 
     for index, matcher in enumerate(spec.trigger.matchers):
         try:
@@ -306,37 +352,38 @@ def _check_workflow(workflow: Workflow, names: set[tuple[str, str, str]]) -> lis
             problems.append(f"spec.trigger.matchers[{index}]: {exc}")
     expression("spec.trigger.filter", spec.trigger.filter)
     for source in spec.trigger.sources or []:
-        if ("Source", namespace, source) not in names:
-            problems.append(f"spec.trigger.sources: Source {namespace}/{source} is not defined")
+        problem = catalog.reference("spec.trigger.sources", "Source", namespace, source)
+        if problem:
+            problems.append(problem)
     template("spec.concurrency.key", spec.concurrency.key)
     for group, steps in (("steps", spec.steps), ("onFailure", spec.on_failure)):
         for index, step in enumerate(steps):
-            problems += _check_step(f"spec.{group}[{index}]", step, namespace, names)
-            expression(f"spec.{group}[{index}].when", step.when)
-            expression(f"spec.{group}[{index}].condition", step.condition)
+            where = f"spec.{group}[{index}]"
+            problems += _check_step(where, step, namespace, catalog)
+            expression(f"{where}.when", step.when)
+            expression(f"{where}.condition", step.condition)
             if step.wait:
-                expression(f"spec.{group}[{index}].wait.until", step.wait.until)
+                expression(f"{where}.wait.until", step.wait.until)
             if step.cli:
                 for position, arg in enumerate(step.cli.command):
-                    template(f"spec.{group}[{index}].cli.command[{position}]", arg)
+                    template(f"{where}.cli.command[{position}]", arg)
                 for key, value in step.cli.env.items():
-                    template(f"spec.{group}[{index}].cli.env.{key}", value)
+                    template(f"{where}.cli.env.{key}", value)
             if step.notify:
-                template(f"spec.{group}[{index}].notify.title", step.notify.title)
-                template(f"spec.{group}[{index}].notify.message", step.notify.message)
+                template(f"{where}.notify.title", step.notify.title)
+                template(f"{where}.notify.message", step.notify.message)
             if step.agent:
-                template(f"spec.{group}[{index}].agent.goal", step.agent.goal)
+                template(f"{where}.agent.goal", step.agent.goal)
     return problems
 
 
-def _check_step(
-    where: str, step: Step, namespace: str, names: set[tuple[str, str, str]]
-) -> list[str]:
+def _check_step(where: str, step: Step, namespace: str, catalog: _Catalog) -> list[str]:
     problems = []
     if step.notify:
         for sink in step.notify.sinks:
-            if ("Sink", namespace, sink) not in names:
-                problems.append(f"{where}.notify.sinks: Sink {namespace}/{sink} is not defined")
+            problem = catalog.reference(f"{where}.notify.sinks", "Sink", namespace, sink)
+            if problem:
+                problems.append(problem)
     for kind in ("agent", "wait"):
         if getattr(step, kind) is not None:
             problems.append(f"{where}: {kind} steps are not available in this build yet")

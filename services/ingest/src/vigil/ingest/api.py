@@ -129,7 +129,10 @@ def build_app(ingest: Ingest, *, checks: Mapping[str, ReadinessCheck]) -> FastAP
             limit=limit,
             cursor=cursor,
         )
-        return {"items": [e.model_dump(mode="json") for e in page.items], "next": page.next}
+        return {
+            "items": [e.model_dump(mode="json", by_alias=True) for e in page.items],
+            "next": page.next,
+        }
 
     @app.get("/api/v1/executions/{execution_id}", tags=["executions"], response_model=None)
     async def get_execution(execution_id: str) -> Execution | JSONResponse:

@@ -46,6 +46,7 @@ MSG_ID_HEADER = "Nats-Msg-Id"
 PUBLISH_TIMEOUT_SECONDS = 5.0
 FETCH_TIMEOUT_SECONDS = 2.0
 DRAIN_TIMEOUT_SECONDS = 0.005
+CLOSE_TIMEOUT_SECONDS = 3.0
 
 _NATS_ERRORS: tuple[type[BaseException], ...] = (
     nats.errors.Error,
@@ -108,8 +109,10 @@ class JetStreamBus:
         return cls(client)
 
     async def close(self) -> None:
+        # Not drain(): every publish was already acknowledged, unsettled messages are
+        # redelivered by the server, and draining a pull subscription can block shutdown.
         with contextlib.suppress(*_NATS_ERRORS):
-            await self._nc.drain()
+            await asyncio.wait_for(self._nc.close(), timeout=CLOSE_TIMEOUT_SECONDS)
 
     @property
     def connected(self) -> bool:

@@ -1,0 +1,134 @@
+"""Jinja2 templates: rendering, StrictUndefined, the sandbox, and compile-time checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from vigil.common.errors import InvalidInput, PermanentError
+from vigil.common.templating import TemplateError, compile_template, render
+
+CONTEXT: dict[str, Any] = {
+    "alert": {
+        "status": "firing",
+        "labels": {"alertname": "KubePodCrashLooping", "pod": "api-7f9c", "namespace": "shop"},
+        "annotations": {"summary": "Pod is crash-looping"},
+    },
+    "steps": {"describe": {"state": "succeeded", "output": {"stdout": "OOMKilled"}}},
+    "execution": {"id": "ex-1", "error": None},
+    "workflow": {"name": "pod-crashloop", "namespace": "shop", "labels": {}},
+}
+
+
+def test_renders_nested_values_from_the_context() -> None:
+    rendered = render("{{ alert.labels.pod }} in {{ alert.labels.namespace }}", CONTEXT)
+
+    assert rendered == "api-7f9c in shop"
+
+
+def test_renders_expressions_and_conditionals() -> None:
+    source = "{{ 'OOM' if 'OOMKilled' in steps.describe.output.stdout else 'other' }}"
+
+    assert render(source, CONTEXT) == "OOM"
+
+
+def test_plain_text_renders_unchanged_with_trailing_newline_kept() -> None:
+    assert render("kubectl get pods\n", CONTEXT) == "kubectl get pods\n"
+
+
+def test_output_is_not_html_escaped() -> None:
+    context = {"alert": {"labels": {"q": "<a & b>"}}}
+
+    assert render("{{ alert.labels.q }}", context) == "<a & b>"
+
+
+def test_misspelt_attribute_raises_template_error_instead_of_rendering_empty() -> None:
+    with pytest.raises(TemplateError, match="lables"):
+        render("kubectl describe pod {{ alert.lables.pod }}", CONTEXT)
+
+
+def test_missing_label_raises_template_error() -> None:
+    with pytest.raises(TemplateError, match="team"):
+        render("{{ alert.labels.team }}", CONTEXT)
+
+
+def test_template_error_is_permanent_so_it_is_not_retried() -> None:
+    with pytest.raises(PermanentError):
+        render("{{ alert.labels.team }}", CONTEXT)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ alert.__class__.__mro__ }}",
+        "{{ ''.__class__ }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ alert.labels.pod.__class__ }}",
+        "{{ ().__class__.__base__ }}",
+    ],
+)
+def test_sandbox_refuses_access_to_python_internals(source: str) -> None:
+    with pytest.raises(TemplateError, match="sandbox"):
+        render(source, CONTEXT)
+
+
+def test_sandbox_refuses_mutating_the_context() -> None:
+    labels = {"pod": "api-7f9c"}
+
+    with pytest.raises(TemplateError, match="sandbox"):
+        render("{{ alert.labels.pop('pod') }}", {"alert": {"labels": labels}})
+    assert labels == {"pod": "api-7f9c"}
+
+
+def test_runtime_failure_is_reported_as_template_error() -> None:
+    with pytest.raises(TemplateError, match="division by zero"):
+        render("{{ 1 / 0 }}", CONTEXT)
+
+
+def test_default_filter_replaces_a_missing_value() -> None:
+    assert render("{{ alert.labels.team | default('platform') }}", CONTEXT) == "platform"
+
+
+def test_default_filter_keeps_a_present_value() -> None:
+    assert render("{{ alert.labels.pod | default('none') }}", CONTEXT) == "api-7f9c"
+
+
+def test_default_filter_can_nest_over_missing_values() -> None:
+    source = "{{ alert.annotations.description | default(alert.labels.team | default('-')) }}"
+
+    assert render(source, CONTEXT) == "-"
+
+
+@pytest.mark.parametrize("source", ["{{ alert.labels.pod ", "{% if alert %}open", "{{ }}"])
+def test_compile_rejects_syntax_errors_with_invalid_input(source: str) -> None:
+    with pytest.raises(InvalidInput, match="template syntax error at line 1"):
+        compile_template(source)
+
+
+def test_compile_rejects_unknown_root_names_listing_the_known_ones() -> None:
+    with pytest.raises(InvalidInput, match=r"unknown name\(s\) alrt, pod; available: alert"):
+        compile_template("{{ alrt.labels.x }} {{ pod }}")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ alert.labels.pod }}",
+        "{{ group.key }}{{ steps }}{{ execution.id }}{{ workflow.name }}{{ body.id }}",
+        "{% set p = alert.labels.pod %}{{ p }}",
+        "{% for name in alert.labels %}{{ name }}{% endfor %}",
+    ],
+)
+def test_compile_accepts_the_context_names_and_local_variables(source: str) -> None:
+    compile_template(source)
+
+
+def test_compile_honours_a_narrower_set_of_allowed_names() -> None:
+    with pytest.raises(InvalidInput, match="unknown name"):
+        compile_template("{{ alert.labels.pod }}", allowed=frozenset({"body"}))
+
+
+def test_render_of_a_template_with_an_unknown_name_raises_invalid_input() -> None:
+    with pytest.raises(InvalidInput):
+        render("{{ nope }}", CONTEXT)

@@ -1,0 +1,175 @@
+"""`vigil up` as a user runs it, in a subprocess on free ports, plus a webhook receiver.
+
+`Platform` starts the embedded platform against a folder of definitions, waits until the
+API answers `/readyz`, and stops it with SIGTERM (as Ctrl-C would), recording how long the
+shutdown took. `WebhookReceiver` is a real HTTP server that records every POST it gets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.nats import free_port
+
+READY_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceivedPost:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    at: float  # time.monotonic() when it arrived
+
+
+@dataclass(slots=True, kw_only=True)
+class WebhookReceiver:
+    """A real HTTP server recording JSON POSTs; answers `status` (204 unless changed)."""
+
+    port: int
+    posts: list[ReceivedPost] = field(default_factory=list)
+    status: int = 204
+    _server: ThreadingHTTPServer | None = None
+    _arrived: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/notifications"
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length))
+                with receiver._arrived:
+                    receiver.posts.append(
+                        ReceivedPost(
+                            path=self.path,
+                            headers={k.lower(): v for k, v in self.headers.items()},
+                            body=body,
+                            at=time.monotonic(),
+                        )
+                    )
+                    receiver._arrived.notify_all()
+                self.send_response(receiver.status)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def wait_for(self, count: int, *, timeout: float) -> list[ReceivedPost]:
+        """Block until at least `count` posts arrived; fail the test otherwise."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.posts) >= count, timeout=timeout):
+                msg = f"expected {count} webhook posts within {timeout}s, got {len(self.posts)}"
+                raise AssertionError(msg)
+            return list(self.posts)
+
+
+@dataclass(slots=True, kw_only=True)
+class Platform:
+    """A running `vigil up`."""
+
+    process: subprocess.Popen[bytes]
+    http_port: int
+    log_path: Path
+    stopped_in: float | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, *, timeout: float = 30.0) -> int:
+        """SIGTERM, as Ctrl-C would; return the exit code (kill if it does not stop)."""
+        if self.process.poll() is not None:
+            return self.process.returncode
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+        self.stopped_in = time.monotonic() - started
+        return code
+
+
+def start_platform(
+    *, definitions: Path, data_dir: Path, extra_args: list[str] | None = None
+) -> Platform:
+    http_port = free_port()
+    log_path = data_dir / "vigil-up.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "vigil.cli",
+                "up",
+                "--definitions",
+                str(definitions),
+                "--data-dir",
+                str(data_dir),
+                "--http-port",
+                str(http_port),
+                *(extra_args or []),
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "VIGIL_LOG_LEVEL": "info"},
+        )
+    platform = Platform(process=process, http_port=http_port, log_path=log_path)
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            msg = f"vigil up exited with {process.returncode}:\n{platform.logs()}"
+            raise RuntimeError(msg)
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{platform.url}/readyz", timeout=1.0).status_code == 200:
+                return platform
+        time.sleep(0.1)
+    platform.stop()
+    msg = f"vigil up was not ready within {READY_TIMEOUT_SECONDS}s:\n{platform.logs()}"
+    raise RuntimeError(msg)
+
+
+@contextlib.contextmanager
+def running_platform(
+    *, definitions: Path, data_dir: Path, extra_args: list[str] | None = None
+) -> Iterator[Platform]:
+    platform = start_platform(definitions=definitions, data_dir=data_dir, extra_args=extra_args)
+    try:
+        yield platform
+    finally:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            platform.stop()
