@@ -48,7 +48,7 @@ lint: dev ## ruff, formatting check and import-linter contracts
 	$(RUN) lint-imports
 
 typecheck: dev ## mypy --strict over sources and tests
-	$(RUN) mypy libs/common/src services/*/src cli/src
+	$(RUN) mypy libs/common/src services/*/src cli/src $(wildcard libs/common/tests services/*/tests cli/tests) tests
 
 fmt: dev ## format and autofix
 	$(RUN) ruff format .

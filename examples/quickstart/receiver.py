@@ -1,6 +1,6 @@
 """A webhook receiver for the quickstart: prints every notification Vigil delivers.
 
-uv run python examples/quickstart/receiver.py [PORT]   # default 9095
+python3 examples/quickstart/receiver.py [PORT]   # default 9095
 """
 
 from __future__ import annotations

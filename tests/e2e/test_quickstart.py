@@ -8,7 +8,9 @@ so the webhook sink's Secret can point at this test's receiver.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -87,16 +89,16 @@ def test_alertmanager_payload_runs_the_workflow_and_notifies(
 ) -> None:
     """Two matching alerts run the workflow to success and reach the webhook; one does not."""
     sent = time.monotonic()
-    answer = httpx.post(
-        f"{platform.url}/hooks/demo/alertmanager", json=payload(), timeout=10
-    )
+    answer = httpx.post(f"{platform.url}/hooks/demo/alertmanager", json=payload(), timeout=10)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"accepted": 3, "new": 3}
 
     posts = receiver.wait_for(2, timeout=SETTLE_SECONDS)
     first_notification = min(p.at for p in posts) - sent
     with capsys.disabled():
-        sys.stderr.write(f"\n[e2e] POST to first webhook post: {first_notification * 1000:.0f} ms\n")
+        sys.stderr.write(
+            f"\n[e2e] POST to first webhook post: {first_notification * 1000:.0f} ms\n"
+        )
 
     titles = sorted(p.body["title"] for p in posts)
     assert titles == [
@@ -207,6 +209,25 @@ def test_operations_endpoints_and_definitions(platform: Platform) -> None:
     }
     filtered = executions(platform, workflow="disk-filling-up", state="succeeded", limit="1")
     assert len(filtered) == 1
+
+
+def test_a_killed_service_is_restarted_and_work_continues(platform: Platform) -> None:
+    """SIGKILL the engine and the executor: `vigil up` restarts them, alerts still run."""
+    before = len(wait_until_finished(platform, 0))
+    for service in ("engine", "executor"):
+        pids = platform.service_pids(service)
+        assert len(pids) == 1, f"{service}: {pids}"
+        os.kill(pids[0], signal.SIGKILL)
+    again = payload()
+    again["alerts"] = [dict(again["alerts"][1], startsAt="2026-11-24T11:00:00Z")]
+    answer = httpx.post(f"{platform.url}/hooks/demo/alertmanager", json=again, timeout=10)
+    assert answer.json() == {"accepted": 1, "new": 1}  # ingest was not touched
+    finished = wait_until_finished(platform, before + 1)
+    assert finished[0]["state"] == "succeeded"
+    assert finished[0]["alert"]["startsAt"] == "2026-11-24T11:00:00Z"
+    for service in ("engine", "executor"):
+        assert len(platform.service_pids(service)) == 1
+    assert platform.logs().count("service_exited") == 2
 
 
 def test_sigterm_stops_every_process_within_seconds(platform: Platform) -> None:

@@ -103,6 +103,19 @@ class Platform:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    def service_pids(self, service: str) -> list[int]:
+        """PIDs of the running `python -m vigil.<service>` children (Linux /proc)."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == self.process.pid and f"vigil.{service}".encode() in cmdline:
+                found.append(int(stat.parent.name))
+        return found
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
