@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from tests.support.nats import free_port
 
 READY_TIMEOUT_SECONDS = 60.0
@@ -70,7 +69,7 @@ class WebhookReceiver:
                 self.send_response(receiver.status)
                 self.end_headers()
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 return
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
