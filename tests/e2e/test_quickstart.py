@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.support.nats import free_port
 from tests.support.platform import Platform, WebhookReceiver, running_platform
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from tests.support.nats import free_port
 
 READY_TIMEOUT_SECONDS = 60.0

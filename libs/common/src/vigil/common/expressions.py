@@ -7,8 +7,8 @@ implementation on the engine's hot path (matching every alert against every work
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -16,7 +16,6 @@ import cel
 
 from vigil.common.errors import InvalidInput, PermanentError
 from vigil.common.templating import CONTEXT_NAMES
-
 
 _MACRO_BINDING = re.compile(r"\.(?:all|exists_one|exists|map|filter)\(\s*([A-Za-z_]\w*)\s*,")
 # What the cel bindings raise while evaluating (no-such-overload, division by zero, index).
