@@ -211,6 +211,58 @@ def test_operations_endpoints_and_definitions(platform: Platform) -> None:
     assert len(filtered) == 1
 
 
+def test_alert_history_follows_firing_and_resolved(platform: Platform) -> None:
+    """Each alert has one history document; resolved moves it to resolved, no execution."""
+    wait_until_finished(platform, 2)
+    started = {e["id"] for e in executions(platform)}
+    resolved = payload()
+    resolved["status"] = "resolved"
+    resolved["alerts"] = [
+        dict(resolved["alerts"][2], status="resolved", endsAt="2026-11-24T09:30:00Z")
+    ]
+    answer = httpx.post(f"{platform.url}/hooks/demo/alertmanager", json=resolved, timeout=10)
+    assert answer.json() == {"accepted": 1, "new": 1}
+
+    alert_id = "demo/alertmanager/3c4d5e6f708192a3"
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        detail = httpx.get(f"{platform.url}/api/v1/alerts/{alert_id}", timeout=5).json()
+        if detail.get("status") == "resolved":
+            break
+        time.sleep(0.1)
+    assert detail["status"] == "resolved", detail
+    assert [h["status"] for h in detail["history"]] == ["firing", "resolved"]
+    assert detail["occurrences"] == 2
+    assert detail["executions"] == []  # severity=info never matched the workflow
+    assert {e["id"] for e in executions(platform)} == started  # `on: [firing]` only
+
+    listed = httpx.get(
+        f"{platform.url}/api/v1/alerts",
+        params=[("namespace", "demo"), ("match", 'severity=~"crit.*"')],
+        timeout=5,
+    ).json()["items"]
+    assert [a["labels"]["instance"] for a in listed] == ["db-2:9100"]
+    critical = httpx.get(f"{platform.url}/api/v1/alerts/{listed[0]['id']}", timeout=5).json()
+    assert len(critical["executions"]) >= 1
+    assert all(e["workflow"] == "disk-filling-up" for e in critical["executions"])
+    assert httpx.get(
+        f"{platform.url}/api/v1/alerts", params={"status": "resolved"}, timeout=5
+    ).json()["items"][0]["id"] == alert_id
+    bad = httpx.get(f"{platform.url}/api/v1/alerts", params={"match": "sev~~x"}, timeout=5)
+    assert bad.status_code == 400
+    assert "sev~~x" in bad.json()["error"]
+
+
+def test_every_delivery_attempt_is_recorded(platform: Platform) -> None:
+    execution = wait_until_finished(platform, 2)[-1]
+    items = httpx.get(
+        f"{platform.url}/api/v1/executions/{execution['id']}/deliveries", timeout=5
+    ).json()["items"]
+    delivered = {(d["sink"], d["step"]) for d in items if d["status"] == "delivered"}
+    assert ("console", "report") in delivered
+    assert ("team-webhook", "report") in delivered
+
+
 def test_a_killed_service_is_restarted_and_work_continues(platform: Platform) -> None:
     """SIGKILL the engine and the executor: `vigil up` restarts them, alerts still run."""
     before = len(wait_until_finished(platform, 0))

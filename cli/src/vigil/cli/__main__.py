@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--store",
         default=os.environ.get("VIGIL_STORE_URL"),
-        help="store URL (default: sqlite:///<data-dir>/vigil.db)",
+        help="store URL: sqlite:///path or mongodb://host:port/db"
+        " (default: sqlite:///<data-dir>/vigil.db)",
     )
     run.add_argument(
         "--grace",
@@ -77,9 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.definitions.exists():
         sys.stderr.write(f"vigil up: --definitions {args.definitions}: no such file or folder\n")
         sys.exit(2)
-    if args.store and not args.store.startswith("sqlite:///"):
+    if args.store and not args.store.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
         sys.stderr.write(
-            f"vigil up: --store {args.store}: only sqlite:///path is available in this build\n"
+            f"vigil up: --store {args.store}: use sqlite:///path or mongodb://host:port/db\n"
         )
         sys.exit(2)
     options = UpOptions(

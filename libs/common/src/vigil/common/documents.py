@@ -49,6 +49,7 @@ class Execution(Document):
     workflow: str
     workflow_generation: int = 1
     source: str
+    alert_id: str = ""
     trigger_key: str
     concurrency_key: str
     alert: Alert
@@ -59,6 +60,7 @@ class Execution(Document):
     updated_at: datetime
     finished_at: datetime | None = None
     wake_at: datetime | None = None
+    expire_at: datetime | None = None
     error: str | None = None
     steps: list[StepRecord]
     trace_id: str | None = None
@@ -94,12 +96,62 @@ class AlertRecord(Document):
     last_seen: datetime
     occurrences: int = 1
     history: list[StatusChange] = Field(default_factory=list)
+    expire_at: datetime | None = None
+
+
+def alert_id(namespace: str, source: str, fingerprint: str) -> str:
+    """The identity of an alert's history document: one per (namespace, source, fingerprint)."""
+    return f"{namespace}/{source}/{fingerprint}"
+
+
+class AlertFilter(Document):
+    namespace: str | None = None
+    source: str | None = None
+    status: AlertStatus | None = None
+    # Alertmanager matchers over labels, e.g. 'severity=~"critical|warning"'.
+    matchers: list[str] = Field(default_factory=list)
+
+
+class AlertPage(Document):
+    items: list[AlertRecord]
+    next: str | None = None
+
+
+class Artifact(Document):
+    """A large output kept beside an execution (full logs, transcripts)."""
+
+    id: str
+    execution_id: str
+    step: str
+    kind: str
+    content_type: str = "text/plain"
+    content: str
+    truncated: bool = False
+    created_at: datetime
+    expire_at: datetime | None = None
+
+
+class DeliveryRecord(Document):
+    """One attempt to deliver a notification to one sink."""
+
+    id: str
+    idempotency_key: str
+    execution_id: str
+    step: str
+    sink: str
+    sink_type: str
+    attempt: int
+    status: Literal["delivered", "failed", "retrying"]
+    detail: str | None = None
+    at: datetime
+    expire_at: datetime | None = None
 
 
 class ExecutionFilter(Document):
     namespace: str | None = None
     workflow: str | None = None
     state: ExecutionState | None = None
+    alert_id: str | None = None
 
 
 class ExecutionPage(Document):

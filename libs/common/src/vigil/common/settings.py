@@ -6,10 +6,13 @@ read under one global name so that `vigil up` and a Kubernetes ConfigMap set the
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vigil.common.store import Retention
 
 
 def _global(name: str) -> AliasChoices:
@@ -40,8 +43,18 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         default=10.0, description="Seconds to finish in-flight work after SIGTERM."
     )
+    retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=_global("VIGIL_RETENTION_DAYS"),
+        description="Days finished executions, alerts, artifacts and deliveries are kept.",
+    )
     stream_max_age_days: float = Field(
         default=7.0,
         validation_alias=_global("VIGIL_ALERTS_MAX_AGE_DAYS"),
         description="Days the ALERTS stream keeps alerts for replay.",
     )
+
+    def retention(self) -> Retention:
+        keep = timedelta(days=self.retention_days)
+        return Retention(executions=keep, alerts=keep, artifacts=keep, deliveries=keep)

@@ -1,24 +1,52 @@
 """The store port: what services need from the document store, nothing more.
 
-Two adapters implement it: SQLite (`vigil.common.adapters.sqlite`, embedded) and MongoDB
-(production). Both translate their driver's errors into `TransientError` (retry the
-message) or `PermanentError`, and both give the same semantics: a unique trigger key,
-compare-and-set on the execution version, newest-first cursor pagination.
+Two adapters implement it with the same semantics, proven by one contract suite
+(`tests/contract/test_store_contract.py`): SQLite (`vigil.common.adapters.sqlite`, embedded)
+and MongoDB (`vigil.common.adapters.mongo`, production).
+
+- A unique trigger key: a second insert of the same key returns False, never raises.
+- Compare-and-set on `Execution.version`: a lost race raises `Conflict`.
+- Durable timers: `claim_due` leases executions whose `wake_at` has passed; a lease is held
+  by one claimer until it expires or the execution is updated, so two engine replicas
+  never both work on the same timer.
+- Newest-first cursor pagination; filters as in the API.
+- Retention: every document has an `expire_at` (set when an execution finishes, and from
+  the last sighting of an alert); MongoDB expires them with TTL indexes, and `purge`
+  deletes them on demand (SQLite's periodic purge, tests).
+- Driver errors become `TransientError` (the message is retried) at the adapter.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 from urllib.parse import urlparse
 
 from vigil.common.documents import (
+    AlertFilter,
+    AlertPage,
     AlertRecord,
+    Artifact,
+    DeliveryRecord,
     Execution,
     ExecutionFilter,
     ExecutionPage,
 )
 from vigil.common.errors import InvalidInput
 from vigil.common.messages import AlertReceived
+
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retention:
+    """How long documents are kept (DESIGN §5: TTL on finished executions)."""
+
+    executions: timedelta = 30 * DAY
+    alerts: timedelta = 30 * DAY
+    artifacts: timedelta = 30 * DAY
+    deliveries: timedelta = 30 * DAY
 
 
 class Store(Protocol):
@@ -27,8 +55,23 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    # --- alerts ------------------------------------------------------------------------
+
     async def record_alert(self, received: AlertReceived) -> AlertRecord:
-        """Upsert the alert history document of (namespace, source, fingerprint)."""
+        """Upsert the history of (namespace, source, fingerprint) with this occurrence.
+
+        The status follows the newest notification by `received_at`; an older one that
+        arrives late is counted but does not change the status.
+        """
+
+    async def get_alert(self, alert_id: str) -> AlertRecord | None: ...
+
+    async def list_alerts(
+        self, query: AlertFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> AlertPage:
+        """Alerts, most recently seen first."""
+
+    # --- executions ----------------------------------------------------------------------
 
     async def insert_execution(self, execution: Execution) -> bool:
         """Insert; return False (and change nothing) if the trigger key already exists."""
@@ -41,22 +84,49 @@ class Store(Protocol):
         """Replace the execution if its stored version is `expected_version`.
 
         `execution.version` must be `expected_version + 1`. Raises Conflict otherwise.
+        Releases any timer lease on it.
         """
 
     async def list_executions(
         self, query: ExecutionFilter, *, limit: int = 50, cursor: str | None = None
     ) -> ExecutionPage: ...
 
+    async def claim_due(
+        self, now: datetime, *, owner: str, lease: timedelta, limit: int = 100
+    ) -> list[Execution]:
+        """Lease up to `limit` unfinished executions with `wake_at <= now` to `owner`."""
 
-async def open_store(url: str) -> Store:
-    """Open the store named by `url` (sqlite:///path or mongodb://…)."""
+    # --- artifacts and deliveries --------------------------------------------------------
+
+    async def put_artifact(self, artifact: Artifact) -> None:
+        """Store (or replace, same id) an artifact."""
+
+    async def get_artifact(self, artifact_id: str) -> Artifact | None: ...
+
+    async def record_delivery(self, delivery: DeliveryRecord) -> None:
+        """Store (or replace, same id) one delivery attempt."""
+
+    async def deliveries(
+        self, *, execution_id: str | None = None, idempotency_key: str | None = None
+    ) -> list[DeliveryRecord]:
+        """Delivery attempts, oldest first, by execution or by idempotency key."""
+
+    # --- retention -----------------------------------------------------------------------
+
+    async def purge(self, now: datetime) -> int:
+        """Delete every document whose `expire_at` has passed; return how many."""
+
+
+async def open_store(url: str, *, retention: Retention | None = None) -> Store:
+    """Open the store named by `url` (sqlite:///path or mongodb://host:port/db)."""
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
         from vigil.common.adapters.sqlite import SqliteStore
 
-        return await SqliteStore.open(url)
+        return await SqliteStore.open(url, retention=retention or Retention())
     if scheme in ("mongodb", "mongodb+srv"):
-        msg = "the MongoDB store is not available in this build yet; use sqlite:///path"
-        raise InvalidInput(msg)
-    msg = f"store URL {url!r} must start with sqlite:// or mongodb://"
+        from vigil.common.adapters.mongo import MongoStore
+
+        return await MongoStore.open(url, retention=retention or Retention())
+    msg = f"store URL {url!r} must start with sqlite:/// or mongodb://"
     raise InvalidInput(msg)

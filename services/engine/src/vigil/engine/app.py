@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import structlog
 
@@ -13,7 +14,7 @@ from vigil.common.errors import TransientError
 from vigil.common.messages import AlertReceived, StepResult
 from vigil.common.ops import HttpServer, ops_app
 from vigil.common.runtime import run_tasks
-from vigil.common.store import open_store
+from vigil.common.store import Store, open_store
 from vigil.common.streams import ConsumerSpec, stream_specs
 from vigil.engine.handlers import EngineHandlers
 from vigil.engine.settings import EngineSettings
@@ -21,8 +22,21 @@ from vigil.engine.settings import EngineSettings
 log = structlog.get_logger(__name__)
 
 
+async def purge_expired(store: Store, *, every: float) -> None:
+    """Retention for stores without TTL indexes (SQLite); harmless where they exist."""
+    while True:
+        try:
+            removed = await store.purge(datetime.now(UTC))
+        except TransientError as exc:
+            log.warning("purge_failed", error=str(exc))
+        else:
+            if removed:
+                log.info("expired_documents_purged", count=removed)
+        await asyncio.sleep(every)
+
+
 async def run(settings: EngineSettings, stop: asyncio.Event) -> None:
-    store = await open_store(settings.store_url)
+    store = await open_store(settings.store_url, retention=settings.retention())
     bus = await JetStreamBus.connect(settings.nats_url, name="vigil-engine")
     try:
         await bus.ensure_streams(stream_specs(alerts_max_age_days=settings.stream_max_age_days))
@@ -79,6 +93,7 @@ async def run(settings: EngineSettings, stop: asyncio.Event) -> None:
             ops.serve(),
             definitions.run(await bus.config_bucket()),
             consume_when_ready(),
+            purge_expired(store, every=settings.purge_interval_seconds),
         )
     finally:
         await bus.close()

@@ -12,6 +12,7 @@ from vigil.common.errors import TransientError
 from vigil.common.messages import StepRequest
 from vigil.common.ops import HttpServer, ops_app
 from vigil.common.runtime import run_tasks
+from vigil.common.store import open_store
 from vigil.common.streams import ConsumerSpec, stream_specs
 from vigil.executor.handlers import ExecutorHandlers
 from vigil.executor.settings import ExecutorSettings
@@ -20,17 +21,25 @@ log = structlog.get_logger(__name__)
 
 
 async def run(settings: ExecutorSettings, stop: asyncio.Event) -> None:
+    store = await open_store(settings.store_url, retention=settings.retention())
     bus = await JetStreamBus.connect(settings.nats_url, name="vigil-executor")
     try:
         await bus.ensure_streams(stream_specs(alerts_max_age_days=settings.stream_max_age_days))
-        handlers = ExecutorHandlers(bus=bus, output_limit=settings.output_limit_bytes)
+        handlers = ExecutorHandlers(
+            bus=bus,
+            store=store,
+            output_limit=settings.output_limit_bytes,
+            artifact_limit=max(settings.artifact_limit_bytes, settings.output_limit_bytes),
+        )
 
         async def nats_ready() -> None:
             if not bus.connected:
                 raise TransientError("not connected to NATS")
 
         ops = HttpServer(
-            ops_app({"nats": nats_ready}), host=settings.ops_host, port=settings.ops_port
+            ops_app({"nats": nats_ready, "store": store.ping}),
+            host=settings.ops_host,
+            port=settings.ops_port,
         )
         log.info("executor_starting", ops_port=ops.port)
         await run_tasks(
@@ -52,3 +61,4 @@ async def run(settings: ExecutorSettings, stop: asyncio.Event) -> None:
         )
     finally:
         await bus.close()
+        await store.close()

@@ -1,5 +1,8 @@
 """Executor handler: run one attempt of a cli step and publish its result.
 
+Output beyond the step-output bound (64 KiB per stream by default) is kept whole, up to the
+artifact bound, as an artifact the output links to (`artifactId`).
+
 The result's `Nats-Msg-Id` is derived from the request's, so running a redelivered step
 again publishes a result the stream deduplicates, and the engine's compare-and-set makes a
 late duplicate a no-op.
@@ -16,9 +19,11 @@ from prometheus_client import Counter, Histogram
 
 from vigil.common import subjects
 from vigil.common.adapters.jetstream import Delivery, JetStreamBus
+from vigil.common.documents import Artifact
 from vigil.common.errors import InvalidInput, PermanentError
-from vigil.common.messages import StepOutcome, StepRequest, StepResult
-from vigil.executor.adapters.local import run_process
+from vigil.common.messages import Output, StepOutcome, StepRequest, StepResult
+from vigil.common.store import Store
+from vigil.executor.adapters.local import ProcessOutcome, run_process
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +36,9 @@ STEPS_RUN = Counter("vigil_steps_run_total", "Step attempts run.", ["kind", "out
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExecutorHandlers:
     bus: JetStreamBus
+    store: Store
     output_limit: int
+    artifact_limit: int
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     async def on_cli(self, request: StepRequest, delivery: Delivery) -> None:
@@ -47,7 +54,7 @@ class ExecutorHandlers:
                 request.cli.argv,
                 env={**request.cli.env, "VIGIL_IDEMPOTENCY_KEY": request.idempotency_key},
                 timeout=request.cli.timeout_seconds,
-                output_limit=self.output_limit,
+                output_limit=self.artifact_limit,
             )
         except PermanentError as exc:
             result = StepResult(
@@ -73,12 +80,7 @@ class ExecutorHandlers:
                 step=request.step,
                 attempt=request.attempt,
                 outcome=state,
-                output={
-                    "exitCode": outcome.exit_code,
-                    "stdout": outcome.stdout,
-                    "stderr": outcome.stderr,
-                    "truncated": outcome.truncated,
-                },
+                output=await self._bounded_output(request, outcome),
                 error=error,
                 started_at=started,
                 finished_at=self.clock(),
@@ -90,3 +92,29 @@ class ExecutorHandlers:
             subjects.results(), result, msg_id=f"{request.idempotency_key}/result"
         )
         log.info("step_finished", outcome=result.outcome, seconds=round(seconds, 3))
+
+    async def _bounded_output(self, request: StepRequest, outcome: ProcessOutcome) -> Output:
+        """The step output, at most `output_limit` per stream; the rest goes to an artifact."""
+        stdout = outcome.stdout[: self.output_limit]
+        stderr = outcome.stderr[: self.output_limit]
+        cut = stdout != outcome.stdout or stderr != outcome.stderr
+        output: Output = {
+            "exitCode": outcome.exit_code,
+            "stdout": stdout,
+            "stderr": stderr,
+            "truncated": cut or outcome.truncated,
+            "artifactId": None,
+        }
+        if cut:
+            artifact = Artifact(
+                id=f"{request.idempotency_key}/output",
+                execution_id=request.execution_id,
+                step=request.step,
+                kind="cli-output",
+                content=f"--- stdout\n{outcome.stdout}\n--- stderr\n{outcome.stderr}",
+                truncated=outcome.truncated,
+                created_at=self.clock(),
+            )
+            await self.store.put_artifact(artifact)
+            output["artifactId"] = artifact.id
+        return output

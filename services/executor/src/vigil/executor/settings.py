@@ -15,6 +15,11 @@ class ExecutorSettings(ServiceSettings):
     output_limit_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Bytes of stdout and of stderr kept per step."
     )
+    artifact_limit_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Bytes of stdout and of stderr kept in the output artifact.",
+    )
     max_deliver: int = Field(default=5, ge=2, description="Deliveries before dead-lettering.")
     ack_wait_seconds: float = Field(
         default=30.0, gt=1, description="Seconds without a heartbeat before redelivery."

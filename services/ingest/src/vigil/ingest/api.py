@@ -20,10 +20,11 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from vigil.common.adapters.jetstream import JetStreamBus
-from vigil.common.alertmanager import WebhookPayload
+from vigil.common.alertmanager import AlertStatus, WebhookPayload
 from vigil.common.definitions import DefinitionsView
-from vigil.common.documents import Execution, ExecutionFilter
-from vigil.common.errors import TransientError
+from vigil.common.documents import AlertFilter, Artifact, Execution, ExecutionFilter
+from vigil.common.errors import InvalidInput, TransientError
+from vigil.common.matchers import parse_matcher
 from vigil.common.messages import ExecutionState
 from vigil.common.ops import ReadinessCheck, ops_routes
 from vigil.common.store import Store
@@ -141,6 +142,60 @@ def build_app(ingest: Ingest, *, checks: Mapping[str, ReadinessCheck]) -> FastAP
         if found is None:
             return JSONResponse({"error": f"no execution {execution_id}"}, status_code=404)
         return found
+
+    @app.get("/api/v1/executions/{execution_id}/deliveries", tags=["executions"])
+    async def execution_deliveries(execution_id: str) -> dict[str, Any]:
+        """Every notification delivery attempt of an execution, oldest first."""
+        found = await ingest.store.deliveries(execution_id=execution_id)
+        return {"items": [d.model_dump(mode="json") for d in found]}
+
+    @app.get("/api/v1/artifacts/{artifact_id:path}", tags=["executions"], response_model=None)
+    async def get_artifact(artifact_id: str) -> Artifact | JSONResponse:
+        """A large step output (full logs) linked from a step's `output.artifactId`."""
+        found = await ingest.store.get_artifact(artifact_id)
+        if found is None:
+            return JSONResponse({"error": f"no artifact {artifact_id}"}, status_code=404)
+        return found
+
+    @app.get("/api/v1/alerts", tags=["alerts"], response_model=None)
+    async def list_alerts(
+        namespace: str | None = None,
+        source: str | None = None,
+        status: AlertStatus | None = None,
+        match: Annotated[list[str] | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any] | JSONResponse:
+        """Alert history, most recently seen first.
+
+        `match` takes Alertmanager matchers over labels and may repeat, e.g.
+        `?match=severity=~"critical|warning"&match=team="db"`.
+        """
+        try:
+            query = AlertFilter(
+                namespace=namespace, source=source, status=status, matchers=match or []
+            )
+            for matcher in query.matchers:
+                parse_matcher(matcher)
+        except InvalidInput as exc:
+            return JSONResponse({"error": f"match: {exc}"}, status_code=400)
+        page = await ingest.store.list_alerts(query, limit=limit, cursor=cursor)
+        return {"items": [a.model_dump(mode="json") for a in page.items], "next": page.next}
+
+    @app.get("/api/v1/alerts/{alert_id:path}", tags=["alerts"], response_model=None)
+    async def get_alert(alert_id: str) -> dict[str, Any] | JSONResponse:
+        """One alert (`namespace/source/fingerprint`) with the executions it started."""
+        found = await ingest.store.get_alert(alert_id)
+        if found is None:
+            return JSONResponse({"error": f"no alert {alert_id}"}, status_code=404)
+        started = await ingest.store.list_executions(ExecutionFilter(alert_id=alert_id), limit=100)
+        return {
+            **found.model_dump(mode="json"),
+            "executions": [
+                {"id": e.id, "workflow": e.workflow, "state": e.state, "created_at": e.created_at}
+                for e in started.items
+            ],
+        }
 
     @app.get("/api/v1/definitions", tags=["definitions"])
     async def list_definitions() -> dict[str, Any]:

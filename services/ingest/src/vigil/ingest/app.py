@@ -20,7 +20,7 @@ log = structlog.get_logger(__name__)
 
 
 async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
-    store = await open_store(settings.store_url)
+    store = await open_store(settings.store_url, retention=settings.retention())
     bus = await JetStreamBus.connect(settings.nats_url, name="vigil-ingest")
     try:
         await bus.ensure_streams(stream_specs(alerts_max_age_days=settings.stream_max_age_days))

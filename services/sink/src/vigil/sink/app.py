@@ -14,6 +14,7 @@ from vigil.common.errors import TransientError
 from vigil.common.messages import StepRequest
 from vigil.common.ops import HttpServer, ops_app
 from vigil.common.runtime import run_tasks
+from vigil.common.store import open_store
 from vigil.common.streams import ConsumerSpec, stream_specs
 from vigil.sink.adapters.webhook import WebhookSender
 from vigil.sink.handlers import SinkHandlers
@@ -23,6 +24,7 @@ log = structlog.get_logger(__name__)
 
 
 async def run(settings: SinkSettings, stop: asyncio.Event) -> None:
+    store = await open_store(settings.store_url, retention=settings.retention())
     bus = await JetStreamBus.connect(settings.nats_url, name="vigil-sink")
     try:
         async with httpx.AsyncClient(headers={"User-Agent": "vigil-sink"}) as client:
@@ -30,6 +32,7 @@ async def run(settings: SinkSettings, stop: asyncio.Event) -> None:
             definitions = DefinitionsView()
             handlers = SinkHandlers(
                 bus=bus,
+                store=store,
                 definitions=definitions,
                 webhook=WebhookSender(
                     client, attempts=settings.attempts, backoff=settings.backoff_seconds
@@ -45,7 +48,9 @@ async def run(settings: SinkSettings, stop: asyncio.Event) -> None:
                     raise TransientError("definitions not loaded")
 
             ops = HttpServer(
-                ops_app({"nats": nats_ready, "definitions": definitions_ready}),
+                ops_app(
+                    {"nats": nats_ready, "store": store.ping, "definitions": definitions_ready}
+                ),
                 host=settings.ops_host,
                 port=settings.ops_port,
             )
@@ -71,3 +76,4 @@ async def run(settings: SinkSettings, stop: asyncio.Event) -> None:
             )
     finally:
         await bus.close()
+        await store.close()

@@ -1,29 +1,37 @@
 """SQLite adapter of the store port, for embedded mode.
 
-Several processes share one database file (engine writes, ingest reads), so the database
-runs in WAL mode with a busy timeout. Documents are stored as JSON next to the columns that
-are queried (trigger key, state, workflow); `sqlite3` errors become TransientError (locked,
-I/O) at this boundary.
+Several processes share one database file (engine writes executions and alerts, sink writes
+deliveries, executor artifacts, ingest reads), so it runs in WAL mode with a busy timeout.
+Documents are stored as JSON beside the columns that are queried; timestamps as fixed-width
+UTC strings so that they compare in order. `sqlite3` errors become TransientError here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiosqlite
 
 from vigil.common.documents import (
+    AlertFilter,
+    AlertPage,
     AlertRecord,
+    Artifact,
+    DeliveryRecord,
     Execution,
     ExecutionFilter,
     ExecutionPage,
-    StatusChange,
+    alert_id,
 )
 from vigil.common.errors import Conflict, InvalidInput, TransientError
+from vigil.common.history import merge_occurrence
+from vigil.common.matchers import matches_all, parse_matcher
 from vigil.common.messages import AlertReceived
+from vigil.common.store import Retention
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -31,24 +39,52 @@ CREATE TABLE IF NOT EXISTS executions (
     namespace TEXT NOT NULL,
     workflow TEXT NOT NULL,
     trigger_key TEXT NOT NULL UNIQUE,
+    alert_id TEXT NOT NULL,
     state TEXT NOT NULL,
     version INTEGER NOT NULL,
     wake_at TEXT,
+    lease_until TEXT,
+    lease_owner TEXT,
+    expire_at TEXT,
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS executions_workflow ON executions (namespace, workflow, id);
-CREATE INDEX IF NOT EXISTS executions_state ON executions (state, wake_at);
+CREATE INDEX IF NOT EXISTS executions_state ON executions (state, id);
+CREATE INDEX IF NOT EXISTS executions_wake ON executions (wake_at) WHERE wake_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS executions_alert ON executions (alert_id, id);
+CREATE INDEX IF NOT EXISTS executions_expire ON executions (expire_at) WHERE expire_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY,
     namespace TEXT NOT NULL,
     source TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
     status TEXT NOT NULL,
     last_seen TEXT NOT NULL,
-    doc TEXT NOT NULL,
-    UNIQUE (namespace, source, fingerprint)
+    expire_at TEXT,
+    doc TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS alerts_seen ON alerts (last_seen, id);
+CREATE INDEX IF NOT EXISTS alerts_expire ON alerts (expire_at);
+CREATE TABLE IF NOT EXISTS artifacts (
+    id TEXT PRIMARY KEY,
+    execution_id TEXT NOT NULL,
+    expire_at TEXT,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS artifacts_expire ON artifacts (expire_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,
+    idempotency_key TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    expire_at TEXT,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (idempotency_key, at);
+CREATE INDEX IF NOT EXISTS deliveries_execution ON deliveries (execution_id, at);
+CREATE INDEX IF NOT EXISTS deliveries_expire ON deliveries (expire_at);
 """
+
+_EXPIRING_TABLES = ("executions", "alerts", "artifacts", "deliveries")
 
 
 def sqlite_path(url: str) -> Path:
@@ -60,14 +96,28 @@ def sqlite_path(url: str) -> Path:
     return Path(url[len(prefix) :])
 
 
+def stamp(value: datetime | None) -> str | None:
+    """Fixed-width UTC text that sorts like the time it stands for."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _labels_match(doc: str, matchers: str) -> int:
+    labels = json.loads(doc)["labels"]
+    return int(matches_all([parse_matcher(m) for m in json.loads(matchers)], labels))
+
+
 class SqliteStore:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, retention: Retention) -> None:
         self._db = db
-        # record_alert reads then writes; one writer per alert id at a time in-process.
+        self._retention = retention
+        # record_alert reads then writes; one writer per alert at a time in this process
+        # (the engine is the only writer of alerts).
         self._alert_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, url: str) -> SqliteStore:
+    async def open(cls, url: str, *, retention: Retention) -> SqliteStore:
         path = sqlite_path(url)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,138 +126,166 @@ class SqliteStore:
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=10000")
             await db.executescript(SCHEMA)
+            await db.create_function("vigil_labels_match", 2, _labels_match, deterministic=True)
         except (sqlite3.Error, OSError) as exc:
             msg = f"cannot open SQLite store at {path}: {exc}"
             raise TransientError(msg) from exc
-        return cls(db)
+        return cls(db, retention)
 
     async def close(self) -> None:
         await self._db.close()
 
     async def ping(self) -> None:
+        await self._run("SELECT 1", (), "ping")
+
+    async def _run(
+        self, query: str, params: tuple[object, ...] | list[object], what: str
+    ) -> aiosqlite.Cursor:
         try:
-            await self._db.execute("SELECT 1")
+            return await self._db.execute(query, params)
+        except sqlite3.IntegrityError:
+            raise
         except sqlite3.Error as exc:
-            raise TransientError(f"SQLite store does not answer: {exc}") from exc
+            msg = f"SQLite store: cannot {what}: {exc}"
+            raise TransientError(msg) from exc
+
+    async def _docs(self, query: str, params: list[object], what: str) -> list[str]:
+        cursor = await self._run(query, params, what)
+        try:
+            rows = await cursor.fetchall()
+        except sqlite3.Error as exc:
+            msg = f"SQLite store: cannot {what}: {exc}"
+            raise TransientError(msg) from exc
+        return [row[0] for row in rows]
 
     # --- alerts --------------------------------------------------------------------------
 
     async def record_alert(self, received: AlertReceived) -> AlertRecord:
-        alert = received.alert
-        alert_id = f"{received.namespace}/{received.source}/{alert.fingerprint}"
-        now = received.received_at
+        identity = alert_id(received.namespace, received.source, received.alert.fingerprint)
         async with self._alert_lock:
-            return await self._record_alert(received, alert_id, now)
-
-    async def _record_alert(
-        self, received: AlertReceived, alert_id: str, now: datetime
-    ) -> AlertRecord:
-        alert = received.alert
-        try:
-            async with self._db.execute(
-                "SELECT doc FROM alerts WHERE id = ?", (alert_id,)
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is None:
-                record = AlertRecord(
-                    id=alert_id,
-                    namespace=received.namespace,
-                    source=received.source,
-                    fingerprint=alert.fingerprint,
-                    status=alert.status,
-                    labels=alert.labels,
-                    annotations=alert.annotations,
-                    starts_at=alert.starts_at,
-                    ends_at=alert.ends_at,
-                    first_seen=now,
-                    last_seen=now,
-                    history=[StatusChange(status=alert.status, at=now)],
-                )
-            else:
-                previous = AlertRecord.model_validate_json(row[0])
-                history = previous.history
-                if previous.status != alert.status:
-                    history = [*history, StatusChange(status=alert.status, at=now)]
-                record = previous.model_copy(
-                    update={
-                        "status": alert.status,
-                        "labels": alert.labels,
-                        "annotations": alert.annotations,
-                        "starts_at": alert.starts_at,
-                        "ends_at": alert.ends_at,
-                        "last_seen": max(now, previous.last_seen),
-                        "occurrences": previous.occurrences + 1,
-                        "history": history,
-                    }
-                )
-            await self._db.execute(
-                "INSERT INTO alerts (id, namespace, source, fingerprint, status, last_seen, doc)"
+            found = await self._docs("SELECT doc FROM alerts WHERE id = ?", [identity], "read")
+            previous = AlertRecord.model_validate_json(found[0]) if found else None
+            record = merge_occurrence(previous, received, identity=identity)
+            record = record.model_copy(
+                update={"expire_at": record.last_seen + self._retention.alerts}
+            )
+            await self._run(
+                "INSERT INTO alerts (id, namespace, source, status, last_seen, expire_at, doc)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-                " status = excluded.status, last_seen = excluded.last_seen, doc = excluded.doc",
+                " status = excluded.status, last_seen = excluded.last_seen,"
+                " expire_at = excluded.expire_at, doc = excluded.doc",
                 (
                     record.id,
                     record.namespace,
                     record.source,
-                    record.fingerprint,
                     record.status,
-                    record.last_seen.isoformat(),
+                    stamp(record.last_seen),
+                    stamp(record.expire_at),
                     record.model_dump_json(),
                 ),
+                f"record alert {identity}",
             )
-        except sqlite3.Error as exc:
-            raise TransientError(f"cannot record alert {alert_id}: {exc}") from exc
         return record
+
+    async def get_alert(self, alert_id: str) -> AlertRecord | None:
+        found = await self._docs("SELECT doc FROM alerts WHERE id = ?", [alert_id], "read alert")
+        return AlertRecord.model_validate_json(found[0]) if found else None
+
+    async def list_alerts(
+        self, query: AlertFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> AlertPage:
+        clauses: list[str] = []
+        params: list[object] = []
+        for column in ("namespace", "source", "status"):
+            value = getattr(query, column)
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if query.matchers:
+            for matcher in query.matchers:
+                parse_matcher(matcher)  # InvalidInput for the caller, not a SQL error
+            clauses.append("vigil_labels_match(doc, ?)")
+            params.append(json.dumps(query.matchers))
+        if cursor is not None:
+            seen, _, after = cursor.partition("|")
+            clauses.append("(last_seen < ? OR (last_seen = ? AND id < ?))")
+            params += [seen, seen, after]
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        docs = await self._docs(
+            f"SELECT doc FROM alerts {where} ORDER BY last_seen DESC, id DESC LIMIT ?",  # noqa: S608 - fixed column names
+            [*params, limit + 1],
+            "list alerts",
+        )
+        items = [AlertRecord.model_validate_json(doc) for doc in docs[:limit]]
+        last = items[-1] if len(docs) > limit else None
+        return AlertPage(items=items, next=f"{stamp(last.last_seen)}|{last.id}" if last else None)
 
     # --- executions ----------------------------------------------------------------------
 
+    def _expiry(self, execution: Execution) -> Execution:
+        if execution.finished and execution.finished_at is not None:
+            expire_at = execution.finished_at + self._retention.executions
+            return execution.model_copy(update={"expire_at": expire_at})
+        return execution.model_copy(update={"expire_at": None})
+
     async def insert_execution(self, execution: Execution) -> bool:
+        execution = self._expiry(execution)
         try:
-            await self._db.execute(
-                "INSERT INTO executions (id, namespace, workflow, trigger_key, state, version,"
-                " wake_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                _row(execution),
+            await self._run(
+                "INSERT INTO executions (id, namespace, workflow, trigger_key, alert_id, state,"
+                " version, wake_at, expire_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    execution.id,
+                    execution.namespace,
+                    execution.workflow,
+                    execution.trigger_key,
+                    execution.alert_id,
+                    execution.state,
+                    execution.version,
+                    stamp(execution.wake_at),
+                    stamp(execution.expire_at),
+                    execution.model_dump_json(),
+                ),
+                f"insert execution {execution.id}",
             )
         except sqlite3.IntegrityError as exc:
             if "trigger_key" in str(exc):
                 return False
-            raise TransientError(f"cannot insert execution {execution.id}: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise TransientError(f"cannot insert execution {execution.id}: {exc}") from exc
+            msg = f"SQLite store: cannot insert execution {execution.id}: {exc}"
+            raise TransientError(msg) from exc
         return True
 
     async def get_execution(self, execution_id: str) -> Execution | None:
-        return await self._one("SELECT doc FROM executions WHERE id = ?", execution_id)
+        found = await self._docs(
+            "SELECT doc FROM executions WHERE id = ?", [execution_id], "read execution"
+        )
+        return Execution.model_validate_json(found[0]) if found else None
 
     async def find_by_trigger_key(self, trigger_key: str) -> Execution | None:
-        return await self._one("SELECT doc FROM executions WHERE trigger_key = ?", trigger_key)
-
-    async def _one(self, query: str, value: str) -> Execution | None:
-        try:
-            async with self._db.execute(query, (value,)) as cursor:
-                row = await cursor.fetchone()
-        except sqlite3.Error as exc:
-            raise TransientError(f"cannot read execution: {exc}") from exc
-        return None if row is None else Execution.model_validate_json(row[0])
+        found = await self._docs(
+            "SELECT doc FROM executions WHERE trigger_key = ?", [trigger_key], "read execution"
+        )
+        return Execution.model_validate_json(found[0]) if found else None
 
     async def update_execution(self, execution: Execution, *, expected_version: int) -> None:
         if execution.version != expected_version + 1:
             msg = f"new version must be {expected_version + 1}, got {execution.version}"
             raise ValueError(msg)
-        try:
-            cursor = await self._db.execute(
-                "UPDATE executions SET state = ?, version = ?, wake_at = ?, doc = ?"
-                " WHERE id = ? AND version = ?",
-                (
-                    execution.state,
-                    execution.version,
-                    _iso(execution.wake_at),
-                    execution.model_dump_json(),
-                    execution.id,
-                    expected_version,
-                ),
-            )
-        except sqlite3.Error as exc:
-            raise TransientError(f"cannot update execution {execution.id}: {exc}") from exc
+        execution = self._expiry(execution)
+        cursor = await self._run(
+            "UPDATE executions SET state = ?, version = ?, wake_at = ?, expire_at = ?,"
+            " lease_until = NULL, lease_owner = NULL, doc = ? WHERE id = ? AND version = ?",
+            (
+                execution.state,
+                execution.version,
+                stamp(execution.wake_at),
+                stamp(execution.expire_at),
+                execution.model_dump_json(),
+                execution.id,
+                expected_version,
+            ),
+            f"update execution {execution.id}",
+        )
         if cursor.rowcount != 1:
             msg = f"execution {execution.id} is no longer at version {expected_version}"
             raise Conflict(msg)
@@ -216,8 +294,8 @@ class SqliteStore:
         self, query: ExecutionFilter, *, limit: int = 50, cursor: str | None = None
     ) -> ExecutionPage:
         clauses: list[str] = []
-        params: list[str | int] = []
-        for column in ("namespace", "workflow", "state"):
+        params: list[object] = []
+        for column in ("namespace", "workflow", "state", "alert_id"):
             value = getattr(query, column)
             if value is not None:
                 clauses.append(f"{column} = ?")
@@ -226,32 +304,97 @@ class SqliteStore:
             clauses.append("id < ?")
             params.append(cursor)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        params.append(limit + 1)
-        try:
-            async with self._db.execute(
-                f"SELECT doc FROM executions {where} ORDER BY id DESC LIMIT ?",  # noqa: S608 - columns are fixed names
-                params,
-            ) as rows:
-                docs = [Execution.model_validate_json(row[0]) for row in await rows.fetchall()]
-        except sqlite3.Error as exc:
-            raise TransientError(f"cannot list executions: {exc}") from exc
-        more = len(docs) > limit
-        items = docs[:limit]
-        return ExecutionPage(items=items, next=items[-1].id if more else None)
+        docs = await self._docs(
+            f"SELECT doc FROM executions {where} ORDER BY id DESC LIMIT ?",  # noqa: S608 - fixed column names
+            [*params, limit + 1],
+            "list executions",
+        )
+        items = [Execution.model_validate_json(doc) for doc in docs[:limit]]
+        return ExecutionPage(items=items, next=items[-1].id if len(docs) > limit else None)
 
+    async def claim_due(
+        self, now: datetime, *, owner: str, lease: timedelta, limit: int = 100
+    ) -> list[Execution]:
+        # One UPDATE … RETURNING holds SQLite's write lock: no other process can claim the
+        # same rows in between.
+        docs = await self._docs(
+            "UPDATE executions SET lease_until = ?, lease_owner = ? WHERE id IN ("
+            " SELECT id FROM executions WHERE wake_at IS NOT NULL AND wake_at <= ?"
+            " AND state IN ('pending', 'running')"
+            " AND (lease_until IS NULL OR lease_until < ?) ORDER BY wake_at LIMIT ?"
+            ") RETURNING doc",
+            [stamp(now + lease), owner, stamp(now), stamp(now), limit],
+            "claim due timers",
+        )
+        return sorted(
+            (Execution.model_validate_json(doc) for doc in docs),
+            key=lambda e: (e.wake_at or now, e.id),
+        )
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
+    # --- artifacts and deliveries --------------------------------------------------------
 
+    async def put_artifact(self, artifact: Artifact) -> None:
+        artifact = artifact.model_copy(
+            update={"expire_at": artifact.created_at + self._retention.artifacts}
+        )
+        await self._run(
+            "INSERT OR REPLACE INTO artifacts (id, execution_id, expire_at, doc)"
+            " VALUES (?, ?, ?, ?)",
+            (
+                artifact.id,
+                artifact.execution_id,
+                stamp(artifact.expire_at),
+                artifact.model_dump_json(),
+            ),
+            f"store artifact {artifact.id}",
+        )
 
-def _row(execution: Execution) -> tuple[str | int | None, ...]:
-    return (
-        execution.id,
-        execution.namespace,
-        execution.workflow,
-        execution.trigger_key,
-        execution.state,
-        execution.version,
-        _iso(execution.wake_at),
-        execution.model_dump_json(),
-    )
+    async def get_artifact(self, artifact_id: str) -> Artifact | None:
+        found = await self._docs(
+            "SELECT doc FROM artifacts WHERE id = ?", [artifact_id], "read artifact"
+        )
+        return Artifact.model_validate_json(found[0]) if found else None
+
+    async def record_delivery(self, delivery: DeliveryRecord) -> None:
+        delivery = delivery.model_copy(
+            update={"expire_at": delivery.at + self._retention.deliveries}
+        )
+        await self._run(
+            "INSERT OR REPLACE INTO deliveries (id, idempotency_key, execution_id, at,"
+            " expire_at, doc) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                delivery.id,
+                delivery.idempotency_key,
+                delivery.execution_id,
+                stamp(delivery.at),
+                stamp(delivery.expire_at),
+                delivery.model_dump_json(),
+            ),
+            f"record delivery {delivery.id}",
+        )
+
+    async def deliveries(
+        self, *, execution_id: str | None = None, idempotency_key: str | None = None
+    ) -> list[DeliveryRecord]:
+        if (execution_id is None) == (idempotency_key is None):
+            raise ValueError("give exactly one of execution_id and idempotency_key")
+        column = "execution_id" if execution_id is not None else "idempotency_key"
+        docs = await self._docs(
+            f"SELECT doc FROM deliveries WHERE {column} = ? ORDER BY at, id",  # noqa: S608 - fixed column names
+            [execution_id or idempotency_key],
+            "list deliveries",
+        )
+        return [DeliveryRecord.model_validate_json(doc) for doc in docs]
+
+    # --- retention -----------------------------------------------------------------------
+
+    async def purge(self, now: datetime) -> int:
+        removed = 0
+        for table in _EXPIRING_TABLES:
+            cursor = await self._run(
+                f"DELETE FROM {table} WHERE expire_at IS NOT NULL AND expire_at <= ?",  # noqa: S608 - fixed table names
+                (stamp(now),),
+                f"purge {table}",
+            )
+            removed += max(cursor.rowcount, 0)
+        return removed

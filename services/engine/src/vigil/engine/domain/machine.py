@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from vigil.common.documents import FINAL_STEP_STATES, Execution, StepRecord
+from vigil.common.documents import FINAL_STEP_STATES, Execution, StepRecord, alert_id
 from vigil.common.durations import parse_duration
 from vigil.common.errors import VigilError
 from vigil.common.expressions import evaluate_bool
@@ -62,6 +62,7 @@ def new_execution(
         workflow=workflow.metadata.name,
         workflow_generation=workflow.metadata.generation,
         source=received.source,
+        alert_id=alert_id(received.namespace, received.source, received.alert.fingerprint),
         trigger_key=trigger_key,
         concurrency_key=concurrency_key,
         alert=received.alert,
