@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from pydantic import JsonValue
 
 from vigil.common.documents import Execution
@@ -15,9 +14,9 @@ from vigil.engine.domain.machine import (
     Transition,
     advance,
     apply_result,
-    dispatches,
     new_execution,
 )
+from vigil.engine.domain.requests import dispatches
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 T1 = T0 + timedelta(seconds=5)
@@ -464,11 +463,6 @@ def test_dispatches_lists_the_running_steps_request() -> None:
 # --- not implemented yet ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the machine ignores `retry`: the first failed attempt fails the step",
-)
 def test_failed_attempt_with_retries_left_does_not_fail_the_step() -> None:
     retried = {**DESCRIBE, "retry": {"attempts": 3, "backoff": "10s"}}
     workflow = make_workflow([retried, OOM])

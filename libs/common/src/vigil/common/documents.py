@@ -39,6 +39,9 @@ class StepRecord(Document):
     on_failure: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # A running step's deadline (its timeout, or a wait's end); a pending step's retry time.
+    deadline_at: datetime | None = None
+    not_before: datetime | None = None
     output: Output | None = None
     error: str | None = None
 
@@ -52,6 +55,9 @@ class Execution(Document):
     alert_id: str = ""
     trigger_key: str
     concurrency_key: str
+    # Set while unfinished under a Forbid/Replace policy: unique in the store, so two
+    # engine replicas cannot both start an execution for the same concurrency key.
+    exclusive_key: str | None = None
     alert: Alert
     group: Group = Field(default_factory=Group)
     state: ExecutionState = "pending"
@@ -60,6 +66,7 @@ class Execution(Document):
     updated_at: datetime
     finished_at: datetime | None = None
     wake_at: datetime | None = None
+    deadline_at: datetime | None = None  # the workflow timeout
     expire_at: datetime | None = None
     error: str | None = None
     steps: list[StepRecord]
@@ -152,6 +159,8 @@ class ExecutionFilter(Document):
     workflow: str | None = None
     state: ExecutionState | None = None
     alert_id: str | None = None
+    concurrency_key: str | None = None
+    active: bool | None = None  # True: pending or running; False: finished
 
 
 class ExecutionPage(Document):

@@ -140,3 +140,36 @@ class DeadLetter(Contract):
     reason: str
     headers: dict[str, str] = Field(default_factory=dict)
     data: str
+
+
+class CancelRequested(Contract):
+    """`vigil.control.cancel`: an operator asked to cancel an execution (API)."""
+
+    schema_name: ClassVar[str] = "cancel.v1"
+
+    execution_id: str
+    reason: str
+    requested_at: datetime
+
+
+class RunRequested(Contract):
+    """`vigil.control.run`: an operator started a workflow by hand with this alert (API)."""
+
+    schema_name: ClassVar[str] = "run.v1"
+
+    execution_id: str
+    namespace: str
+    workflow: str
+    alert: Alert
+    group: Group = Field(default_factory=Group)
+    requested_at: datetime
+
+
+class StepCancelled(Contract):
+    """`vigil.cancel.{execution}` (core NATS, not stored): stop this attempt if you run it."""
+
+    schema_name: ClassVar[str] = "step-cancel.v1"
+
+    execution_id: str
+    step: str
+    attempt: int

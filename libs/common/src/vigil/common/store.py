@@ -91,6 +91,9 @@ class Store(Protocol):
         self, query: ExecutionFilter, *, limit: int = 50, cursor: str | None = None
     ) -> ExecutionPage: ...
 
+    async def count_executions(self) -> dict[str, int]:
+        """How many executions are in each state (states with none are left out)."""
+
     async def claim_due(
         self, now: datetime, *, owner: str, lease: timedelta, limit: int = 100
     ) -> list[Execution]:

@@ -63,6 +63,12 @@ def stream_specs(*, alerts_max_age_days: float = 7.0) -> tuple[StreamSpec, ...]:
             max_age_seconds=1 * DAY,
         ),
         StreamSpec(
+            name=subjects.CONTROL_STREAM,
+            subjects=(subjects.all_control(),),
+            retention="workqueue",
+            duplicate_window_seconds=20 * 60.0,
+        ),
+        StreamSpec(
             name=subjects.DLQ_STREAM,
             subjects=(subjects.all_dlq(),),
             retention="limits",

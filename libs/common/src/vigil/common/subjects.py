@@ -13,6 +13,7 @@ STEPS_STREAM = "STEPS"
 RESULTS_STREAM = "RESULTS"
 EVENTS_STREAM = "EVENTS"
 DLQ_STREAM = "DLQ"
+CONTROL_STREAM = "CONTROL"
 
 CONFIG_BUCKET = "vigil-config"
 
@@ -60,3 +61,17 @@ def dlq(stream: str, consumer: str) -> str:
 
 def all_dlq() -> str:
     return "vigil.dlq.>"
+
+
+def control(command: str) -> str:
+    """Operator commands from the API to the engine (`cancel`, `run`)."""
+    return f"vigil.control.{_token(command, 'command')}"
+
+
+def all_control() -> str:
+    return "vigil.control.>"
+
+
+def step_cancellations(execution_id: str | None = None) -> str:
+    """Core NATS (not a stream): tell workers to stop an attempt; `None` = all of them."""
+    return "vigil.cancel.>" if execution_id is None else f"vigil.cancel.{execution_id}"

@@ -1,8 +1,10 @@
-"""Engine composition root: store, bus, definitions view, two consumers, ops server."""
+"""Engine composition root: store, bus, definitions view, consumers, timers, ops server."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from datetime import UTC, datetime
 
 import structlog
@@ -11,28 +13,27 @@ from vigil.common import subjects
 from vigil.common.adapters.jetstream import JetStreamBus
 from vigil.common.definitions import DefinitionsView
 from vigil.common.errors import TransientError
-from vigil.common.messages import AlertReceived, StepResult
+from vigil.common.messages import (
+    AlertReceived,
+    CancelRequested,
+    DeadLetter,
+    RunRequested,
+    StepResult,
+)
 from vigil.common.ops import HttpServer, ops_app
 from vigil.common.runtime import run_tasks
-from vigil.common.store import Store, open_store
+from vigil.common.store import open_store
 from vigil.common.streams import ConsumerSpec, stream_specs
 from vigil.engine.handlers import EngineHandlers
+from vigil.engine.progress import Progress
 from vigil.engine.settings import EngineSettings
+from vigil.engine.timers import TimerLoop, purge_expired
 
 log = structlog.get_logger(__name__)
 
 
-async def purge_expired(store: Store, *, every: float) -> None:
-    """Retention for stores without TTL indexes (SQLite); harmless where they exist."""
-    while True:
-        try:
-            removed = await store.purge(datetime.now(UTC))
-        except TransientError as exc:
-            log.warning("purge_failed", error=str(exc))
-        else:
-            if removed:
-                log.info("expired_documents_purged", count=removed)
-        await asyncio.sleep(every)
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 async def run(settings: EngineSettings, stop: asyncio.Event) -> None:
@@ -41,7 +42,18 @@ async def run(settings: EngineSettings, stop: asyncio.Event) -> None:
     try:
         await bus.ensure_streams(stream_specs(alerts_max_age_days=settings.stream_max_age_days))
         definitions = DefinitionsView()
-        handlers = EngineHandlers(store=store, bus=bus, definitions=definitions)
+        progress = Progress(store=store, bus=bus)
+        handlers = EngineHandlers(
+            store=store, progress=progress, definitions=definitions, clock=_now
+        )
+        timers = TimerLoop(
+            store=store,
+            progress=progress,
+            definitions=definitions,
+            clock=_now,
+            owner=f"{socket.gethostname()}/{os.getpid()}",
+            interval=settings.timer_interval_seconds,
+        )
 
         async def nats_ready() -> None:
             if not bus.connected:
@@ -58,17 +70,25 @@ async def run(settings: EngineSettings, stop: asyncio.Event) -> None:
         )
         log.info("engine_starting", ops_port=ops.port)
 
+        def consumer(stream: str, durable: str, subject: str, in_flight: int) -> ConsumerSpec:
+            return ConsumerSpec(
+                stream=stream,
+                durable=durable,
+                filter_subject=subject,
+                max_deliver=settings.max_deliver,
+                max_in_flight=in_flight,
+            )
+
         async def consume_when_ready() -> None:
             await definitions.ready.wait()
             async with asyncio.TaskGroup() as group:
                 group.create_task(
                     bus.consume(
-                        ConsumerSpec(
-                            stream=subjects.ALERTS_STREAM,
-                            durable="engine",
-                            filter_subject=subjects.all_alerts(),
-                            max_deliver=settings.max_deliver,
-                            max_in_flight=settings.alerts_in_flight,
+                        consumer(
+                            subjects.ALERTS_STREAM,
+                            "engine",
+                            subjects.all_alerts(),
+                            settings.alerts_in_flight,
                         ),
                         AlertReceived,
                         handlers.on_alert,
@@ -76,15 +96,42 @@ async def run(settings: EngineSettings, stop: asyncio.Event) -> None:
                 )
                 group.create_task(
                     bus.consume(
-                        ConsumerSpec(
-                            stream=subjects.RESULTS_STREAM,
-                            durable="engine",
-                            filter_subject=subjects.results(),
-                            max_deliver=settings.max_deliver,
-                            max_in_flight=settings.results_in_flight,
+                        consumer(
+                            subjects.RESULTS_STREAM,
+                            "engine",
+                            subjects.results(),
+                            settings.results_in_flight,
                         ),
                         StepResult,
                         handlers.on_result,
+                    )
+                )
+                group.create_task(
+                    bus.consume(
+                        consumer(
+                            subjects.CONTROL_STREAM, "engine-cancel", subjects.control("cancel"), 8
+                        ),
+                        CancelRequested,
+                        handlers.on_cancel,
+                    )
+                )
+                group.create_task(
+                    bus.consume(
+                        consumer(subjects.CONTROL_STREAM, "engine-run", subjects.control("run"), 8),
+                        RunRequested,
+                        handlers.on_run,
+                    )
+                )
+                group.create_task(
+                    bus.consume(
+                        consumer(
+                            subjects.DLQ_STREAM,
+                            "engine-steps",
+                            subjects.dlq(subjects.STEPS_STREAM, "*"),
+                            8,
+                        ),
+                        DeadLetter,
+                        handlers.on_dead_letter,
                     )
                 )
 
@@ -93,7 +140,8 @@ async def run(settings: EngineSettings, stop: asyncio.Event) -> None:
             ops.serve(),
             definitions.run(await bus.config_bucket()),
             consume_when_ready(),
-            purge_expired(store, every=settings.purge_interval_seconds),
+            timers.run(),
+            purge_expired(store, every=settings.purge_interval_seconds, clock=_now),
         )
     finally:
         await bus.close()

@@ -1,56 +1,77 @@
-"""Engine handlers: one per subject. Decode, bind context, run the use case, persist with
-compare-and-set, then publish what the transition asks for.
-
-Publishing happens after the save and is repeated on every redelivery: requests carry a
-deterministic `Nats-Msg-Id`, so a crash between the two is healed by the next delivery.
+"""Engine handlers: one per subject. Decode, bind context, run the use case, save with
+compare-and-set, then publish what the transition asks for (`vigil.engine.progress`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import partial
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from prometheus_client import Counter
+from pydantic import ValidationError
 from ulid import ULID
 
-from vigil.common import subjects
-from vigil.common.adapters.jetstream import Delivery, JetStreamBus, Outgoing
+from vigil.common.adapters.jetstream import Delivery
 from vigil.common.definitions import DefinitionsView
-from vigil.common.documents import Execution
-from vigil.common.errors import Conflict, PermanentError, TransientError
-from vigil.common.messages import AlertReceived, StepResult
+from vigil.common.documents import Execution, ExecutionFilter
+from vigil.common.durations import parse_duration
+from vigil.common.errors import PermanentError, TransientError
+from vigil.common.messages import (
+    AlertReceived,
+    CancelRequested,
+    DeadLetter,
+    RunRequested,
+    StepRequest,
+    StepResult,
+)
 from vigil.common.resources import Workflow
 from vigil.common.store import Store
 from vigil.common.telemetry import current_trace_id
 from vigil.common.templating import render
 from vigil.engine.domain.context import alert_context
 from vigil.engine.domain.machine import (
-    Transition,
     advance,
+    alert_changed,
     apply_result,
+    cancel,
     new_execution,
-    request_id,
 )
 from vigil.engine.domain.matching import match, trigger_key
+from vigil.engine.progress import Progress
 
 log = structlog.get_logger(__name__)
 
 ALERTS_RECORDED = Counter("vigil_alerts_recorded_total", "Alerts recorded by the engine.")
 EXECUTIONS_STARTED = Counter("vigil_executions_started_total", "Executions created.")
-EXECUTIONS_FINISHED = Counter(
-    "vigil_executions_finished_total", "Executions that reached a final state.", ["state"]
+EXECUTIONS_SUPPRESSED = Counter(
+    "vigil_executions_suppressed_total",
+    "Matches that started no execution (concurrency policy, cooldown).",
+    ["reason"],
 )
-CAS_ATTEMPTS = 8
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineHandlers:
     store: Store
-    bus: JetStreamBus
+    progress: Progress
     definitions: DefinitionsView
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    clock: Callable[[], datetime] = _utcnow
+
+    def _workflow(self, execution: Execution) -> Workflow:
+        workflow = self.definitions.workflow(execution.namespace, execution.workflow)
+        if workflow is None:
+            msg = f"workflow {execution.namespace}/{execution.workflow} is not loaded"
+            raise TransientError(msg, retry_after=2.0)
+        return workflow
+
+    # --- alerts --------------------------------------------------------------------------
 
     async def on_alert(self, received: AlertReceived, delivery: Delivery) -> None:
         structlog.contextvars.bind_contextvars(
@@ -63,8 +84,9 @@ class EngineHandlers:
             # way through the KV watch: retry shortly rather than match against nothing.
             msg = f"source {received.namespace}/{received.source} not loaded yet"
             raise TransientError(msg, retry_after=1.0)
-        await self.store.record_alert(received)
+        record = await self.store.record_alert(received)
         ALERTS_RECORDED.inc()
+        await self._follow_alert(record.id, received)
         for workflow in self.definitions.workflows(received.namespace):
             result = match(workflow, received)
             if not result.matched:
@@ -72,34 +94,100 @@ class EngineHandlers:
                 continue
             await self._start(workflow, received)
 
+    async def _follow_alert(self, alert_id: str, received: AlertReceived) -> None:
+        """Running executions of this alert see its new state (waits may end)."""
+        running = await self.store.list_executions(
+            ExecutionFilter(alert_id=alert_id, active=True), limit=100
+        )
+        now = self.clock()
+        for execution in running.items:
+            if execution.alert.starts_at > received.alert.starts_at:
+                continue  # a newer occurrence already started it; this one is older
+            workflow = self.definitions.workflow(execution.namespace, execution.workflow)
+            if workflow is not None:
+                await self.progress.apply(
+                    execution,
+                    partial(alert_changed, workflow=workflow, alert=received.alert, now=now),
+                )
+
     async def _start(self, workflow: Workflow, received: AlertReceived) -> None:
         key = trigger_key(workflow, received)
-        concurrency = workflow.spec.concurrency.key
+        existing = await self.store.find_by_trigger_key(key)
+        if existing is None:
+            existing = await self._create(workflow, received, key)
+            if existing is None:
+                return
+        now = self.clock
+        await self.progress.apply(existing, lambda e: advance(e, workflow, now=now()))
+
+    async def _create(
+        self, workflow: Workflow, received: AlertReceived, key: str
+    ) -> Execution | None:
+        spec = workflow.spec
+        concurrency_key = (
+            render(spec.concurrency.key, alert_context(received, workflow))
+            if spec.concurrency.key
+            else received.alert.fingerprint
+        )
+        same_key = ExecutionFilter(
+            namespace=workflow.metadata.namespace,
+            workflow=workflow.metadata.name,
+            concurrency_key=concurrency_key,
+        )
+        if spec.cooldown:
+            last = await self.store.list_executions(same_key, limit=1)
+            cooldown = timedelta(seconds=parse_duration(spec.cooldown))
+            if last.items and last.items[0].created_at + cooldown > received.received_at:
+                EXECUTIONS_SUPPRESSED.labels(reason="cooldown").inc()
+                log.info("execution_in_cooldown", workflow=workflow.ref, key=concurrency_key)
+                return None
+        policy = spec.concurrency.policy
+        if policy != "Allow":
+            active = await self.store.list_executions(
+                same_key.model_copy(update={"active": True}), limit=10
+            )
+            if active.items and policy == "Forbid":
+                EXECUTIONS_SUPPRESSED.labels(reason="forbid").inc()
+                log.info(
+                    "execution_forbidden",
+                    workflow=workflow.ref,
+                    key=concurrency_key,
+                    running=active.items[0].id,
+                )
+                return None
+            for running in active.items:  # Replace
+                await self.progress.apply(
+                    running,
+                    lambda e: cancel(
+                        e, workflow, reason="replaced by a newer alert", now=self.clock()
+                    ),
+                )
         execution = new_execution(
             execution_id=str(ULID()),
             workflow=workflow,
             received=received,
             trigger_key=key,
-            concurrency_key=(
-                render(concurrency, alert_context(received, workflow))
-                if concurrency
-                else received.alert.fingerprint
-            ),
+            concurrency_key=concurrency_key,
             now=self.clock(),
             trace_id=current_trace_id(),
         )
+        if policy != "Allow":
+            execution = execution.model_copy(
+                update={"exclusive_key": f"{workflow.ref}/{concurrency_key}"}
+            )
+        # A Conflict (another replica took the concurrency key meanwhile) is transient:
+        # the redelivered alert then finds that execution and obeys the policy.
         if await self.store.insert_execution(execution):
             EXECUTIONS_STARTED.inc()
             log.info("execution_created", execution_id=execution.id, workflow=workflow.ref)
-        else:
-            existing = await self.store.find_by_trigger_key(key)
-            if existing is None:
-                msg = f"trigger key {key} exists but its execution cannot be read"
-                raise TransientError(msg)
-            log.info("execution_exists", execution_id=existing.id, workflow=workflow.ref)
-            execution = existing
-        now = self.clock
-        await self._progress(execution.id, execution, lambda e: advance(e, workflow, now=now()))
+            return execution
+        found = await self.store.find_by_trigger_key(key)
+        if found is None:
+            msg = f"trigger key {key} exists but its execution cannot be read"
+            raise TransientError(msg)
+        return found
+
+    # --- results, dead letters -----------------------------------------------------------
 
     async def on_result(self, result: StepResult, delivery: Delivery) -> None:
         structlog.contextvars.bind_contextvars(
@@ -109,80 +197,74 @@ class EngineHandlers:
         if execution is None:
             msg = f"result for unknown execution {result.execution_id}"
             raise PermanentError(msg)
-        workflow = self.definitions.workflow(execution.namespace, execution.workflow)
-        if workflow is None:
-            msg = f"workflow {execution.namespace}/{execution.workflow} is not loaded"
-            raise TransientError(msg, retry_after=2.0)
+        workflow = self._workflow(execution)
         now = self.clock
-        await self._progress(
-            execution.id, execution, lambda e: apply_result(e, workflow, result, now=now())
+        await self.progress.apply(execution, lambda e: apply_result(e, workflow, result, now=now()))
+
+    async def on_dead_letter(self, letter: DeadLetter, delivery: Delivery) -> None:
+        """A step request nobody could run: its step fails with the reason, not hangs."""
+        try:
+            request = StepRequest.model_validate_json(letter.data)
+        except ValidationError:
+            log.error("dead_letter_not_a_step", subject=letter.subject, reason=letter.reason)
+            return
+        now = self.clock()
+        failure = StepResult(
+            execution_id=request.execution_id,
+            step=request.step,
+            attempt=request.attempt,
+            outcome="failed",
+            error=f"dead-lettered after {letter.deliveries} deliveries: {letter.reason}",
+            started_at=now,
+            finished_at=now,
         )
+        log.warning(
+            "step_dead_lettered",
+            execution_id=request.execution_id,
+            step=request.step,
+            reason=letter.reason,
+        )
+        await self.on_result(failure, delivery)
 
-    async def _progress(
-        self,
-        execution_id: str,
-        current: Execution,
-        transform: Callable[[Execution], Transition],
-    ) -> None:
-        """Apply `transform` with compare-and-set, retrying on a lost race, then publish."""
-        for _ in range(CAS_ATTEMPTS):
-            transition = transform(current)
-            if not transition.changed:
-                break
-            saved = transition.execution.model_copy(update={"version": current.version + 1})
-            try:
-                await self.store.update_execution(saved, expected_version=current.version)
-            except Conflict:
-                reloaded = await self.store.get_execution(execution_id)
-                if reloaded is None:
-                    raise
-                current = reloaded
-                continue
-            transition = Transition(
-                execution=saved,
-                changed=True,
-                dispatch=transition.dispatch,
-                events=transition.events,
-            )
-            break
-        else:
-            msg = f"execution {execution_id}: compare-and-set lost {CAS_ATTEMPTS} times"
-            raise Conflict(msg)
-        await self._publish(transition)
+    # --- operator commands ---------------------------------------------------------------
 
-    async def _publish(self, transition: Transition) -> None:
-        outgoing = [
-            Outgoing(
-                subject=subjects.steps(request.kind),
-                message=request,
-                msg_id=request_id(request.execution_id, request.step, request.attempt),
+    async def on_cancel(self, command: CancelRequested, delivery: Delivery) -> None:
+        execution = await self.store.get_execution(command.execution_id)
+        if execution is None:
+            log.warning("cancel_unknown_execution", execution_id=command.execution_id)
+            return
+        workflow = self._workflow(execution)
+        await self.progress.apply(
+            execution, lambda e: cancel(e, workflow, reason=command.reason, now=self.clock())
+        )
+        log.info("execution_cancel_requested", execution_id=execution.id)
+
+    async def on_run(self, command: RunRequested, delivery: Delivery) -> None:
+        workflow = self.definitions.workflow(command.namespace, command.workflow)
+        if workflow is None:
+            if not self.definitions.ready.is_set():
+                raise TransientError("definitions not loaded yet", retry_after=1.0)
+            msg = f"workflow {command.namespace}/{command.workflow} is not defined"
+            raise PermanentError(msg)
+        received = AlertReceived(
+            namespace=command.namespace,
+            source="manual",
+            received_at=command.requested_at,
+            alert=command.alert,
+            group=command.group,
+        )
+        execution = await self.store.find_by_trigger_key(f"manual/{command.execution_id}")
+        if execution is None:
+            execution = new_execution(
+                execution_id=command.execution_id,
+                workflow=workflow,
+                received=received,
+                trigger_key=f"manual/{command.execution_id}",
+                concurrency_key=command.alert.fingerprint,
+                now=self.clock(),
+                trace_id=current_trace_id(),
             )
-            for request in transition.dispatch
-        ]
-        outgoing += [
-            Outgoing(
-                subject=subjects.events(event.namespace, event.workflow),
-                message=event,
-                msg_id=f"{event.execution_id}/state/{event.state}",
-            )
-            for event in transition.events
-        ]
-        if outgoing:
-            await self.bus.publish_all(outgoing)
-        for request in transition.dispatch:
-            log.info(
-                "step_dispatched",
-                execution_id=request.execution_id,
-                step=request.step,
-                attempt=request.attempt,
-                kind=request.kind,
-            )
-        execution = transition.execution
-        if transition.changed and execution.finished:
-            EXECUTIONS_FINISHED.labels(state=execution.state).inc()
-            log.info(
-                "execution_finished",
-                execution_id=execution.id,
-                state=execution.state,
-                error=execution.error,
-            )
+            if await self.store.insert_execution(execution):
+                EXECUTIONS_STARTED.inc()
+                log.info("execution_created", execution_id=execution.id, manual=True)
+        await self.progress.apply(execution, lambda e: advance(e, workflow, now=self.clock()))

@@ -13,6 +13,9 @@ class EngineSettings(ServiceSettings):
 
     alerts_in_flight: int = Field(default=64, ge=1, description="Alerts handled concurrently.")
     results_in_flight: int = Field(default=64, ge=1, description="Results handled concurrently.")
+    timer_interval_seconds: float = Field(
+        default=0.25, gt=0, description="Seconds between polls for due timers."
+    )
     purge_interval_seconds: float = Field(
         default=300.0, gt=0, description="Seconds between purges of expired documents."
     )

@@ -9,7 +9,7 @@ import structlog
 from vigil.common import subjects
 from vigil.common.adapters.jetstream import JetStreamBus
 from vigil.common.errors import TransientError
-from vigil.common.messages import StepRequest
+from vigil.common.messages import StepCancelled, StepRequest
 from vigil.common.ops import HttpServer, ops_app
 from vigil.common.runtime import run_tasks
 from vigil.common.store import open_store
@@ -45,6 +45,7 @@ async def run(settings: ExecutorSettings, stop: asyncio.Event) -> None:
         await run_tasks(
             stop,
             ops.serve(),
+            bus.listen(subjects.step_cancellations(), StepCancelled, handlers.on_cancel),
             bus.consume(
                 ConsumerSpec(
                     stream=subjects.STEPS_STREAM,

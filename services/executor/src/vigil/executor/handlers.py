@@ -10,8 +10,9 @@ late duplicate a no-op.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
@@ -21,7 +22,7 @@ from vigil.common import subjects
 from vigil.common.adapters.jetstream import Delivery, JetStreamBus
 from vigil.common.documents import Artifact
 from vigil.common.errors import InvalidInput, PermanentError
-from vigil.common.messages import Output, StepOutcome, StepRequest, StepResult
+from vigil.common.messages import Output, StepCancelled, StepOutcome, StepRequest, StepResult
 from vigil.common.store import Store
 from vigil.executor.adapters.local import ProcessOutcome, run_process
 
@@ -40,6 +41,19 @@ class ExecutorHandlers:
     output_limit: int
     artifact_limit: int
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # Attempts running here, so a cancellation notice can stop them.
+    running: dict[tuple[str, str, int], asyncio.Task[ProcessOutcome]] = field(default_factory=dict)
+
+    async def on_cancel(self, notice: StepCancelled) -> None:
+        task = self.running.get((notice.execution_id, notice.step, notice.attempt))
+        if task is not None and not task.done():
+            log.info(
+                "step_cancel_received",
+                execution_id=notice.execution_id,
+                step=notice.step,
+                attempt=notice.attempt,
+            )
+            task.cancel()
 
     async def on_cli(self, request: StepRequest, delivery: Delivery) -> None:
         structlog.contextvars.bind_contextvars(
@@ -49,12 +63,33 @@ class ExecutorHandlers:
             raise InvalidInput("cli step request without a `cli` body")
         started = self.clock()
         log.info("step_started", argv0=request.cli.argv[0], delivery=delivery.delivery)
-        try:
-            outcome = await run_process(
+        attempt = (request.execution_id, request.step, request.attempt)
+        task = asyncio.create_task(
+            run_process(
                 request.cli.argv,
                 env={**request.cli.env, "VIGIL_IDEMPOTENCY_KEY": request.idempotency_key},
                 timeout=request.cli.timeout_seconds,
                 output_limit=self.artifact_limit,
+            )
+        )
+        self.running[attempt] = task
+        try:
+            outcome = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                task.cancel()  # we are shutting down: kill the process, let it be redelivered
+                raise
+            if (current := asyncio.current_task()) is not None and current.cancelling():
+                raise
+            # Cancelled by a notice: the engine already recorded it; settle the message.
+            result = StepResult(
+                execution_id=request.execution_id,
+                step=request.step,
+                attempt=request.attempt,
+                outcome="cancelled",
+                error="cancelled",
+                started_at=started,
+                finished_at=self.clock(),
             )
         except PermanentError as exc:
             result = StepResult(
@@ -85,6 +120,8 @@ class ExecutorHandlers:
                 started_at=started,
                 finished_at=self.clock(),
             )
+        finally:
+            self.running.pop(attempt, None)
         seconds = (result.finished_at - result.started_at).total_seconds()
         STEP_DURATION.labels(kind="cli", outcome=result.outcome).observe(seconds)
         STEPS_RUN.labels(kind="cli", outcome=result.outcome).inc()

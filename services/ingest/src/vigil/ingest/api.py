@@ -17,15 +17,17 @@ import structlog
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from ulid import ULID
 
+from vigil.common import subjects
 from vigil.common.adapters.jetstream import JetStreamBus
-from vigil.common.alertmanager import AlertStatus, WebhookPayload
+from vigil.common.alertmanager import AlertStatus, WebhookPayload, label_fingerprint
 from vigil.common.definitions import DefinitionsView
 from vigil.common.documents import AlertFilter, Artifact, Execution, ExecutionFilter
 from vigil.common.errors import InvalidInput, TransientError
 from vigil.common.matchers import parse_matcher
-from vigil.common.messages import ExecutionState
+from vigil.common.messages import Alert, CancelRequested, ExecutionState, RunRequested
 from vigil.common.ops import ReadinessCheck, ops_routes
 from vigil.common.store import Store
 from vigil.common.validation import format_validation_error
@@ -45,6 +47,41 @@ REQUESTS_REJECTED = Counter(
 )
 
 DnsLabel = Annotated[str, Path(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+
+
+CONSUMERS = (
+    (subjects.ALERTS_STREAM, "engine"),
+    (subjects.RESULTS_STREAM, "engine"),
+    (subjects.STEPS_STREAM, "executor-cli"),
+    (subjects.STEPS_STREAM, "sink-notify"),
+)
+
+
+class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ManualAlert(BaseModel):
+    """The alert a manual run starts with; only `labels` is required."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    labels: dict[str, str] = Field(min_length=1)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    status: AlertStatus = "firing"
+    starts_at: datetime | None = Field(default=None, alias="startsAt")
+    fingerprint: str | None = None
+
+    def to_alert(self, now: datetime) -> Alert:
+        return Alert(
+            status=self.status,
+            fingerprint=self.fingerprint or label_fingerprint(self.labels),
+            labels=self.labels,
+            annotations=self.annotations,
+            starts_at=self.starts_at or now,
+        )
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -142,6 +179,81 @@ def build_app(ingest: Ingest, *, checks: Mapping[str, ReadinessCheck]) -> FastAP
         if found is None:
             return JSONResponse({"error": f"no execution {execution_id}"}, status_code=404)
         return found
+
+    @app.post(
+        "/api/v1/executions/{execution_id}/cancel",
+        tags=["executions"],
+        status_code=202,
+        response_model=None,
+    )
+    async def cancel_execution(
+        execution_id: str, body: CancelBody | None = None
+    ) -> dict[str, Any] | JSONResponse:
+        """Cancel a running execution: its running step is stopped, nothing further runs."""
+        found = await ingest.store.get_execution(execution_id)
+        if found is None:
+            return JSONResponse({"error": f"no execution {execution_id}"}, status_code=404)
+        if found.finished:
+            return JSONResponse(
+                {"error": f"execution {execution_id} already finished ({found.state})"},
+                status_code=409,
+            )
+        reason = (body.reason if body else None) or "cancelled through the API"
+        await ingest.bus.publish(
+            subjects.control("cancel"),
+            CancelRequested(execution_id=execution_id, reason=reason, requested_at=ingest.clock()),
+            msg_id=f"cancel/{execution_id}",
+        )
+        return {"id": execution_id, "state": found.state, "cancelRequested": True}
+
+    @app.post(
+        "/api/v1/workflows/{namespace}/{name}/run",
+        tags=["workflows"],
+        status_code=202,
+        response_model=None,
+    )
+    async def run_workflow(
+        namespace: DnsLabel, name: DnsLabel, alert: ManualAlert
+    ) -> dict[str, Any] | JSONResponse:
+        """Start workflow `namespace/name` now with this alert; matching is not applied."""
+        if ingest.definitions.workflow(namespace, name) is None:
+            return JSONResponse({"error": f"no Workflow {namespace}/{name}"}, status_code=404)
+        execution_id = str(ULID())
+        await ingest.bus.publish(
+            subjects.control("run"),
+            RunRequested(
+                execution_id=execution_id,
+                namespace=namespace,
+                workflow=name,
+                alert=alert.to_alert(ingest.clock()),
+                requested_at=ingest.clock(),
+            ),
+            msg_id=f"run/{execution_id}",
+        )
+        return {"executionId": execution_id}
+
+    @app.get("/api/v1/stats", tags=["operations"])
+    async def stats() -> dict[str, Any]:
+        """Alerts received and recorded, executions by state, consumer lag per stream."""
+        consumers = [
+            await ingest.bus.consumer_stats(stream, durable) for stream, durable in CONSUMERS
+        ]
+        alerts = next(c for c in consumers if c.stream == subjects.ALERTS_STREAM)
+        return {
+            "alerts": {"received": alerts.stream_messages, "recorded": alerts.acknowledged},
+            "executions": await ingest.store.count_executions(),
+            "consumers": [
+                {
+                    "stream": c.stream,
+                    "consumer": c.consumer,
+                    "lag": c.lag,
+                    "pending": c.pending,
+                    "inFlight": c.in_flight,
+                }
+                for c in consumers
+                if c.exists
+            ],
+        }
 
     @app.get("/api/v1/executions/{execution_id}/deliveries", tags=["executions"])
     async def execution_deliveries(execution_id: str) -> dict[str, Any]:

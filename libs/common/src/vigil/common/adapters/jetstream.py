@@ -79,6 +79,21 @@ class Outgoing:
     msg_id: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsumerStats:
+    stream: str
+    consumer: str
+    exists: bool = True
+    stream_messages: int = 0  # every message the stream ever stored (its last sequence)
+    acknowledged: int = 0  # all stream messages up to this sequence are done
+    pending: int = 0  # not yet delivered to the consumer
+    in_flight: int = 0  # delivered, not yet acknowledged
+
+    @property
+    def lag(self) -> int:
+        return self.pending + self.in_flight
+
+
 type Handler[T: Contract] = Callable[[T, Delivery], Awaitable[None]]
 
 
@@ -187,6 +202,40 @@ class JetStreamBus:
             msg = f"publish of {len(items)} message(s) was not acknowledged: {exc!r}"
             raise TransientError(msg) from exc
         return sum(1 for ack in acks if not ack.duplicate)
+
+    async def announce(self, subject: str, message: Contract) -> None:
+        """Fire-and-forget core NATS publish (not stored): for best-effort notices."""
+        try:
+            await self._nc.publish(
+                subject,
+                message.model_dump_json(by_alias=True).encode(),
+                headers=inject_headers({SCHEMA_HEADER: message.schema_name}),
+            )
+        except _NATS_ERRORS as exc:
+            log.warning("announce_failed", subject=subject, error=str(exc))
+
+    async def listen[T: Contract](
+        self, subject: str, model: type[T], handler: Callable[[T], Awaitable[None]]
+    ) -> None:
+        """Run `handler` for every core NATS message on `subject` until cancelled."""
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def enqueue(msg: Msg) -> None:
+            await queue.put(msg)
+
+        subscription = await self._nc.subscribe(subject, cb=enqueue)
+        try:
+            while True:
+                msg = await queue.get()
+                try:
+                    decoded = model.model_validate_json(msg.data)
+                except ValidationError as exc:
+                    log.warning("notice_undecodable", subject=msg.subject, error=str(exc))
+                    continue
+                await handler(decoded)
+        finally:
+            with contextlib.suppress(*_NATS_ERRORS):
+                await subscription.unsubscribe()
 
     # --- consuming -----------------------------------------------------------------------
 
@@ -368,14 +417,24 @@ class JetStreamBus:
             raise TransientError(msg) from exc
         return JetStreamBucket(kv)
 
-    async def pending(self, stream: str, durable: str) -> int:
-        """Messages of the consumer not yet delivered plus those not yet acknowledged."""
+    async def consumer_stats(self, stream: str, durable: str) -> ConsumerStats:
+        """How far a durable consumer is behind its stream."""
         try:
             info = await self._js.consumer_info(stream, durable)
+            stream_info = await self._js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            return ConsumerStats(stream=stream, consumer=durable, exists=False)
         except _NATS_ERRORS as exc:
             msg = f"cannot read consumer {stream}/{durable}: {exc}"
             raise TransientError(msg) from exc
-        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        return ConsumerStats(
+            stream=stream,
+            consumer=durable,
+            stream_messages=int(stream_info.state.last_seq),
+            acknowledged=int(info.ack_floor.stream_seq if info.ack_floor else 0),
+            pending=int(info.num_pending or 0),
+            in_flight=int(info.num_ack_pending or 0),
+        )
 
 
 class JetStreamBucket:

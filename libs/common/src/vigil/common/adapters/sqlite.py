@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS executions (
     workflow TEXT NOT NULL,
     trigger_key TEXT NOT NULL UNIQUE,
     alert_id TEXT NOT NULL,
+    concurrency_key TEXT NOT NULL,
+    exclusive_key TEXT UNIQUE,
     state TEXT NOT NULL,
     version INTEGER NOT NULL,
     wake_at TEXT,
@@ -52,6 +54,8 @@ CREATE INDEX IF NOT EXISTS executions_workflow ON executions (namespace, workflo
 CREATE INDEX IF NOT EXISTS executions_state ON executions (state, id);
 CREATE INDEX IF NOT EXISTS executions_wake ON executions (wake_at) WHERE wake_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS executions_alert ON executions (alert_id, id);
+CREATE INDEX IF NOT EXISTS executions_concurrency
+    ON executions (namespace, workflow, concurrency_key, id);
 CREATE INDEX IF NOT EXISTS executions_expire ON executions (expire_at) WHERE expire_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY,
@@ -85,6 +89,8 @@ CREATE INDEX IF NOT EXISTS deliveries_expire ON deliveries (expire_at);
 """
 
 _EXPIRING_TABLES = ("executions", "alerts", "artifacts", "deliveries")
+SCHEMA_VERSION = 2
+_ACTIVE_STATES = "('pending', 'running')"
 
 
 def sqlite_path(url: str) -> Path:
@@ -101,6 +107,23 @@ def stamp(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
+    async with db.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    version = int(row[0]) if row else 0
+    async with db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'") as cursor:
+        row = await cursor.fetchone()
+    tables = int(row[0]) if row else 0
+    if tables and version != SCHEMA_VERSION:
+        msg = (
+            f"SQLite store {path} has schema version {version}, this build needs"
+            f" {SCHEMA_VERSION}: move the file away (embedded data is disposable)"
+        )
+        raise InvalidInput(msg)
+    await db.executescript(SCHEMA)
+    await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _labels_match(doc: str, matchers: str) -> int:
@@ -125,7 +148,7 @@ class SqliteStore:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=10000")
-            await db.executescript(SCHEMA)
+            await _migrate(db, path)
             await db.create_function("vigil_labels_match", 2, _labels_match, deterministic=True)
         except (sqlite3.Error, OSError) as exc:
             msg = f"cannot open SQLite store at {path}: {exc}"
@@ -223,23 +246,27 @@ class SqliteStore:
     # --- executions ----------------------------------------------------------------------
 
     def _expiry(self, execution: Execution) -> Execution:
+        """Finished: expires after the retention and releases its concurrency key."""
         if execution.finished and execution.finished_at is not None:
             expire_at = execution.finished_at + self._retention.executions
-            return execution.model_copy(update={"expire_at": expire_at})
+            return execution.model_copy(update={"expire_at": expire_at, "exclusive_key": None})
         return execution.model_copy(update={"expire_at": None})
 
     async def insert_execution(self, execution: Execution) -> bool:
         execution = self._expiry(execution)
         try:
             await self._run(
-                "INSERT INTO executions (id, namespace, workflow, trigger_key, alert_id, state,"
-                " version, wake_at, expire_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO executions (id, namespace, workflow, trigger_key, alert_id,"
+                " concurrency_key, exclusive_key, state, version, wake_at, expire_at, doc)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     execution.id,
                     execution.namespace,
                     execution.workflow,
                     execution.trigger_key,
                     execution.alert_id,
+                    execution.concurrency_key,
+                    execution.exclusive_key,
                     execution.state,
                     execution.version,
                     stamp(execution.wake_at),
@@ -251,6 +278,9 @@ class SqliteStore:
         except sqlite3.IntegrityError as exc:
             if "trigger_key" in str(exc):
                 return False
+            if "exclusive_key" in str(exc):
+                msg = f"another execution holds concurrency key {execution.exclusive_key}"
+                raise Conflict(msg) from exc
             msg = f"SQLite store: cannot insert execution {execution.id}: {exc}"
             raise TransientError(msg) from exc
         return True
@@ -274,12 +304,14 @@ class SqliteStore:
         execution = self._expiry(execution)
         cursor = await self._run(
             "UPDATE executions SET state = ?, version = ?, wake_at = ?, expire_at = ?,"
-            " lease_until = NULL, lease_owner = NULL, doc = ? WHERE id = ? AND version = ?",
+            " exclusive_key = ?, lease_until = NULL, lease_owner = NULL, doc = ?"
+            " WHERE id = ? AND version = ?",
             (
                 execution.state,
                 execution.version,
                 stamp(execution.wake_at),
                 stamp(execution.expire_at),
+                execution.exclusive_key,
                 execution.model_dump_json(),
                 execution.id,
                 expected_version,
@@ -295,11 +327,13 @@ class SqliteStore:
     ) -> ExecutionPage:
         clauses: list[str] = []
         params: list[object] = []
-        for column in ("namespace", "workflow", "state", "alert_id"):
+        for column in ("namespace", "workflow", "state", "alert_id", "concurrency_key"):
             value = getattr(query, column)
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
+        if query.active is not None:
+            clauses.append(f"state {'IN' if query.active else 'NOT IN'} {_ACTIVE_STATES}")
         if cursor is not None:
             clauses.append("id < ?")
             params.append(cursor)
@@ -311,6 +345,16 @@ class SqliteStore:
         )
         items = [Execution.model_validate_json(doc) for doc in docs[:limit]]
         return ExecutionPage(items=items, next=items[-1].id if len(docs) > limit else None)
+
+    async def count_executions(self) -> dict[str, int]:
+        cursor = await self._run(
+            "SELECT state, count(*) FROM executions GROUP BY state", (), "count executions"
+        )
+        try:
+            rows = await cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise TransientError(f"SQLite store: cannot count executions: {exc}") from exc
+        return {str(state): int(count) for state, count in rows}
 
     async def claim_due(
         self, now: datetime, *, owner: str, lease: timedelta, limit: int = 100

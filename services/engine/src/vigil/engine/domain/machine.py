@@ -1,38 +1,56 @@
-"""The execution state machine (DESIGN §4, §5): pure functions from state to state.
+"""The execution state machine (DESIGN §4, §5, §6): pure functions from state to state.
 
-`advance` runs everything the engine evaluates itself (`when`, `condition`), starts the next
-step that needs a worker (`cli`, `notify`), and finishes the execution when nothing is
-left. `apply_result` records a worker's result, ignoring a stale or repeated one. Neither
-does I/O: the handler persists the new execution with compare-and-set, then publishes the
-requests and events the transition lists.
+`advance` runs what the engine evaluates itself (`when`, `condition`, the start and end of
+`wait`), starts the next step that needs a worker (`cli`, `notify`), and finishes the
+execution when nothing is left. `apply_result` records a worker's result (a stale or
+repeated one changes nothing), `on_timer` handles what fell due (step deadlines, retry
+backoff, waits, the workflow timeout), `alert_changed` re-evaluates waits, `cancel` stops.
+
+Every time the engine must act later is stored in the document (`deadline_at`,
+`not_before`, and their minimum as `wake_at`) and claimed by the timer loop: nothing waits
+in process memory. Nothing here does I/O: the handler saves with compare-and-set, then
+publishes the requests, cancellations and events the transition lists.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from vigil.common.documents import FINAL_STEP_STATES, Execution, StepRecord, alert_id
 from vigil.common.durations import parse_duration
 from vigil.common.errors import VigilError
 from vigil.common.expressions import evaluate_bool
 from vigil.common.messages import (
+    Alert,
     AlertReceived,
-    CliStep,
     ExecutionEvent,
-    NotifyStep,
+    ExecutionState,
     StepRequest,
     StepResult,
 )
 from vigil.common.resources import Step, Workflow
-from vigil.common.templating import render
 from vigil.engine.domain.context import execution_context
-
-DEFAULT_CLI_TIMEOUT_SECONDS = 300.0
-DEFAULT_TITLE = "{{ alert.labels.alertname | default('alert') }} is {{ alert.status }}"
-DEFAULT_MESSAGE = (
-    "{{ alert.annotations.summary | default(alert.annotations.description | default('')) }}"
+from vigil.engine.domain.requests import (
+    WORKER_KINDS,
+    build_request,
+    dispatches,
+    step_timeout_seconds,
 )
+
+# A worker enforces a step's timeout itself; the engine's own deadline, this much later,
+# catches a step whose worker and every redelivery were lost.
+WORKER_GRACE = timedelta(seconds=30)
+MAX_RETRY_BACKOFF = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cancellation:
+    """A worker should stop this step attempt (best effort; the document already says so)."""
+
+    execution_id: str
+    step: str
+    attempt: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +59,7 @@ class Transition:
     changed: bool
     dispatch: list[StepRequest] = field(default_factory=list)
     events: list[ExecutionEvent] = field(default_factory=list)
+    cancellations: list[Cancellation] = field(default_factory=list)
 
 
 def new_execution(
@@ -56,6 +75,7 @@ def new_execution(
     spec = workflow.spec
     steps = [StepRecord(name=s.name, kind=s.kind) for s in spec.steps]
     steps += [StepRecord(name=s.name, kind=s.kind, on_failure=True) for s in spec.on_failure]
+    deadline = now + timedelta(seconds=parse_duration(spec.timeout)) if spec.timeout else None
     return Execution(
         id=execution_id,
         namespace=workflow.metadata.namespace,
@@ -69,13 +89,18 @@ def new_execution(
         group=received.group,
         created_at=now,
         updated_at=now,
+        deadline_at=deadline,
+        wake_at=deadline,
         steps=steps,
         trace_id=trace_id,
     )
 
 
-def _specs(workflow: Workflow) -> dict[str, Step]:
-    return {s.name: s for s in [*workflow.spec.steps, *workflow.spec.on_failure]}
+def retry_backoff(spec: Step, failed_attempt: int) -> timedelta:
+    """Exponential backoff after attempt `failed_attempt` (1-based), capped."""
+    assert spec.retry is not None
+    base = timedelta(seconds=parse_duration(spec.retry.backoff))
+    return min(base * (1 << (failed_attempt - 1)), MAX_RETRY_BACKOFF)
 
 
 def _event(execution: Execution, now: datetime) -> ExecutionEvent:
@@ -98,115 +123,220 @@ class _Run:
         self.now = now
         self.steps = list(execution.steps)
         self.error = execution.error
-        self.state = execution.state
-        self.specs = _specs(workflow)
+        self.state: ExecutionState = execution.state
+        self.alert = execution.alert
+        self.specs = {s.name: s for s in [*workflow.spec.steps, *workflow.spec.on_failure]}
+        self.events: list[ExecutionEvent] = []
+        self.cancellations: list[Cancellation] = []
 
     def snapshot(self) -> Execution:
         return self.base.model_copy(
-            update={"steps": list(self.steps), "error": self.error, "state": self.state}
+            update={
+                "steps": list(self.steps),
+                "error": self.error,
+                "state": self.state,
+                "alert": self.alert,
+            }
         )
 
-    def finish_step(self, index: int, **update: object) -> None:
-        record = self.steps[index].model_copy(update={"finished_at": self.now, **update})
-        self.steps[index] = record
-        failed = record.state not in ("succeeded", "skipped")
+    def index(self, name: str) -> int:
+        return next(i for i, s in enumerate(self.steps) if s.name == name)
+
+    def finish_step(self, index: int, *, state: str, **update: object) -> None:
+        """End the current attempt; a failed one with retries left waits for the next."""
+        record = self.steps[index]
         spec = self.specs.get(record.name)
+        failed = state not in ("succeeded", "skipped", "cancelled")
+        if failed and spec is not None and spec.retry and record.attempt < spec.retry.attempts:
+            self.steps[index] = record.model_copy(
+                update={
+                    **update,
+                    "state": "pending",
+                    "deadline_at": None,
+                    "not_before": self.now + retry_backoff(spec, record.attempt),
+                    "finished_at": None,
+                }
+            )
+            return
+        record = record.model_copy(
+            update={
+                "finished_at": self.now,
+                **update,
+                "state": state,
+                "deadline_at": None,
+                "not_before": None,
+            }
+        )
+        self.steps[index] = record
         tolerated = spec is not None and spec.continue_on_error
         if failed and not tolerated and not record.on_failure and self.error is None:
             detail = f": {record.error}" if record.error else ""
             self.error = f"step {record.name} {record.state}{detail}"
 
     def start(self, index: int) -> None:
-        """Start pending step `index`: skip, evaluate, or mark running for a worker."""
+        """Start pending step `index`: skip, evaluate, wait, or mark running for a worker."""
         record = self.steps[index]
         spec = self.specs.get(record.name)
         if spec is None:
             self.finish_step(index, state="failed", error="step is no longer in the workflow")
             return
         context = execution_context(self.snapshot(), self.workflow)
+        attempt = record.attempt + 1
+        started = {"attempt": attempt, "started_at": self.now, "not_before": None}
         try:
             if spec.when is not None and not evaluate_bool(spec.when, context):
-                self.steps[index] = record.model_copy(
-                    update={"state": "skipped", "finished_at": self.now}
-                )
+                self.finish_step(index, state="skipped")
                 return
             if spec.condition is not None:
                 result = evaluate_bool(spec.condition, context)
-                self.finish_step(
-                    index, state="succeeded", output={"result": result}, started_at=self.now
+                self.steps[index] = record.model_copy(update=started)
+                self.finish_step(index, state="succeeded", output={"result": result})
+                return
+            if spec.wait is not None:
+                end = self.now + timedelta(seconds=parse_duration(spec.wait.duration))
+                self.steps[index] = record.model_copy(
+                    update={**started, "state": "running", "deadline_at": end}
                 )
+                self.check_wait(index, context)
                 return
             # Render now so a template error fails the step here, not in a worker.
-            build_request(spec, self.snapshot(), self.workflow, attempt=record.attempt + 1)
+            build_request(spec, self.snapshot(), self.workflow, attempt=attempt)
         except VigilError as exc:
-            self.finish_step(index, state="failed", error=str(exc), started_at=self.now)
+            self.steps[index] = record.model_copy(update=started)
+            self.finish_step(index, state="failed", error=str(exc))
             return
+        deadline = self.now + timedelta(seconds=step_timeout_seconds(spec)) + WORKER_GRACE
         self.steps[index] = record.model_copy(
-            update={"state": "running", "attempt": record.attempt + 1, "started_at": self.now}
+            update={**started, "state": "running", "deadline_at": deadline}
         )
+
+    def check_wait(self, index: int, context: dict[str, object] | None = None) -> None:
+        """End a running wait whose `until` holds now."""
+        record = self.steps[index]
+        spec = self.specs[record.name]
+        assert spec.wait is not None
+        if spec.wait.until is None:
+            return
+        context = context or execution_context(self.snapshot(), self.workflow)
+        try:
+            holds = evaluate_bool(spec.wait.until, context)
+        except VigilError as exc:
+            self.finish_step(index, state="failed", error=str(exc))
+            return
+        if holds:
+            self.finish_wait(index, until=True)
+
+    def finish_wait(self, index: int, *, until: bool) -> None:
+        started = self.steps[index].started_at or self.now
+        waited = round((self.now - started).total_seconds(), 3)
+        self.finish_step(index, state="succeeded", output={"until": until, "waitedSeconds": waited})
+
+    def interrupt(self, index: int, *, state: str, error: str) -> None:
+        """End a running step from outside (timeout, cancel); tell its worker to stop."""
+        record = self.steps[index]
+        spec = self.specs.get(record.name)
+        if spec is not None and spec.kind in WORKER_KINDS:
+            self.cancellations.append(
+                Cancellation(execution_id=self.base.id, step=record.name, attempt=record.attempt)
+            )
+        self.finish_step(index, state=state, error=error)
+
+    def terminate(self, *, state: ExecutionState, error: str) -> None:
+        """Stop everything: running steps are cancelled, the rest skipped."""
+        for index, record in enumerate(self.steps):
+            if record.state == "running":
+                self.interrupt(index, state="cancelled", error=error)
+            elif record.state == "pending":
+                self.steps[index] = record.model_copy(
+                    update={"state": "skipped", "not_before": None}
+                )
+        self.state = state
+        self.error = error
+
+    def wake_at(self, execution: Execution) -> datetime | None:
+        if execution.finished:
+            return None
+        times = [execution.deadline_at]
+        for record in execution.steps:
+            times.append(record.deadline_at if record.state == "running" else None)
+            times.append(record.not_before if record.state == "pending" else None)
+        due = [t for t in times if t is not None]
+        return min(due) if due else None
+
+    def proceed(self) -> None:
+        """Run steps in order until one must wait (for a worker, a timer) or none is left."""
+        if self.state == "pending":
+            self.state = "running"
+            self.events.append(_event(self.snapshot(), self.now))
+        waiting = False
+        for on_failure_phase in (False, True):
+            for index, record in enumerate(self.steps):
+                if record.on_failure != on_failure_phase or record.state in FINAL_STEP_STATES:
+                    continue
+                if record.state == "running":
+                    waiting = True
+                    break
+                if (self.error is not None) != on_failure_phase:
+                    # Main steps after a failure, or onFailure steps when nothing failed.
+                    self.steps[index] = record.model_copy(update={"state": "skipped"})
+                    continue
+                if record.not_before is not None and record.not_before > self.now:
+                    waiting = True  # retry backoff
+                    break
+                self.start(index)
+                if self.steps[index].state in ("running", "pending"):
+                    waiting = True
+                    break
+            if waiting:
+                break
+        if not waiting:
+            self.state = "failed" if self.error is not None else "succeeded"
+
+    def transition(self) -> Transition:
+        updated = self.snapshot()
+        if updated.finished and not self.base.finished:
+            updated = updated.model_copy(update={"finished_at": self.now})
+            self.events.append(_event(updated, self.now))
+        updated = updated.model_copy(update={"wake_at": self.wake_at(updated)})
+        changed = updated != self.base
+        if changed:
+            updated = updated.model_copy(update={"updated_at": self.now})
+        return Transition(
+            execution=updated,
+            changed=changed,
+            dispatch=dispatches(updated, self.workflow),
+            events=self.events,
+            cancellations=self.cancellations,
+        )
+
+
+def _unchanged(execution: Execution, workflow: Workflow) -> Transition:
+    return Transition(execution=execution, changed=False, dispatch=dispatches(execution, workflow))
 
 
 def advance(execution: Execution, workflow: Workflow, *, now: datetime) -> Transition:
     """Move `execution` as far as the engine can without waiting for a worker."""
     if execution.finished:
-        return Transition(execution=execution, changed=False)
+        return _unchanged(execution, workflow)
     run = _Run(execution, workflow, now)
-    events: list[ExecutionEvent] = []
-    if run.state == "pending":
-        run.state = "running"
-        events.append(_event(run.snapshot(), now))
-
-    waiting = False
-    for on_failure_phase in (False, True):
-        for index, record in enumerate(run.steps):
-            if record.on_failure != on_failure_phase or record.state in FINAL_STEP_STATES:
-                continue
-            if record.state == "running":
-                waiting = True
-                break
-            phase_active = (run.error is not None) == on_failure_phase
-            if not phase_active:
-                # Main steps after a failure, or onFailure steps when nothing failed.
-                run.steps[index] = record.model_copy(update={"state": "skipped"})
-                continue
-            run.start(index)
-            if run.steps[index].state == "running":
-                waiting = True
-                break
-        if waiting:
-            break
-
-    if not waiting:
-        run.state = "failed" if run.error is not None else "succeeded"
-    updated = run.snapshot()
-    if not waiting:
-        updated = updated.model_copy(update={"finished_at": now})
-        events.append(_event(updated, now))
-    changed = updated != execution
-    if changed:
-        updated = updated.model_copy(update={"updated_at": now})
-    return Transition(
-        execution=updated,
-        changed=changed,
-        dispatch=dispatches(updated, workflow),
-        events=events,
-    )
+    run.proceed()
+    return run.transition()
 
 
 def apply_result(
     execution: Execution, workflow: Workflow, result: StepResult, *, now: datetime
 ) -> Transition:
     """Record `result` and advance; a stale or repeated result changes nothing."""
+    if execution.finished:
+        return _unchanged(execution, workflow)
     try:
         record = execution.step(result.step)
     except KeyError:
-        return Transition(execution=execution, changed=False)
+        return _unchanged(execution, workflow)
     if record.state != "running" or record.attempt != result.attempt:
-        return Transition(
-            execution=execution, changed=False, dispatch=dispatches(execution, workflow)
-        )
+        return _unchanged(execution, workflow)
     run = _Run(execution, workflow, now)
-    index = execution.steps.index(record)
+    index = run.index(result.step)
     run.finish_step(
         index,
         state=result.outcome,
@@ -214,62 +344,52 @@ def apply_result(
         error=result.error,
         started_at=result.started_at,
     )
-    run.steps[index] = run.steps[index].model_copy(update={"finished_at": result.finished_at})
-    return advance(run.snapshot(), workflow, now=now)
+    if run.steps[index].state != "pending":
+        run.steps[index] = run.steps[index].model_copy(update={"finished_at": result.finished_at})
+    run.proceed()
+    return run.transition()
 
 
-def dispatches(execution: Execution, workflow: Workflow) -> list[StepRequest]:
-    """Requests for every step a worker is running: (re)published after each save.
-
-    Re-publishing is how a crash between saving and publishing heals: the request is the
-    same, its `Nats-Msg-Id` is the same, and JetStream drops the duplicate.
-    """
+def on_timer(execution: Execution, workflow: Workflow, *, now: datetime) -> Transition:
+    """Handle what fell due: the workflow timeout, step deadlines, waits, retry times."""
     if execution.finished:
-        return []
-    specs = _specs(workflow)
-    requests = []
-    for record in execution.steps:
-        spec = specs.get(record.name)
-        if record.state == "running" and spec is not None and spec.kind in ("cli", "notify"):
-            requests.append(build_request(spec, execution, workflow, attempt=record.attempt))
-    return requests
+        return _unchanged(execution, workflow)
+    run = _Run(execution, workflow, now)
+    if execution.deadline_at is not None and execution.deadline_at <= now:
+        timeout = workflow.spec.timeout or "its deadline"
+        run.terminate(state="timed_out", error=f"workflow timed out after {timeout}")
+        return run.transition()
+    for index, record in enumerate(run.steps):
+        if record.state != "running" or record.deadline_at is None or record.deadline_at > now:
+            continue
+        if record.kind == "wait":
+            run.finish_wait(index, until=False)
+        else:
+            limit = (record.deadline_at - (record.started_at or now)).total_seconds()
+            run.interrupt(index, state="timed_out", error=f"no result within {limit:g}s")
+    run.proceed()
+    return run.transition()
 
 
-def request_id(execution_id: str, step: str, attempt: int) -> str:
-    return f"{execution_id}/{step}/{attempt}"
+def alert_changed(
+    execution: Execution, workflow: Workflow, alert: Alert, *, now: datetime
+) -> Transition:
+    """The execution's alert changed (e.g. resolved): follow it and re-check waits."""
+    if execution.finished or alert == execution.alert:
+        return _unchanged(execution, workflow)
+    run = _Run(execution, workflow, now)
+    run.alert = alert
+    for index, record in enumerate(run.steps):
+        if record.state == "running" and record.kind == "wait":
+            run.check_wait(index)
+    run.proceed()
+    return run.transition()
 
 
-def build_request(
-    spec: Step, execution: Execution, workflow: Workflow, *, attempt: int
-) -> StepRequest:
-    """Render the step's templates into a request; raises TemplateError."""
-    context = execution_context(execution, workflow)
-    key = request_id(execution.id, spec.name, attempt)
-    cli = notify = None
-    if spec.cli is not None:
-        timeout = spec.cli.timeout or spec.timeout
-        cli = CliStep(
-            argv=[render(arg, context) for arg in spec.cli.command],
-            timeout_seconds=parse_duration(timeout) if timeout else DEFAULT_CLI_TIMEOUT_SECONDS,
-            env={name: render(value, context) for name, value in spec.cli.env.items()},
-        )
-    elif spec.notify is not None:
-        notify = NotifyStep(
-            sinks=list(spec.notify.sinks),
-            title=render(spec.notify.title or DEFAULT_TITLE, context),
-            message=render(spec.notify.message or DEFAULT_MESSAGE, context),
-            alert=execution.alert,
-        )
-    else:
-        msg = f"step {spec.name} of kind {spec.kind} is not run by a worker"
-        raise ValueError(msg)
-    return StepRequest(
-        execution_id=execution.id,
-        namespace=execution.namespace,
-        workflow=execution.workflow,
-        step=spec.name,
-        attempt=attempt,
-        idempotency_key=key,
-        cli=cli,
-        notify=notify,
-    )
+def cancel(execution: Execution, workflow: Workflow, *, reason: str, now: datetime) -> Transition:
+    """Stop the execution: its running step is cancelled and nothing further runs."""
+    if execution.finished:
+        return _unchanged(execution, workflow)
+    run = _Run(execution, workflow, now)
+    run.terminate(state="cancelled", error=reason)
+    return run.transition()

@@ -1,0 +1,79 @@
+"""What the engine asks workers to do: step requests rendered from an execution.
+
+Rendering is deterministic in the execution document, so a request can be rebuilt and
+re-published after any crash; its `Nats-Msg-Id` (`{execution}/{step}/{attempt}`) lets
+JetStream drop the duplicate.
+"""
+
+from __future__ import annotations
+
+from vigil.common.documents import Execution
+from vigil.common.durations import parse_duration
+from vigil.common.messages import CliStep, NotifyStep, StepRequest
+from vigil.common.resources import Step, Workflow
+from vigil.common.templating import render
+from vigil.engine.domain.context import execution_context
+
+DEFAULT_STEP_TIMEOUT_SECONDS = 300.0
+DEFAULT_TITLE = "{{ alert.labels.alertname | default('alert') }} is {{ alert.status }}"
+DEFAULT_MESSAGE = (
+    "{{ alert.annotations.summary | default(alert.annotations.description | default('')) }}"
+)
+WORKER_KINDS = frozenset({"cli", "notify"})
+
+
+def request_id(execution_id: str, step: str, attempt: int) -> str:
+    return f"{execution_id}/{step}/{attempt}"
+
+
+def step_timeout_seconds(spec: Step) -> float:
+    """The step's own time limit: `cli.timeout`, else `timeout`, else the default."""
+    timeout = (spec.cli.timeout if spec.cli else None) or spec.timeout
+    return parse_duration(timeout) if timeout else DEFAULT_STEP_TIMEOUT_SECONDS
+
+
+def build_request(
+    spec: Step, execution: Execution, workflow: Workflow, *, attempt: int
+) -> StepRequest:
+    """Render the step's templates into a request; raises TemplateError."""
+    context = execution_context(execution, workflow)
+    cli = notify = None
+    if spec.cli is not None:
+        cli = CliStep(
+            argv=[render(arg, context) for arg in spec.cli.command],
+            timeout_seconds=step_timeout_seconds(spec),
+            env={name: render(value, context) for name, value in spec.cli.env.items()},
+        )
+    elif spec.notify is not None:
+        notify = NotifyStep(
+            sinks=list(spec.notify.sinks),
+            title=render(spec.notify.title or DEFAULT_TITLE, context),
+            message=render(spec.notify.message or DEFAULT_MESSAGE, context),
+            alert=execution.alert,
+        )
+    else:
+        msg = f"step {spec.name} of kind {spec.kind} is not run by a worker"
+        raise ValueError(msg)
+    return StepRequest(
+        execution_id=execution.id,
+        namespace=execution.namespace,
+        workflow=execution.workflow,
+        step=spec.name,
+        attempt=attempt,
+        idempotency_key=request_id(execution.id, spec.name, attempt),
+        cli=cli,
+        notify=notify,
+    )
+
+
+def dispatches(execution: Execution, workflow: Workflow) -> list[StepRequest]:
+    """Requests for every step a worker is running: (re)published after each save."""
+    if execution.finished:
+        return []
+    specs = {s.name: s for s in [*workflow.spec.steps, *workflow.spec.on_failure]}
+    requests = []
+    for record in execution.steps:
+        spec = specs.get(record.name)
+        if record.state == "running" and spec is not None and spec.kind in WORKER_KINDS:
+            requests.append(build_request(spec, execution, workflow, attempt=record.attempt))
+    return requests

@@ -1,0 +1,116 @@
+"""Saving a transition and publishing what it asks for, in that order.
+
+Compare-and-set on the execution version: a lost race reloads and re-applies the transform.
+After the save the dispatches, events and cancellations are published; every redelivery
+publishes them again (same `Nats-Msg-Id`, deduplicated), which heals a crash in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from prometheus_client import Counter
+
+from vigil.common import subjects
+from vigil.common.adapters.jetstream import JetStreamBus, Outgoing
+from vigil.common.documents import Execution
+from vigil.common.errors import Conflict
+from vigil.common.messages import StepCancelled
+from vigil.common.store import Store
+from vigil.engine.domain.machine import Transition
+from vigil.engine.domain.requests import request_id
+
+log = structlog.get_logger(__name__)
+
+EXECUTIONS_FINISHED = Counter(
+    "vigil_executions_finished_total", "Executions that reached a final state.", ["state"]
+)
+CAS_ATTEMPTS = 8
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Progress:
+    store: Store
+    bus: JetStreamBus
+
+    async def apply(
+        self, current: Execution, transform: Callable[[Execution], Transition]
+    ) -> Execution:
+        """Apply `transform` with compare-and-set, retrying on a lost race, then publish."""
+        for _ in range(CAS_ATTEMPTS):
+            transition = transform(current)
+            if not transition.changed:
+                await self.publish(transition)
+                return current
+            saved = transition.execution.model_copy(update={"version": current.version + 1})
+            try:
+                await self.store.update_execution(saved, expected_version=current.version)
+            except Conflict:
+                reloaded = await self.store.get_execution(current.id)
+                if reloaded is None:
+                    raise
+                current = reloaded
+                continue
+            await self.publish(
+                Transition(
+                    execution=saved,
+                    changed=True,
+                    dispatch=transition.dispatch,
+                    events=transition.events,
+                    cancellations=transition.cancellations,
+                )
+            )
+            return saved
+        msg = f"execution {current.id}: compare-and-set lost {CAS_ATTEMPTS} times"
+        raise Conflict(msg)
+
+    async def publish(self, transition: Transition) -> None:
+        outgoing = [
+            Outgoing(
+                subject=subjects.steps(request.kind),
+                message=request,
+                msg_id=request_id(request.execution_id, request.step, request.attempt),
+            )
+            for request in transition.dispatch
+        ]
+        outgoing += [
+            Outgoing(
+                subject=subjects.events(event.namespace, event.workflow),
+                message=event,
+                msg_id=f"{event.execution_id}/state/{event.state}",
+            )
+            for event in transition.events
+        ]
+        if outgoing:
+            await self.bus.publish_all(outgoing)
+        for cancellation in transition.cancellations:
+            await self.bus.announce(
+                subjects.step_cancellations(cancellation.execution_id),
+                StepCancelled(
+                    execution_id=cancellation.execution_id,
+                    step=cancellation.step,
+                    attempt=cancellation.attempt,
+                ),
+            )
+        if not transition.changed:
+            return
+        for request in transition.dispatch:
+            log.info(
+                "step_dispatched",
+                execution_id=request.execution_id,
+                step=request.step,
+                attempt=request.attempt,
+                kind=request.kind,
+            )
+        execution = transition.execution
+        if execution.finished:
+            EXECUTIONS_FINISHED.labels(state=execution.state).inc()
+            log.info(
+                "execution_finished",
+                execution_id=execution.id,
+                workflow=execution.workflow,
+                state=execution.state,
+                error=execution.error,
+            )

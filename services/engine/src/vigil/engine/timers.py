@@ -1,0 +1,77 @@
+"""The engine's clock-driven loops: due timers and retention.
+
+Timers are documents (`wake_at`), not sleeps: the loop claims due executions with a lease
+(`Store.claim_due`), so several engine replicas share the work and a restarted engine
+picks up every timer that fell due while it was down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from datetime import datetime, timedelta
+
+import structlog
+
+from vigil.common.definitions import DefinitionsView
+from vigil.common.errors import TransientError, VigilError
+from vigil.common.store import Store
+from vigil.engine.domain.machine import on_timer
+from vigil.engine.progress import Progress
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimerLoop:
+    store: Store
+    progress: Progress
+    definitions: DefinitionsView
+    clock: Callable[[], datetime]
+    owner: str
+    interval: float = 0.25
+    lease: timedelta = timedelta(seconds=30)
+    batch: int = 100
+
+    async def run(self) -> None:
+        await self.definitions.ready.wait()
+        while True:
+            try:
+                handled = await self.tick()
+            except TransientError as exc:
+                log.warning("timers_unavailable", error=str(exc))
+                handled = 0
+            if handled < self.batch:
+                await asyncio.sleep(self.interval)
+
+    async def tick(self) -> int:
+        """Handle every execution whose timer is due now; return how many were claimed."""
+        now = self.clock()
+        due = await self.store.claim_due(now, owner=self.owner, lease=self.lease, limit=self.batch)
+        for execution in due:
+            workflow = self.definitions.workflow(execution.namespace, execution.workflow)
+            if workflow is None:
+                log.warning("timer_workflow_missing", execution_id=execution.id)
+                continue  # the lease expires and the timer is tried again
+            try:
+                await self.progress.apply(
+                    execution, partial(on_timer, workflow=workflow, now=self.clock())
+                )
+            except VigilError as exc:
+                log.warning("timer_failed", execution_id=execution.id, error=str(exc))
+        return len(due)
+
+
+async def purge_expired(store: Store, *, every: float, clock: Callable[[], datetime]) -> None:
+    """Retention for stores without TTL indexes (SQLite); harmless where they exist."""
+    while True:
+        try:
+            removed = await store.purge(clock())
+        except TransientError as exc:
+            log.warning("purge_failed", error=str(exc))
+        else:
+            if removed:
+                log.info("expired_documents_purged", count=removed)
+        await asyncio.sleep(every)
