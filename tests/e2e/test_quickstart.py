@@ -245,9 +245,12 @@ def test_alert_history_follows_firing_and_resolved(platform: Platform) -> None:
     critical = httpx.get(f"{platform.url}/api/v1/alerts/{listed[0]['id']}", timeout=5).json()
     assert len(critical["executions"]) >= 1
     assert all(e["workflow"] == "disk-filling-up" for e in critical["executions"])
-    assert httpx.get(
-        f"{platform.url}/api/v1/alerts", params={"status": "resolved"}, timeout=5
-    ).json()["items"][0]["id"] == alert_id
+    assert (
+        httpx.get(f"{platform.url}/api/v1/alerts", params={"status": "resolved"}, timeout=5).json()[
+            "items"
+        ][0]["id"]
+        == alert_id
+    )
     bad = httpx.get(f"{platform.url}/api/v1/alerts", params={"match": "sev~~x"}, timeout=5)
     assert bad.status_code == 400
     assert "sev~~x" in bad.json()["error"]

@@ -384,7 +384,6 @@ def _check_step(where: str, step: Step, namespace: str, catalog: _Catalog) -> li
             problem = catalog.reference(f"{where}.notify.sinks", "Sink", namespace, sink)
             if problem:
                 problems.append(problem)
-    for kind in ("agent", "wait"):
-        if getattr(step, kind) is not None:
-            problems.append(f"{where}: {kind} steps are not available in this build yet")
+    if step.agent is not None:
+        problems.append(f"{where}: agent steps are not available in this build yet")
     return problems

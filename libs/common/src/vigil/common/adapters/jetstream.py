@@ -266,7 +266,7 @@ class JetStreamBus:
                     want = min(spec.batch, spec.max_in_flight - in_flight)
                 try:
                     msgs = await self._fetch(psub, want)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nats' TimeoutError is one too: nothing to fetch
                     continue
                 except _NATS_ERRORS as exc:
                     log.warning("fetch_failed", consumer=spec.durable, error=str(exc))
@@ -286,7 +286,7 @@ class JetStreamBus:
         """
         msgs = await psub.fetch(1, timeout=FETCH_TIMEOUT_SECONDS)
         if want > 1:
-            with contextlib.suppress(nats.errors.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 msgs += await psub.fetch(want - 1, timeout=DRAIN_TIMEOUT_SECONDS)
         return msgs
 

@@ -1,0 +1,296 @@
+"""The workflow language's time and control features, end to end through `vigil up`:
+retries, step timeouts, waits that end when the alert resolves, the workflow timeout,
+concurrency policies, cancellation (the local process is killed) and manual runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.platform import Platform, running_platform
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+SETTLE_SECONDS = 60.0
+SLEEP_MARK = "31.739"  # a sleep duration no other process on the machine uses
+
+DEFINITIONS = """
+apiVersion: vigil.dev/v1alpha1
+kind: Source
+metadata: {name: am, namespace: ops}
+spec: {type: alertmanager}
+---
+apiVersion: vigil.dev/v1alpha1
+kind: Sink
+metadata: {name: console, namespace: ops}
+spec: {type: log}
+---
+apiVersion: vigil.dev/v1alpha1
+kind: Workflow
+metadata: {name: flaky, namespace: ops}
+spec:
+  trigger: {matchers: ['alertname="Flaky"']}
+  steps:
+    - name: probe
+      # fails the first time (no marker yet), succeeds the second
+      cli:
+        command: ["sh", "-c", "if [ -e \\"$MARK\\" ]; then echo second; else touch \\"$MARK\\"; echo first; exit 3; fi"]
+        env: {MARK: "{{ alert.annotations.marker }}"}
+      retry: {attempts: 3, backoff: 500ms}
+---
+apiVersion: vigil.dev/v1alpha1
+kind: Workflow
+metadata: {name: slow, namespace: ops}
+spec:
+  trigger: {matchers: ['alertname="Slow"']}
+  steps:
+    - name: hang
+      cli: {command: ["sleep", "SLEEP_MARK"]}
+    - name: after
+      notify: {sinks: [console]}
+---
+apiVersion: vigil.dev/v1alpha1
+kind: Workflow
+metadata: {name: deadline, namespace: ops}
+spec:
+  trigger: {matchers: ['alertname="Deadline"']}
+  steps:
+    - name: hang
+      cli: {command: ["sleep", "20"], timeout: 1s}
+  onFailure:
+    - name: tell
+      notify: {sinks: [console], message: "failed: {{ execution.error }}"}
+---
+apiVersion: vigil.dev/v1alpha1
+kind: Workflow
+metadata: {name: settle, namespace: ops}
+spec:
+  trigger: {matchers: ['alertname="Settle"']}
+  steps:
+    - name: settle
+      wait: {duration: 60s, until: 'alert.status == "resolved"'}
+    - name: report
+      notify: {sinks: [console], title: "{{ alert.labels.alertname }} settled"}
+---
+apiVersion: vigil.dev/v1alpha1
+kind: Workflow
+metadata: {name: bounded, namespace: ops}
+spec:
+  trigger: {matchers: ['alertname="Bounded"']}
+  timeout: 2s
+  steps:
+    - name: settle
+      wait: {duration: 60s}
+---
+apiVersion: vigil.dev/v1alpha1
+kind: Workflow
+metadata: {name: exclusive, namespace: ops}
+spec:
+  trigger: {matchers: ['alertname="Exclusive"']}
+  concurrency: {key: "{{ alert.labels.service }}", policy: Forbid}
+  steps:
+    - name: settle
+      wait: {duration: 60s, until: 'alert.status == "resolved"'}
+""".replace("SLEEP_MARK", SLEEP_MARK)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    definitions = tmp_path_factory.mktemp("definitions")
+    (definitions / "all.yaml").write_text(DEFINITIONS)
+    with running_platform(
+        definitions=definitions, data_dir=tmp_path_factory.mktemp("data")
+    ) as running:
+        yield running
+
+
+def send(platform: Platform, *alerts: dict[str, Any], status: str = "firing") -> None:
+    body = {"version": "4", "status": status, "alerts": list(alerts)}
+    answer = httpx.post(f"{platform.url}/hooks/ops/am", json=body, timeout=10)
+    assert answer.status_code == 200, answer.text
+
+
+def alert(
+    name: str, *, status: str = "firing", starts: str = "2026-11-24T09:00:00Z", **labels: str
+) -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": {"alertname": name, **labels},
+        "annotations": {},
+        "startsAt": starts,
+    }
+
+
+def of_workflow(platform: Platform, workflow: str) -> list[dict[str, Any]]:
+    answer = httpx.get(
+        f"{platform.url}/api/v1/executions", params={"workflow": workflow}, timeout=5
+    )
+    items: list[dict[str, Any]] = answer.json()["items"]
+    return items
+
+
+def wait_for(platform: Platform, workflow: str, states: set[str]) -> dict[str, Any]:
+    """The newest execution of `workflow` once it is in one of `states`."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        found = of_workflow(platform, workflow)
+        if found and found[0]["state"] in states:
+            detail: dict[str, Any] = httpx.get(
+                f"{platform.url}/api/v1/executions/{found[0]['id']}", timeout=5
+            ).json()
+            return detail
+        time.sleep(0.1)
+    msg = f"{workflow}: no execution reached {states}: {of_workflow(platform, workflow)}"
+    raise AssertionError(f"{msg}\n{platform.logs()[-4000:]}")
+
+
+def step(execution: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(s for s in execution["steps"] if s["name"] == name)
+    return found
+
+
+def sleeping_processes() -> list[int]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if SLEEP_MARK.encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_failing_step_is_retried_with_backoff_until_it_succeeds(
+    platform: Platform, tmp_path: Path
+) -> None:
+    flaky = alert("Flaky")
+    flaky["annotations"] = {"marker": str(tmp_path / "marker")}
+    send(platform, flaky)
+    execution = wait_for(platform, "flaky", {"succeeded", "failed"})
+    assert execution["state"] == "succeeded", execution
+    probe = step(execution, "probe")
+    assert probe["attempt"] == 2
+    assert probe["output"]["stdout"] == "second\n"
+
+
+def test_a_step_that_outlives_its_timeout_fails_and_on_failure_runs(platform: Platform) -> None:
+    send(platform, alert("Deadline"))
+    execution = wait_for(platform, "deadline", {"failed", "succeeded"})
+    assert execution["state"] == "failed"
+    assert step(execution, "hang")["state"] == "timed_out"
+    assert execution["error"].startswith("step hang timed_out")
+    assert step(execution, "tell")["state"] == "succeeded"
+
+
+def test_a_wait_ends_as_soon_as_the_alert_resolves(platform: Platform) -> None:
+    send(platform, alert("Settle"))
+    running = wait_for(platform, "settle", {"running"})
+    assert step(running, "settle")["state"] == "running"
+    send(platform, alert("Settle", status="resolved"), status="resolved")
+    execution = wait_for(platform, "settle", {"succeeded", "failed"})
+    assert execution["state"] == "succeeded"
+    output = step(execution, "settle")["output"]
+    assert output["until"] is True
+    assert output["waitedSeconds"] < 30  # not the full 60 s
+    assert step(execution, "report")["state"] == "succeeded"
+
+
+def test_the_workflow_timeout_ends_a_long_wait(platform: Platform) -> None:
+    send(platform, alert("Bounded"))
+    execution = wait_for(platform, "bounded", {"timed_out", "succeeded", "failed"})
+    assert execution["state"] == "timed_out"
+    assert execution["error"] == "workflow timed out after 2s"
+    assert step(execution, "settle")["state"] == "cancelled"
+
+
+def test_forbid_starts_no_second_execution_for_the_same_key(platform: Platform) -> None:
+    send(platform, alert("Exclusive", service="db", instance="a"))
+    first = wait_for(platform, "exclusive", {"running"})
+    send(platform, alert("Exclusive", service="db", instance="b"))
+    send(platform, alert("Exclusive", service="web", instance="c"))
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while len(of_workflow(platform, "exclusive")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # give a wrongly started second "db" execution time to appear
+    keys = sorted(e["concurrency_key"] for e in of_workflow(platform, "exclusive"))
+    assert keys == ["db", "web"]
+    assert first["id"] in {e["id"] for e in of_workflow(platform, "exclusive")}
+
+
+def test_cancel_kills_the_running_process_and_runs_nothing_further(platform: Platform) -> None:
+    send(platform, alert("Slow"))
+    running = wait_for(platform, "slow", {"running"})
+    deadline = time.monotonic() + 10
+    while not sleeping_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sleeping_processes(), "the cli step never started"
+
+    answer = httpx.post(
+        f"{platform.url}/api/v1/executions/{running['id']}/cancel",
+        json={"reason": "operator says stop"},
+        timeout=5,
+    )
+    assert answer.status_code == 202, answer.text
+    execution = wait_for(platform, "slow", {"cancelled"})
+    assert execution["error"] == "operator says stop"
+    assert [s["state"] for s in execution["steps"]] == ["cancelled", "skipped"]
+    deadline = time.monotonic() + 10
+    while sleeping_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sleeping_processes() == []  # the process was killed, not left to finish
+
+    again = httpx.post(f"{platform.url}/api/v1/executions/{running['id']}/cancel", timeout=5)
+    assert again.status_code == 409
+    missing = httpx.post(f"{platform.url}/api/v1/executions/nope/cancel", timeout=5)
+    assert missing.status_code == 404
+
+
+def test_a_manual_run_starts_the_workflow_with_the_given_alert(
+    platform: Platform, tmp_path: Path
+) -> None:
+    before = {e["id"] for e in of_workflow(platform, "flaky")}
+    answer = httpx.post(
+        f"{platform.url}/api/v1/workflows/ops/flaky/run",
+        json={
+            "labels": {"alertname": "Manual", "team": "db"},
+            "annotations": {"marker": str(tmp_path / "manual-marker")},
+        },
+        timeout=5,
+    )
+    assert answer.status_code == 202, answer.text
+    execution_id = answer.json()["executionId"]
+    assert execution_id not in before
+    execution = wait_for(platform, "flaky", {"succeeded", "failed"})
+    assert execution["id"] == execution_id
+    assert execution["state"] == "succeeded"
+    assert execution["alert"]["labels"]["team"] == "db"
+    assert execution["source"] == "manual"
+
+    unknown = httpx.post(
+        f"{platform.url}/api/v1/workflows/ops/nope/run", json={"labels": {"a": "b"}}, timeout=5
+    )
+    assert unknown.status_code == 404
+    invalid = httpx.post(
+        f"{platform.url}/api/v1/workflows/ops/flaky/run", json={"labels": {}}, timeout=5
+    )
+    assert invalid.status_code == 422
+
+
+def test_stats_report_alerts_executions_and_lag(platform: Platform) -> None:
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        stats = httpx.get(f"{platform.url}/api/v1/stats", timeout=5).json()
+        if stats["alerts"]["recorded"] == stats["alerts"]["received"]:
+            break
+        time.sleep(0.1)
+    assert stats["alerts"]["received"] >= 8
+    assert stats["alerts"]["recorded"] == stats["alerts"]["received"]
+    assert stats["executions"]["succeeded"] >= 3
+    assert stats["executions"]["cancelled"] >= 1
+    consumers = {(c["stream"], c["consumer"]): c["lag"] for c in stats["consumers"]}
+    assert consumers[("ALERTS", "engine")] == 0
