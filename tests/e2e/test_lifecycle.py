@@ -39,7 +39,10 @@ spec:
     - name: probe
       # fails the first time (no marker yet), succeeds the second
       cli:
-        command: ["sh", "-c", "if [ -e \\"$MARK\\" ]; then echo second; else touch \\"$MARK\\"; echo first; exit 3; fi"]
+        command:
+          - sh
+          - -c
+          - '[ -e "$MARK" ] && echo second || { touch "$MARK"; echo first; exit 3; }'
         env: {MARK: "{{ alert.annotations.marker }}"}
       retry: {attempts: 3, backoff: 500ms}
 ---
