@@ -8,8 +8,10 @@ import os
 import sys
 from pathlib import Path
 
+from vigil.cli.trial import TrialOptions, parse_step_outputs, trial
 from vigil.cli.up import UpOptions, up
 from vigil.cli.validate import validate
+from vigil.common.errors import InvalidInput
 from vigil.common.logging import configure_logging
 
 
@@ -67,6 +69,35 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("validate", help="check definitions offline")
     check.add_argument("path", type=Path, help="a YAML file or a folder of them")
+
+    test = commands.add_parser(
+        "test",
+        help="run one workflow locally against an alert payload, sending nothing",
+        description="Shows, for every alert of the payload, whether it matched (and why "
+        "not), each step's state and output, and the rendered notifications. cli steps run "
+        "for real unless --dry-run.",
+    )
+    test.add_argument("definitions", type=Path, help="folder (or file) of definitions")
+    test.add_argument("--workflow", required=True, help="NAMESPACE/NAME of the workflow")
+    test.add_argument(
+        "--alert",
+        required=True,
+        type=Path,
+        help="an Alertmanager webhook payload, or a single alert, as JSON",
+    )
+    test.add_argument(
+        "--dry-run", action="store_true", help="run no command: show the rendered argv instead"
+    )
+    test.add_argument(
+        "--step-output",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="with --dry-run: use FILE as the stdout of cli step NAME",
+    )
+    test.add_argument(
+        "--source", help="the Source the alerts come from (default: the first of the trigger)"
+    )
     return parser
 
 
@@ -74,6 +105,24 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "validate":
         sys.exit(validate(args.path))
+    if args.command == "test":
+        try:
+            outputs = parse_step_outputs(args.step_output)
+        except InvalidInput as exc:
+            sys.stderr.write(f"vigil test: {exc}\n")
+            sys.exit(2)
+        sys.exit(
+            trial(
+                TrialOptions(
+                    definitions=args.definitions,
+                    workflow=args.workflow,
+                    alert_file=args.alert,
+                    dry_run=args.dry_run,
+                    step_outputs=outputs,
+                    source=args.source,
+                )
+            )
+        )
     configure_logging(service="up", fmt="console")
     if not args.definitions.exists():
         sys.stderr.write(f"vigil up: --definitions {args.definitions}: no such file or folder\n")

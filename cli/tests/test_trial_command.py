@@ -1,0 +1,110 @@
+"""`vigil test`: one workflow against a payload, locally, sending nothing (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "examples" / "quickstart"
+
+
+def vigil_test(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vigil.cli", "test", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_runs_every_alert_of_the_payload_and_says_why_one_did_not_match() -> None:
+    run = vigil_test(
+        str(QUICKSTART),
+        "--workflow",
+        "demo/disk-filling-up",
+        "--alert",
+        str(QUICKSTART / "alerts.json"),
+    )
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert out.count("matched demo/disk-filling-up") == 2
+    assert "not matched: matcher severity=~\"warning|critical\" does not hold ('info')" in out
+    assert "title:   HostDiskFillingUp on db-2:9100 (critical)" in out  # rendered, not sent
+    assert "Filesystem" in out  # df really ran
+    assert "not sent (vigil test)" in out
+    assert out.count("execution succeeded") == 2
+
+
+def test_dry_run_runs_no_command_and_uses_the_given_step_output(tmp_path: Path) -> None:
+    alert = tmp_path / "alert.json"
+    alert.write_text(
+        json.dumps(
+            {"labels": {"alertname": "HostDiskFillingUp", "instance": "x", "severity": "critical"}}
+        )
+    )
+    fake = tmp_path / "df.txt"
+    fake.write_text("Filesystem  99% /srv-from-file\n")
+    run = vigil_test(
+        str(QUICKSTART),
+        "--workflow",
+        "demo/disk-filling-up",
+        "--alert",
+        str(alert),
+        "--dry-run",
+        "--step-output",
+        f"measure={fake}",
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert 'cli measure (attempt 1): ["df", "-P", "/"]' in run.stdout
+    assert "/srv-from-file" in run.stdout  # the given output reached the notification
+    assert "/dev/" not in run.stdout  # df did not run
+    assert "notify escalate -> console (not sent)" in run.stdout
+
+
+def test_a_failing_execution_exits_non_zero(tmp_path: Path) -> None:
+    definitions = tmp_path / "defs.yaml"
+    definitions.write_text(
+        """
+apiVersion: vigil.dev/v1alpha1
+kind: Workflow
+metadata: {name: fails, namespace: ops}
+spec:
+  steps:
+    - name: boom
+      cli: {command: ["sh", "-c", "echo broken >&2; exit 4"]}
+"""
+    )
+    alert = tmp_path / "alert.json"
+    alert.write_text(json.dumps({"labels": {"alertname": "X"}}))
+    run = vigil_test(str(definitions), "--workflow", "ops/fails", "--alert", str(alert))
+    assert run.returncode == 1
+    assert "execution failed: step boom failed: exited with code 4" in run.stdout
+
+
+def test_bad_arguments_are_reported_clearly(tmp_path: Path) -> None:
+    missing = vigil_test(
+        str(QUICKSTART), "--workflow", "demo/nope", "--alert", str(QUICKSTART / "alerts.json")
+    )
+    assert missing.returncode == 2
+    assert "workflow demo/nope: no such Workflow" in missing.stderr
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    bad = vigil_test(str(QUICKSTART), "--workflow", "demo/disk-filling-up", "--alert", str(garbage))
+    assert bad.returncode == 2
+    assert "cannot read a JSON alert" in bad.stderr
+    no_file = vigil_test(
+        str(QUICKSTART),
+        "--workflow",
+        "demo/disk-filling-up",
+        "--alert",
+        str(QUICKSTART / "alerts.json"),
+        "--dry-run",
+        "--step-output",
+        "measure",
+    )
+    assert no_file.returncode == 2
+    assert "must be NAME=FILE" in no_file.stderr
