@@ -18,7 +18,7 @@ BOOT_PYTHON := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.
 RUN := $(UV) run --frozen
 ARGS ?=
 
-.PHONY: help dev up test test-all lint typecheck fmt clean
+.PHONY: help dev up test test-slow test-all lint typecheck fmt clean bench-store
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ up: dev ## run the whole platform embedded (ARGS="--http-port 9090" to pass flag
 test: dev ## run the default test suite (unit, integration, end-to-end)
 	$(RUN) pytest -m "not slow" $(ARGS)
 
+test-slow: dev ## run the slow suites: fault injection (SIGKILL every service, restart NATS)
+	$(RUN) pytest -m slow $(ARGS)
+
 test-all: dev ## run every test, slow fault-injection suites included
 	$(RUN) pytest $(ARGS)
 
@@ -53,6 +56,9 @@ typecheck: dev ## mypy --strict over sources and tests
 fmt: dev ## format and autofix
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
+
+bench-store: dev ## store operations per second, SQLite and MongoDB (mongoeco)
+	$(RUN) python -m bench.store_bench
 
 clean: ## remove the virtualenvs and caches
 	rm -rf .venv $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

@@ -104,15 +104,16 @@ class Platform:
         return f"http://127.0.0.1:{self.http_port}"
 
     def service_pids(self, service: str) -> list[int]:
-        """PIDs of the running `python -m vigil.<service>` children (Linux /proc)."""
+        """PIDs of the running `python -m vigil.<service>` (or nats-server) children."""
+        needle = b"nats-server" if service == "nats" else f"vigil.{service}".encode()
         found = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-                cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+                cmdline = (stat.parent / "cmdline").read_bytes()
             except (OSError, IndexError, ValueError):
                 continue
-            if parent == self.process.pid and f"vigil.{service}".encode() in cmdline:
+            if parent == self.process.pid and needle in cmdline:
                 found.append(int(stat.parent.name))
         return found
 
