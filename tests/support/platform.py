@@ -137,7 +137,11 @@ class Platform:
 
 
 def start_platform(
-    *, definitions: Path, data_dir: Path, extra_args: list[str] | None = None
+    *,
+    definitions: Path,
+    data_dir: Path,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Platform:
     http_port = free_port()
     log_path = data_dir / "vigil-up.log"
@@ -160,7 +164,7 @@ def start_platform(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "VIGIL_LOG_LEVEL": "info"},
+            env={**os.environ, "VIGIL_LOG_LEVEL": "info", **(env or {})},
         )
     platform = Platform(process=process, http_port=http_port, log_path=log_path)
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
@@ -179,9 +183,15 @@ def start_platform(
 
 @contextlib.contextmanager
 def running_platform(
-    *, definitions: Path, data_dir: Path, extra_args: list[str] | None = None
+    *,
+    definitions: Path,
+    data_dir: Path,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Platform]:
-    platform = start_platform(definitions=definitions, data_dir=data_dir, extra_args=extra_args)
+    platform = start_platform(
+        definitions=definitions, data_dir=data_dir, extra_args=extra_args, env=env
+    )
     try:
         yield platform
     finally:
