@@ -7,11 +7,14 @@ STEPS, …) are fixed and a test must not see another test's messages or consume
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tests.support.mongo import running_mongoeco
 from tests.support.nats import NatsServer, running_nats
 from tests.support.tracing import install_span_exporter
 
@@ -34,6 +37,17 @@ def fresh_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 def nats_url(fresh_nats_server: NatsServer) -> str:
     """URL of a fresh nats-server started for this test."""
     return fresh_nats_server.url
+
+
+@pytest.fixture(scope="session")
+def mongodb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A MongoDB server URL (no database in it): `VIGIL_TEST_MONGODB_URL`, else mongoeco."""
+    real = os.environ.get("VIGIL_TEST_MONGODB_URL")
+    if real:
+        yield real
+        return
+    with running_mongoeco(tmp_path_factory.mktemp("mongoeco-session")) as server:
+        yield server.url
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import (
+    AckPolicy,
     ConsumerConfig,
     DiscardPolicy,
     RetentionPolicy,
@@ -47,6 +48,10 @@ PUBLISH_TIMEOUT_SECONDS = 5.0
 FETCH_TIMEOUT_SECONDS = 2.0
 DRAIN_TIMEOUT_SECONDS = 0.005
 CLOSE_TIMEOUT_SECONDS = 3.0
+CONNECT_TIMEOUT_SECONDS = 10.0
+# The server may deliver a few times more than our limit: a delivery cut short by a crash
+# never reaches the handler's dead-letter decision, so the next one must still come.
+MAX_DELIVER_MARGIN = 3
 
 _NATS_ERRORS: tuple[type[BaseException], ...] = (
     nats.errors.Error,
@@ -107,16 +112,21 @@ class JetStreamBus:
     @classmethod
     async def connect(cls, url: str, *, name: str) -> JetStreamBus:
         try:
-            client = await nats.connect(
-                servers=url.split(","),
-                name=name,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                connect_timeout=3,
-                allow_reconnect=True,
-                error_cb=_log_error,
-                disconnected_cb=_log_disconnected,
-                reconnected_cb=_log_reconnected,
+            # Reconnect forever once connected, but give the first connection a deadline:
+            # a service that cannot reach NATS at start exits and is restarted.
+            client = await asyncio.wait_for(
+                nats.connect(
+                    servers=url.split(","),
+                    name=name,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    connect_timeout=3,
+                    allow_reconnect=True,
+                    error_cb=_log_error,
+                    disconnected_cb=_log_disconnected,
+                    reconnected_cb=_log_reconnected,
+                ),
+                timeout=CONNECT_TIMEOUT_SECONDS,
             )
         except _CONNECT_ERRORS as exc:
             msg = f"cannot connect to NATS at {url}: {exc}"
@@ -245,36 +255,43 @@ class JetStreamBus:
         """Run `handler` for every message of the durable consumer until cancelled."""
         psub = await self._subscribe(spec)
         in_flight = 0
-        changed = asyncio.Condition()
+        room = asyncio.Event()
+        room.set()
 
         async def run_one(msg: Msg) -> None:
             nonlocal in_flight
             try:
                 await self._process(spec, model, handler, msg)
             finally:
-                async with changed:
-                    in_flight -= 1
-                    changed.notify_all()
-
-        def has_room() -> bool:
-            return in_flight < spec.max_in_flight
+                in_flight -= 1
+                room.set()
 
         async with asyncio.TaskGroup() as tasks:
-            while True:
-                async with changed:
-                    await changed.wait_for(has_room)
-                    want = min(spec.batch, spec.max_in_flight - in_flight)
-                try:
-                    msgs = await self._fetch(psub, want)
-                except TimeoutError:  # nats' TimeoutError is one too: nothing to fetch
-                    continue
-                except _NATS_ERRORS as exc:
-                    log.warning("fetch_failed", consumer=spec.durable, error=str(exc))
-                    await asyncio.sleep(1.0)
-                    continue
-                in_flight += len(msgs)
-                for msg in msgs:
-                    tasks.create_task(run_one(msg))
+            try:
+                while True:
+                    await room.wait()
+                    try:
+                        msgs = await self._fetch(
+                            psub, min(spec.batch, spec.max_in_flight - in_flight)
+                        )
+                    except TimeoutError:  # nats' TimeoutError is one too: nothing to fetch
+                        continue
+                    except _NATS_ERRORS as exc:
+                        log.warning("fetch_failed", consumer=spec.durable, error=str(exc))
+                        await asyncio.sleep(1.0)
+                        continue
+                    in_flight += len(msgs)
+                    if in_flight >= spec.max_in_flight:
+                        room.clear()
+                    for msg in msgs:
+                        tasks.create_task(run_one(msg))
+            except asyncio.CancelledError:
+                # Unsubscribe before the in-flight handlers nak (the TaskGroup cancels them
+                # next): otherwise the server hands a nak'd message straight back to this
+                # dead subscription's open pull request, where nobody reads it.
+                with contextlib.suppress(*_NATS_ERRORS):
+                    await psub.unsubscribe()
+                raise
 
     @staticmethod
     async def _fetch(psub: nats.js.JetStreamContext.PullSubscription, want: int) -> list[Msg]:
@@ -286,22 +303,25 @@ class JetStreamBus:
         """
         msgs = await psub.fetch(1, timeout=FETCH_TIMEOUT_SECONDS)
         if want > 1:
-            with contextlib.suppress(TimeoutError):
+            # Whatever goes wrong while draining, keep the messages already fetched.
+            with contextlib.suppress(TimeoutError, *_NATS_ERRORS):
                 msgs += await psub.fetch(want - 1, timeout=DRAIN_TIMEOUT_SECONDS)
         return msgs
 
     async def _subscribe(self, spec: ConsumerSpec) -> nats.js.JetStreamContext.PullSubscription:
+        """Create or update the durable consumer to `spec`, then bind to it."""
         config = ConsumerConfig(
+            durable_name=spec.durable,
+            ack_policy=AckPolicy.EXPLICIT,
             ack_wait=spec.ack_wait_seconds,
-            max_deliver=spec.max_deliver,
+            max_deliver=spec.max_deliver + MAX_DELIVER_MARGIN,
             max_ack_pending=max(spec.max_in_flight * 4, 256),
             filter_subject=spec.filter_subject,
         )
         while True:
             try:
-                return await self._js.pull_subscribe(
-                    spec.filter_subject, durable=spec.durable, stream=spec.stream, config=config
-                )
+                await self._js.add_consumer(spec.stream, config=config)
+                return await self._js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
             except _NATS_ERRORS as exc:
                 log.warning("subscribe_failed", consumer=spec.durable, error=str(exc))
                 await asyncio.sleep(1.0)

@@ -72,6 +72,7 @@ _PLAIN_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Leading inline flags such as `(?i)` must stay in front of the anchors we add.
 _INLINE_FLAGS = re.compile(r"(?:\(\?[a-zA-Z]+\))*")
 _INVALID_REGEX = 51091  # MongoDB's error code for a regular expression it cannot compile
+_ACTIVE_STATES = ["pending", "running"]
 
 
 def _indexes() -> dict[str, list[IndexModel]]:
@@ -81,9 +82,23 @@ def _indexes() -> dict[str, list[IndexModel]]:
     return {
         "executions": [
             IndexModel([("trigger_key", ASCENDING)], unique=True),
+            # Unique among unfinished executions only: finished ones hold None.
+            IndexModel(
+                [("exclusive_key", ASCENDING)],
+                unique=True,
+                partialFilterExpression={"exclusive_key": {"$type": "string"}},
+            ),
             IndexModel([("state", ASCENDING), ("wake_at", ASCENDING)]),
             IndexModel([("namespace", ASCENDING), ("workflow", ASCENDING), ("_id", ASCENDING)]),
             IndexModel([("alert_id", ASCENDING), ("_id", ASCENDING)]),
+            IndexModel(
+                [
+                    ("namespace", ASCENDING),
+                    ("workflow", ASCENDING),
+                    ("concurrency_key", ASCENDING),
+                    ("_id", ASCENDING),
+                ]
+            ),
             ttl(),
         ],
         "alerts": [
@@ -167,6 +182,12 @@ def _alert_cursor(cursor: str) -> Bson:
         msg = f"cursor {cursor!r} is not a cursor of the alert listing"
         raise InvalidInput(msg) from exc
     return {"$or": [{"last_seen": {"$lt": seen}}, {"last_seen": seen, "_id": {"$lt": after}}]}
+
+
+def _violated_index(error: DuplicateKeyError) -> str:
+    """The field of the unique index a write violated, as the server reports it."""
+    key_pattern = (error.details or {}).get("keyPattern") or {}
+    return next(iter(key_pattern), "")
 
 
 def _all_of(clauses: list[Bson]) -> Bson:
@@ -303,9 +324,10 @@ class MongoStore:
     # --- executions ----------------------------------------------------------------------
 
     def _expiry(self, execution: Execution) -> Execution:
+        """Finished: expires after the retention and releases its concurrency key."""
         if execution.finished and execution.finished_at is not None:
             expire_at = execution.finished_at + self._retention.executions
-            return execution.model_copy(update={"expire_at": expire_at})
+            return execution.model_copy(update={"expire_at": expire_at, "exclusive_key": None})
         return execution.model_copy(update={"expire_at": None})
 
     async def insert_execution(self, execution: Execution) -> bool:
@@ -314,13 +336,16 @@ class MongoStore:
             try:
                 await self._executions.insert_one(_encode(execution))
             except DuplicateKeyError as exc:
-                # The server names one violated index; a duplicate `_id` may hide a
-                # duplicate trigger key (the same execution inserted twice).
-                key_pattern = (exc.details or {}).get("keyPattern") or {}
-                if "trigger_key" in key_pattern or await self._executions.count_documents(
+                # The server names one violated index; another (`_id`, the exclusive key)
+                # may hide a duplicate trigger key, which wins: the same alert again.
+                violated = _violated_index(exc)
+                if violated == "trigger_key" or await self._executions.count_documents(
                     {"trigger_key": execution.trigger_key}, limit=1
                 ):
                     return False
+                if violated == "exclusive_key":
+                    msg = f"another execution holds concurrency key {execution.exclusive_key}"
+                    raise Conflict(msg) from exc
                 msg = f"MongoDB store: cannot insert execution {execution.id}: {exc}"
                 raise TransientError(msg) from exc
         return True
@@ -342,9 +367,15 @@ class MongoStore:
         execution = self._expiry(execution)
         # A replacement carries no lease fields: updating an execution releases its lease.
         with _translated(f"update execution {execution.id}"):
-            written = await self._executions.replace_one(
-                {"_id": execution.id, "version": expected_version}, _encode(execution)
-            )
+            try:
+                written = await self._executions.replace_one(
+                    {"_id": execution.id, "version": expected_version}, _encode(execution)
+                )
+            except DuplicateKeyError as exc:
+                if _violated_index(exc) != "exclusive_key":
+                    raise
+                msg = f"another execution holds concurrency key {execution.exclusive_key}"
+                raise Conflict(msg) from exc
         if written.matched_count != 1:
             msg = f"execution {execution.id} is no longer at version {expected_version}"
             raise Conflict(msg)
@@ -354,9 +385,11 @@ class MongoStore:
     ) -> ExecutionPage:
         clauses: list[Bson] = [
             {field: value}
-            for field in ("namespace", "workflow", "state", "alert_id")
+            for field in ("namespace", "workflow", "state", "alert_id", "concurrency_key")
             if (value := getattr(query, field)) is not None
         ]
+        if query.active is not None:
+            clauses.append({"state": {"$in" if query.active else "$nin": _ACTIVE_STATES}})
         if cursor is not None:
             clauses.append({"_id": {"$lt": cursor}})
         with _translated("list executions"):
@@ -367,6 +400,14 @@ class MongoStore:
         items = [_decode(Execution, document) for document in documents[:limit]]
         return ExecutionPage(items=items, next=items[-1].id if len(documents) > limit else None)
 
+    async def count_executions(self) -> dict[str, int]:
+        with _translated("count executions"):
+            results = await self._executions.aggregate(
+                [{"$group": {"_id": "$state", "count": {"$sum": 1}}}]
+            )
+            groups = await results.to_list()
+        return {str(group["_id"]): int(group["count"]) for group in groups}
+
     async def claim_due(
         self, now: datetime, *, owner: str, lease: timedelta, limit: int = 100
     ) -> list[Execution]:
@@ -376,7 +417,7 @@ class MongoStore:
         # keeps the query right on servers that compare across BSON types (mongoeco).
         due: Bson = {
             "wake_at": {"$ne": None, "$lte": now},
-            "state": {"$in": ["pending", "running"]},
+            "state": {"$in": _ACTIVE_STATES},
             "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}],
         }
         leased: Bson = {"$set": {"lease_until": now + lease, "lease_owner": owner}}
