@@ -13,6 +13,7 @@ from vigil.common.resources import Workflow
 from vigil.engine.domain.machine import (
     WORKER_GRACE,
     Transition,
+    abandon,
     advance,
     alert_changed,
     apply_result,
@@ -202,3 +203,16 @@ def test_a_finished_execution_has_no_timer() -> None:
     done = apply_result(running, flow, result("probe", "succeeded"), now=seconds(1))
     assert done.execution.state == "succeeded"
     assert done.execution.wake_at is None
+
+
+def test_an_execution_whose_workflow_was_deleted_fails_instead_of_hanging() -> None:
+    flow = workflow([CLI, NOTIFY])
+    running = start(flow).execution
+    gone = abandon(running, reason="workflow ops/wf no longer exists", now=seconds(3))
+    execution = gone.execution
+    assert execution.state == "failed"
+    assert execution.error == "workflow ops/wf no longer exists"
+    assert [s.state for s in execution.steps] == ["cancelled", "skipped"]
+    assert execution.wake_at is None
+    assert [c.step for c in gone.cancellations] == ["probe"]
+    assert gone.events[-1].state == "failed"

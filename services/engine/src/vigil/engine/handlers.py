@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import structlog
 from prometheus_client import Counter
@@ -33,6 +33,7 @@ from vigil.common.telemetry import current_trace_id
 from vigil.common.templating import render
 from vigil.engine.domain.context import alert_context
 from vigil.engine.domain.machine import (
+    abandon,
     advance,
     alert_changed,
     apply_result,
@@ -64,12 +65,17 @@ class EngineHandlers:
     definitions: DefinitionsView
     clock: Callable[[], datetime] = _utcnow
 
-    def _workflow(self, execution: Execution) -> Workflow:
+    async def _workflow(self, execution: Execution) -> Workflow | None:
+        """The execution's workflow; None (and the execution failed) if it was deleted."""
         workflow = self.definitions.workflow(execution.namespace, execution.workflow)
-        if workflow is None:
-            msg = f"workflow {execution.namespace}/{execution.workflow} is not loaded"
+        if workflow is not None:
+            return workflow
+        if not self.definitions.ready.is_set():
+            msg = f"workflow {execution.namespace}/{execution.workflow} is not loaded yet"
             raise TransientError(msg, retry_after=2.0)
-        return workflow
+        reason = f"workflow {execution.namespace}/{execution.workflow} no longer exists"
+        await self.progress.apply(execution, partial(abandon, reason=reason, now=self.clock()))
+        return None
 
     # --- alerts --------------------------------------------------------------------------
 
@@ -197,9 +203,10 @@ class EngineHandlers:
         if execution is None:
             msg = f"result for unknown execution {result.execution_id}"
             raise PermanentError(msg)
-        workflow = self._workflow(execution)
-        now = self.clock
-        await self.progress.apply(execution, lambda e: apply_result(e, workflow, result, now=now()))
+        workflow = await self._workflow(execution)
+        if workflow is not None:
+            transform = partial(apply_result, workflow=workflow, result=result, now=self.clock())
+            await self.progress.apply(execution, transform)
 
     async def on_dead_letter(self, letter: DeadLetter, delivery: Delivery) -> None:
         """A step request nobody could run: its step fails with the reason, not hangs."""
@@ -233,10 +240,10 @@ class EngineHandlers:
         if execution is None:
             log.warning("cancel_unknown_execution", execution_id=command.execution_id)
             return
-        workflow = self._workflow(execution)
-        await self.progress.apply(
-            execution, lambda e: cancel(e, workflow, reason=command.reason, now=self.clock())
-        )
+        workflow = await self._workflow(execution)
+        if workflow is not None:
+            stop = partial(cancel, workflow=workflow, reason=command.reason, now=self.clock())
+            await self.progress.apply(execution, stop)
         log.info("execution_cancel_requested", execution_id=execution.id)
 
     async def on_run(self, command: RunRequested, delivery: Delivery) -> None:

@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from datetime import datetime, timedelta
+from functools import partial
 
 import structlog
 
 from vigil.common.definitions import DefinitionsView
 from vigil.common.errors import TransientError, VigilError
 from vigil.common.store import Store
-from vigil.engine.domain.machine import on_timer
+from vigil.engine.domain.machine import abandon, on_timer
 from vigil.engine.progress import Progress
 
 log = structlog.get_logger(__name__)
@@ -53,12 +53,13 @@ class TimerLoop:
         for execution in due:
             workflow = self.definitions.workflow(execution.namespace, execution.workflow)
             if workflow is None:
-                log.warning("timer_workflow_missing", execution_id=execution.id)
-                continue  # the lease expires and the timer is tried again
+                # Definitions are loaded before the loop starts: the workflow was deleted.
+                reason = f"workflow {execution.namespace}/{execution.workflow} no longer exists"
+                transform = partial(abandon, reason=reason, now=self.clock())
+            else:
+                transform = partial(on_timer, workflow=workflow, now=self.clock())
             try:
-                await self.progress.apply(
-                    execution, partial(on_timer, workflow=workflow, now=self.clock())
-                )
+                await self.progress.apply(execution, transform)
             except VigilError as exc:
                 log.warning("timer_failed", execution_id=execution.id, error=str(exc))
         return len(due)

@@ -393,3 +393,42 @@ def cancel(execution: Execution, workflow: Workflow, *, reason: str, now: dateti
     run = _Run(execution, workflow, now)
     run.terminate(state="cancelled", error=reason)
     return run.transition()
+
+
+def abandon(execution: Execution, *, reason: str, now: datetime) -> Transition:
+    """Fail an execution whose workflow no longer exists (nothing else can run it)."""
+    if execution.finished:
+        return Transition(execution=execution, changed=False)
+    steps = [
+        step.model_copy(
+            update={
+                "state": "cancelled" if step.state == "running" else "skipped",
+                "deadline_at": None,
+                "not_before": None,
+            }
+        )
+        if step.state in ("running", "pending")
+        else step
+        for step in execution.steps
+    ]
+    updated = execution.model_copy(
+        update={
+            "steps": steps,
+            "state": "failed",
+            "error": reason,
+            "finished_at": now,
+            "updated_at": now,
+            "wake_at": None,
+        }
+    )
+    cancellations = [
+        Cancellation(execution_id=execution.id, step=step.name, attempt=step.attempt)
+        for step in execution.steps
+        if step.state == "running" and step.kind in WORKER_KINDS
+    ]
+    return Transition(
+        execution=updated,
+        changed=True,
+        events=[_event(updated, now)],
+        cancellations=cancellations,
+    )
