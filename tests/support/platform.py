@@ -56,7 +56,13 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(length))
+                try:
+                    body = json.loads(self.rfile.read(length))
+                except (json.JSONDecodeError, OSError):
+                    # A sender killed mid-request: nothing was delivered.
+                    self.send_response(400)
+                    self.end_headers()
+                    return
                 with receiver._arrived:
                     receiver.posts.append(
                         ReceivedPost(

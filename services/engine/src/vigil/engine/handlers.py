@@ -92,7 +92,8 @@ class EngineHandlers:
             raise TransientError(msg, retry_after=1.0)
         record = await self.store.record_alert(received)
         ALERTS_RECORDED.inc()
-        await self._follow_alert(record.id, received)
+        if record.occurrences > 1:  # a first sighting has no executions to follow it yet
+            await self._follow_alert(record.id, received)
         for workflow in self.definitions.workflows(received.namespace):
             result = match(workflow, received)
             if not result.matched:
@@ -117,18 +118,33 @@ class EngineHandlers:
                 )
 
     async def _start(self, workflow: Workflow, received: AlertReceived) -> None:
+        """Create the execution of this occurrence, or resume it if it exists (redelivery)."""
         key = trigger_key(workflow, received)
-        existing = await self.store.find_by_trigger_key(key)
-        if existing is None:
-            existing = await self._create(workflow, received, key)
-            if existing is None:
+        spec = workflow.spec
+        if spec.cooldown or spec.concurrency.policy != "Allow":
+            # Policies look at other executions: a redelivered alert must find its own
+            # execution first, not be suppressed by it.
+            existing = await self.store.find_by_trigger_key(key)
+            if existing is not None:
+                await self._resume(existing, workflow)
                 return
-        now = self.clock
-        await self.progress.apply(existing, lambda e: advance(e, workflow, now=now()))
+        if not await self._create(workflow, received, key):
+            existing = await self.store.find_by_trigger_key(key)
+            if existing is None:
+                msg = f"trigger key {key} exists but its execution cannot be read"
+                raise TransientError(msg)
+            await self._resume(existing, workflow)
 
-    async def _create(
-        self, workflow: Workflow, received: AlertReceived, key: str
-    ) -> Execution | None:
+    async def _resume(self, execution: Execution, workflow: Workflow) -> None:
+        log.info("execution_exists", execution_id=execution.id, workflow=workflow.ref)
+        await self.progress.apply(execution, partial(advance, workflow=workflow, now=self.clock()))
+
+    async def _create(self, workflow: Workflow, received: AlertReceived, key: str) -> bool:
+        """Create and start the execution unless a policy suppresses it.
+
+        Returns False if the trigger key already exists. The execution is inserted already
+        advanced (first steps evaluated or dispatched): one write instead of two.
+        """
         spec = workflow.spec
         concurrency_key = (
             render(spec.concurrency.key, alert_context(received, workflow))
@@ -146,7 +162,7 @@ class EngineHandlers:
             if last.items and last.items[0].created_at + cooldown > received.received_at:
                 EXECUTIONS_SUPPRESSED.labels(reason="cooldown").inc()
                 log.info("execution_in_cooldown", workflow=workflow.ref, key=concurrency_key)
-                return None
+                return True
         policy = spec.concurrency.policy
         if policy != "Allow":
             active = await self.store.list_executions(
@@ -160,7 +176,7 @@ class EngineHandlers:
                     key=concurrency_key,
                     running=active.items[0].id,
                 )
-                return None
+                return True
             for running in active.items:  # Replace
                 await self.progress.apply(
                     running,
@@ -181,17 +197,15 @@ class EngineHandlers:
             execution = execution.model_copy(
                 update={"exclusive_key": f"{workflow.ref}/{concurrency_key}"}
             )
+        transition = advance(execution, workflow, now=self.clock())
         # A Conflict (another replica took the concurrency key meanwhile) is transient:
         # the redelivered alert then finds that execution and obeys the policy.
-        if await self.store.insert_execution(execution):
-            EXECUTIONS_STARTED.inc()
-            log.info("execution_created", execution_id=execution.id, workflow=workflow.ref)
-            return execution
-        found = await self.store.find_by_trigger_key(key)
-        if found is None:
-            msg = f"trigger key {key} exists but its execution cannot be read"
-            raise TransientError(msg)
-        return found
+        if not await self.store.insert_execution(transition.execution):
+            return False
+        EXECUTIONS_STARTED.inc()
+        log.info("execution_created", execution_id=execution.id, workflow=workflow.ref)
+        await self.progress.publish(transition)
+        return True
 
     # --- results, dead letters -----------------------------------------------------------
 
