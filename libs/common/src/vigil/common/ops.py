@@ -62,7 +62,10 @@ def ops_routes(checks: Mapping[str, ReadinessCheck]) -> list[BaseRoute]:
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind before serving, so a port of 0 is resolved and can be logged."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto is
+    # IPPROTO_TCP, and without it Nagle plus delayed ACKs add ~40 ms to every keep-alive
+    # response.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(1024)
