@@ -18,10 +18,10 @@ BOOT_PYTHON := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.
 RUN := $(UV) run --frozen
 ARGS ?=
 
-.PHONY: help dev up test test-slow test-all lint typecheck fmt clean bench-store
+.PHONY: help dev up test test-slow test-all lint typecheck fmt clean bench-store bench
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(UV):
 	$(BOOT_PYTHON) -m venv $(TOOLS)
@@ -56,6 +56,9 @@ typecheck: dev ## mypy --strict over sources and tests
 fmt: dev ## format and autofix
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
+
+bench: dev ## platform benchmarks (DESIGN §9 figures) → docs/benchmarks.md
+	$(RUN) python -m bench.platform_bench $(ARGS)
 
 bench-store: dev ## store operations per second, SQLite and MongoDB (mongoeco)
 	$(RUN) python -m bench.store_bench

@@ -7,6 +7,8 @@ every status change is appended to the history, first/last seen and the count mo
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from vigil.common.documents import AlertRecord, StatusChange
 from vigil.common.messages import AlertReceived
 
@@ -31,7 +33,8 @@ def merge_occurrence(
             last_seen=now,
             history=[StatusChange(status=alert.status, at=now)],
         )
-    newest = now >= previous.last_seen
+    # Compared at millisecond precision: what a BSON date (the MongoDB store) keeps.
+    newest = _ms(now) >= _ms(previous.last_seen)
     update: dict[str, object] = {
         "occurrences": previous.occurrences + 1,
         "first_seen": min(previous.first_seen, now),
@@ -48,3 +51,7 @@ def merge_occurrence(
         if alert.status != previous.status:
             update["history"] = [*previous.history, StatusChange(status=alert.status, at=now)]
     return previous.model_copy(update=update)
+
+
+def _ms(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)

@@ -13,6 +13,9 @@ and MongoDB (`vigil.common.adapters.mongo`, production).
 - Retention: every document has an `expire_at` (set when an execution finishes, and from
   the last sighting of an alert); MongoDB expires them with TTL indexes, and `purge`
   deletes them on demand (SQLite's periodic purge, tests).
+- Concurrency keys: an unfinished execution's `exclusive_key` is unique; inserting a second
+  raises `Conflict` (the same trigger key again still returns False); finishing releases it.
+- Timestamps keep millisecond precision (what a BSON date holds); SQLite keeps more.
 - Driver errors become `TransientError` (the message is retried) at the adapter.
 """
 

@@ -8,7 +8,6 @@ UTC strings so that they compare in order. `sqlite3` errors become TransientErro
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -62,6 +61,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     namespace TEXT NOT NULL,
     source TEXT NOT NULL,
     status TEXT NOT NULL,
+    occurrences INTEGER NOT NULL,
     last_seen TEXT NOT NULL,
     expire_at TEXT,
     doc TEXT NOT NULL
@@ -89,7 +89,8 @@ CREATE INDEX IF NOT EXISTS deliveries_expire ON deliveries (expire_at);
 """
 
 _EXPIRING_TABLES = ("executions", "alerts", "artifacts", "deliveries")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+ALERT_WRITE_ATTEMPTS = 64
 _ACTIVE_STATES = "('pending', 'running')"
 
 
@@ -135,9 +136,6 @@ class SqliteStore:
     def __init__(self, db: aiosqlite.Connection, retention: Retention) -> None:
         self._db = db
         self._retention = retention
-        # record_alert reads then writes; one writer per alert at a time in this process
-        # (the engine is the only writer of alerts).
-        self._alert_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str, *, retention: Retention) -> SqliteStore:
@@ -184,31 +182,40 @@ class SqliteStore:
     # --- alerts --------------------------------------------------------------------------
 
     async def record_alert(self, received: AlertReceived) -> AlertRecord:
+        """Read, merge, write guarded by the occurrence count (optimistic, any process)."""
         identity = alert_id(received.namespace, received.source, received.alert.fingerprint)
-        async with self._alert_lock:
+        for _ in range(ALERT_WRITE_ATTEMPTS):
             found = await self._docs("SELECT doc FROM alerts WHERE id = ?", [identity], "read")
             previous = AlertRecord.model_validate_json(found[0]) if found else None
             record = merge_occurrence(previous, received, identity=identity)
             record = record.model_copy(
                 update={"expire_at": record.last_seen + self._retention.alerts}
             )
-            await self._run(
-                "INSERT INTO alerts (id, namespace, source, status, last_seen, expire_at, doc)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-                " status = excluded.status, last_seen = excluded.last_seen,"
-                " expire_at = excluded.expire_at, doc = excluded.doc",
-                (
-                    record.id,
-                    record.namespace,
-                    record.source,
-                    record.status,
-                    stamp(record.last_seen),
-                    stamp(record.expire_at),
-                    record.model_dump_json(),
-                ),
-                f"record alert {identity}",
+            columns = (
+                record.status,
+                stamp(record.last_seen),
+                stamp(record.expire_at),
+                record.model_dump_json(),
             )
-        return record
+            if previous is None:
+                cursor = await self._run(
+                    "INSERT INTO alerts (status, last_seen, expire_at, doc, id, namespace,"
+                    " source, occurrences) VALUES (?, ?, ?, ?, ?, ?, ?, 1)"
+                    " ON CONFLICT (id) DO NOTHING",
+                    (*columns, record.id, record.namespace, record.source),
+                    f"record alert {identity}",
+                )
+            else:
+                cursor = await self._run(
+                    "UPDATE alerts SET status = ?, last_seen = ?, expire_at = ?, doc = ?,"
+                    " occurrences = occurrences + 1 WHERE id = ? AND occurrences = ?",
+                    (*columns, record.id, previous.occurrences),
+                    f"record alert {identity}",
+                )
+            if cursor.rowcount == 1:
+                return record
+        msg = f"alert {identity}: lost the race to record it {ALERT_WRITE_ATTEMPTS} times"
+        raise Conflict(msg)
 
     async def get_alert(self, alert_id: str) -> AlertRecord | None:
         found = await self._docs("SELECT doc FROM alerts WHERE id = ?", [alert_id], "read alert")
@@ -276,7 +283,9 @@ class SqliteStore:
                 f"insert execution {execution.id}",
             )
         except sqlite3.IntegrityError as exc:
-            if "trigger_key" in str(exc):
+            # The trigger key decides first: the same occurrence again is not an error,
+            # whichever constraint SQLite happened to report.
+            if await self.find_by_trigger_key(execution.trigger_key) is not None:
                 return False
             if "exclusive_key" in str(exc):
                 msg = f"another execution holds concurrency key {execution.exclusive_key}"
@@ -302,22 +311,26 @@ class SqliteStore:
             msg = f"new version must be {expected_version + 1}, got {execution.version}"
             raise ValueError(msg)
         execution = self._expiry(execution)
-        cursor = await self._run(
-            "UPDATE executions SET state = ?, version = ?, wake_at = ?, expire_at = ?,"
-            " exclusive_key = ?, lease_until = NULL, lease_owner = NULL, doc = ?"
-            " WHERE id = ? AND version = ?",
-            (
-                execution.state,
-                execution.version,
-                stamp(execution.wake_at),
-                stamp(execution.expire_at),
-                execution.exclusive_key,
-                execution.model_dump_json(),
-                execution.id,
-                expected_version,
-            ),
-            f"update execution {execution.id}",
-        )
+        try:
+            cursor = await self._run(
+                "UPDATE executions SET state = ?, version = ?, wake_at = ?, expire_at = ?,"
+                " exclusive_key = ?, lease_until = NULL, lease_owner = NULL, doc = ?"
+                " WHERE id = ? AND version = ?",
+                (
+                    execution.state,
+                    execution.version,
+                    stamp(execution.wake_at),
+                    stamp(execution.expire_at),
+                    execution.exclusive_key,
+                    execution.model_dump_json(),
+                    execution.id,
+                    expected_version,
+                ),
+                f"update execution {execution.id}",
+            )
+        except sqlite3.IntegrityError as exc:
+            msg = f"another execution holds concurrency key {execution.exclusive_key}"
+            raise Conflict(msg) from exc
         if cursor.rowcount != 1:
             msg = f"execution {execution.id} is no longer at version {expected_version}"
             raise Conflict(msg)
