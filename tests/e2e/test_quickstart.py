@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import uuid
 import sys
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.mongo import with_database
 from tests.support.nats import free_port
 from tests.support.platform import Platform, WebhookReceiver, running_platform
 
@@ -31,16 +33,27 @@ SETTLE_SECONDS = 60.0
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[WebhookReceiver]:
+def receiver(store_args: list[str]) -> Iterator[WebhookReceiver]:
+    """One receiver per platform (per store), so each run sees only its own posts."""
     server = WebhookReceiver(port=free_port())
     server.start()
     yield server
     server.stop()
 
 
+@pytest.fixture(scope="module", params=["sqlite", "mongodb"])
+def store_args(request: pytest.FixtureRequest) -> list[str]:
+    """The whole module runs on the embedded SQLite store and on MongoDB (mongoeco, or
+    VIGIL_TEST_MONGODB_URL), through `vigil up --store`."""
+    if request.param == "sqlite":
+        return []
+    base: str = request.getfixturevalue("mongodb_url")
+    return ["--store", with_database(base, f"vigil_e2e_{uuid.uuid4().hex[:8]}")]
+
+
 @pytest.fixture(scope="module")
 def platform(
-    tmp_path_factory: pytest.TempPathFactory, receiver: WebhookReceiver
+    tmp_path_factory: pytest.TempPathFactory, receiver: WebhookReceiver, store_args: list[str]
 ) -> Iterator[Platform]:
     definitions = tmp_path_factory.mktemp("definitions")
     for file in QUICKSTART.glob("*.yaml"):
@@ -51,7 +64,7 @@ def platform(
         )
     assert receiver.url in (definitions / "sinks.yaml").read_text()
     with running_platform(
-        definitions=definitions, data_dir=tmp_path_factory.mktemp("data")
+        definitions=definitions, data_dir=tmp_path_factory.mktemp("data"), extra_args=store_args
     ) as running:
         yield running
 
