@@ -11,9 +11,9 @@ import json
 import os
 import shutil
 import signal
-import uuid
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
