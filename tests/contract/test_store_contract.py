@@ -989,3 +989,49 @@ async def test_racing_records_of_one_alert_count_every_occurrence(
     assert record.occurrences == 20
     assert record.first_seen == at
     assert record.last_seen == at + timedelta(seconds=19)
+
+
+# --- batches ---------------------------------------------------------------------------
+
+
+async def test_record_alerts_is_record_alert_for_each_in_order(store: Store) -> None:
+    at = now_ms()
+    batch = [
+        make_occurrence(at=at, fingerprint="fp-1"),
+        make_occurrence(at=at + timedelta(seconds=1), fingerprint="fp-2"),
+        make_occurrence(at=at + timedelta(seconds=2), fingerprint="fp-1", status="resolved"),
+    ]
+    records = await store.record_alerts(batch)
+
+    assert [(r.fingerprint, r.status, r.occurrences) for r in records] == [
+        ("fp-1", "firing", 1),
+        ("fp-2", "firing", 1),
+        ("fp-1", "resolved", 2),
+    ]
+    stored = await store.get_alert(alert_id("shop", "alertmanager", "fp-1"))
+    assert stored is not None
+    assert [h.status for h in stored.history] == ["firing", "resolved"]
+    assert stored.occurrences == 2
+    again = await store.record_alerts([make_occurrence(at=at + timedelta(seconds=3))])
+    assert again[0].occurrences == 3
+    assert await store.record_alerts([]) == []
+
+
+async def test_insert_executions_reports_which_trigger_keys_were_new(store: Store) -> None:
+    at = now_ms()
+    await store.insert_execution(make_execution("ex-0", at=at, trigger_key="t-0"))
+    batch = [
+        make_execution("ex-1", at=at, trigger_key="t-1"),
+        make_execution("ex-2", at=at, trigger_key="t-0"),  # exists already
+        make_execution("ex-3", at=at, trigger_key="t-1"),  # earlier in this batch
+        make_execution("ex-4", at=at, trigger_key="t-4"),
+    ]
+    assert await store.insert_executions(batch) == [True, False, False, True]
+    assert await store.get_execution("ex-1") == batch[0]
+    assert await store.get_execution("ex-2") is None
+    assert await store.get_execution("ex-3") is None
+    found = await store.find_by_trigger_key("t-4")
+    assert found is not None
+    assert found.id == "ex-4"
+    with pytest.raises(ValueError, match="one by one"):
+        await store.insert_executions([make_execution("ex-5", at=at, exclusive_key="k")])

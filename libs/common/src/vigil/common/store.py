@@ -21,6 +21,7 @@ and MongoDB (`vigil.common.adapters.mongo`, production).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -67,6 +68,9 @@ class Store(Protocol):
         arrives late is counted but does not change the status.
         """
 
+    async def record_alerts(self, received: Sequence[AlertReceived]) -> list[AlertRecord]:
+        """`record_alert` for each, in order, in one transaction where the store has them."""
+
     async def get_alert(self, alert_id: str) -> AlertRecord | None: ...
 
     async def list_alerts(
@@ -78,6 +82,10 @@ class Store(Protocol):
 
     async def insert_execution(self, execution: Execution) -> bool:
         """Insert; return False (and change nothing) if the trigger key already exists."""
+
+    async def insert_executions(self, executions: Sequence[Execution]) -> list[bool]:
+        """`insert_execution` for each (no exclusive keys), in one transaction where the
+        store has them; False where the trigger key already existed (or came earlier)."""
 
     async def get_execution(self, execution_id: str) -> Execution | None: ...
 

@@ -83,15 +83,17 @@ async def run(settings: EngineSettings, stop: asyncio.Event) -> None:
             await definitions.ready.wait()
             async with asyncio.TaskGroup() as group:
                 group.create_task(
-                    bus.consume(
-                        consumer(
-                            subjects.ALERTS_STREAM,
-                            "engine",
-                            subjects.all_alerts(),
-                            settings.alerts_in_flight,
+                    bus.consume_batches(
+                        ConsumerSpec(
+                            stream=subjects.ALERTS_STREAM,
+                            durable="engine",
+                            filter_subject=subjects.all_alerts(),
+                            max_deliver=settings.max_deliver,
+                            max_in_flight=settings.alerts_in_flight,
+                            batch=settings.alerts_batch,
                         ),
                         AlertReceived,
-                        handlers.on_alert,
+                        handlers.on_alerts,
                     )
                 )
                 group.create_task(

@@ -4,7 +4,7 @@ compare-and-set, then publish what the transition asks for (`vigil.engine.progre
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -16,9 +16,9 @@ from ulid import ULID
 
 from vigil.common.adapters.jetstream import Delivery
 from vigil.common.definitions import DefinitionsView
-from vigil.common.documents import Execution, ExecutionFilter
+from vigil.common.documents import AlertRecord, Execution, ExecutionFilter
 from vigil.common.durations import parse_duration
-from vigil.common.errors import PermanentError, TransientError
+from vigil.common.errors import PermanentError, TransientError, VigilError
 from vigil.common.messages import (
     AlertReceived,
     CancelRequested,
@@ -33,6 +33,7 @@ from vigil.common.telemetry import current_trace_id
 from vigil.common.templating import render
 from vigil.engine.domain.context import alert_context
 from vigil.engine.domain.machine import (
+    Transition,
     abandon,
     advance,
     alert_changed,
@@ -52,6 +53,10 @@ EXECUTIONS_SUPPRESSED = Counter(
     "Matches that started no execution (concurrency policy, cooldown).",
     ["reason"],
 )
+
+
+# A workflow an alert matched: (index of the alert in its batch, workflow, alert).
+type Matched = tuple[int, Workflow, AlertReceived]
 
 
 def _utcnow() -> datetime:
@@ -79,27 +84,97 @@ class EngineHandlers:
 
     # --- alerts --------------------------------------------------------------------------
 
-    async def on_alert(self, received: AlertReceived, delivery: Delivery) -> None:
-        structlog.contextvars.bind_contextvars(
-            namespace=received.namespace,
-            source=received.source,
-            fingerprint=received.alert.fingerprint,
+    async def on_alerts(
+        self, batch: Sequence[tuple[AlertReceived, Delivery]]
+    ) -> list[BaseException | None]:
+        """Record a batch of alerts and start what they match, in few round trips.
+
+        One store transaction records every alert; new executions of `Allow` workflows are
+        created already advanced in a second one, and their requests and events go out in
+        one pipelined publish. Everything else (a repeat sighting to follow, a policy or
+        cooldown to check, a trigger key that exists) takes the one-by-one path.
+        """
+        outcomes: list[BaseException | None] = [None] * len(batch)
+        ready: list[int] = []
+        for index, (received, _) in enumerate(batch):
+            if self.definitions.source(received.namespace, received.source) is None:
+                # Ingest only accepts alerts of known sources, so the definitions are on
+                # their way through the KV watch: retry shortly, do not match against nothing.
+                outcomes[index] = TransientError(
+                    f"source {received.namespace}/{received.source} not loaded yet",
+                    retry_after=1.0,
+                )
+            else:
+                ready.append(index)
+        records = await self.store.record_alerts([batch[i][0] for i in ready])
+        ALERTS_RECORDED.inc(len(records))
+        quick, one_by_one = await self._triage(
+            [
+                (index, batch[index][0], record)
+                for index, record in zip(ready, records, strict=True)
+            ],
+            outcomes,
         )
-        if self.definitions.source(received.namespace, received.source) is None:
-            # Ingest only accepts alerts of known sources, so the definitions are on their
-            # way through the KV watch: retry shortly rather than match against nothing.
-            msg = f"source {received.namespace}/{received.source} not loaded yet"
-            raise TransientError(msg, retry_after=1.0)
-        record = await self.store.record_alert(received)
-        ALERTS_RECORDED.inc()
-        if record.occurrences > 1:  # a first sighting has no executions to follow it yet
-            await self._follow_alert(record.id, received)
-        for workflow in self.definitions.workflows(received.namespace):
-            result = match(workflow, received)
-            if not result.matched:
-                log.debug("workflow_not_matched", workflow=workflow.ref, reason=result.reason)
+        one_by_one += await self._start_many(quick, outcomes)
+        for index, workflow, received in one_by_one:
+            if outcomes[index] is not None:
                 continue
-            await self._start(workflow, received)
+            try:
+                await self._start(workflow, received)
+            except VigilError as exc:
+                outcomes[index] = exc
+        return outcomes
+
+    async def _triage(
+        self,
+        recorded: list[tuple[int, AlertReceived, AlertRecord]],
+        outcomes: list[BaseException | None],
+    ) -> tuple[list[Matched], list[Matched]]:
+        """Follow repeat sightings; split matches into batchable ones and the rest."""
+        quick: list[Matched] = []
+        one_by_one: list[Matched] = []
+        for index, received, record in recorded:
+            try:
+                if record.occurrences > 1:  # a first sighting has no executions to follow
+                    await self._follow_alert(record.id, received)
+            except VigilError as exc:
+                outcomes[index] = exc
+                continue
+            for workflow in self.definitions.workflows(received.namespace):
+                verdict = match(workflow, received)
+                if not verdict.matched:
+                    log.debug("workflow_not_matched", workflow=workflow.ref, reason=verdict.reason)
+                elif workflow.spec.cooldown or workflow.spec.concurrency.policy != "Allow":
+                    one_by_one.append((index, workflow, received))
+                else:
+                    quick.append((index, workflow, received))
+        return quick, one_by_one
+
+    async def _start_many(
+        self, matches: list[Matched], outcomes: list[BaseException | None]
+    ) -> list[Matched]:
+        """Create executions in one transaction; return the matches whose key existed."""
+        prepared: list[tuple[Matched, Transition]] = []
+        now = self.clock()
+        for item in matches:
+            index, workflow, received = item
+            try:
+                execution = self._new_execution(workflow, received, trigger_key(workflow, received))
+            except VigilError as exc:
+                outcomes[index] = exc
+                continue
+            prepared.append((item, advance(execution, workflow, now=now)))
+        inserted = await self.store.insert_executions([t.execution for _, t in prepared])
+        started = [t for (_, t), new in zip(prepared, inserted, strict=True) if new]
+        EXECUTIONS_STARTED.inc(len(started))
+        for transition in started:
+            log.info(
+                "execution_created",
+                execution_id=transition.execution.id,
+                workflow=f"{transition.execution.namespace}/{transition.execution.workflow}",
+            )
+        await self.progress.publish_all(started)
+        return [item for (item, _), new in zip(prepared, inserted, strict=True) if not new]
 
     async def _follow_alert(self, alert_id: str, received: AlertReceived) -> None:
         """Running executions of this alert see its new state (waits may end)."""
@@ -139,6 +214,32 @@ class EngineHandlers:
         log.info("execution_exists", execution_id=execution.id, workflow=workflow.ref)
         await self.progress.apply(execution, partial(advance, workflow=workflow, now=self.clock()))
 
+    def _new_execution(
+        self,
+        workflow: Workflow,
+        received: AlertReceived,
+        key: str,
+        concurrency_key: str | None = None,
+    ) -> Execution:
+        if concurrency_key is None:
+            concurrency_key = self._concurrency_key(workflow, received)
+        return new_execution(
+            execution_id=str(ULID()),
+            workflow=workflow,
+            received=received,
+            trigger_key=key,
+            concurrency_key=concurrency_key,
+            now=self.clock(),
+            trace_id=current_trace_id(),
+        )
+
+    @staticmethod
+    def _concurrency_key(workflow: Workflow, received: AlertReceived) -> str:
+        template = workflow.spec.concurrency.key
+        if template is None:
+            return received.alert.fingerprint
+        return render(template, alert_context(received, workflow))
+
     async def _create(self, workflow: Workflow, received: AlertReceived, key: str) -> bool:
         """Create and start the execution unless a policy suppresses it.
 
@@ -146,11 +247,7 @@ class EngineHandlers:
         advanced (first steps evaluated or dispatched): one write instead of two.
         """
         spec = workflow.spec
-        concurrency_key = (
-            render(spec.concurrency.key, alert_context(received, workflow))
-            if spec.concurrency.key
-            else received.alert.fingerprint
-        )
+        concurrency_key = self._concurrency_key(workflow, received)
         same_key = ExecutionFilter(
             namespace=workflow.metadata.namespace,
             workflow=workflow.metadata.name,
@@ -184,15 +281,7 @@ class EngineHandlers:
                         e, workflow, reason="replaced by a newer alert", now=self.clock()
                     ),
                 )
-        execution = new_execution(
-            execution_id=str(ULID()),
-            workflow=workflow,
-            received=received,
-            trigger_key=key,
-            concurrency_key=concurrency_key,
-            now=self.clock(),
-            trace_id=current_trace_id(),
-        )
+        execution = self._new_execution(workflow, received, key, concurrency_key)
         if policy != "Allow":
             execution = execution.model_copy(
                 update={"exclusive_key": f"{workflow.ref}/{concurrency_key}"}

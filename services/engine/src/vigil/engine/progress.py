@@ -7,7 +7,7 @@ publishes them again (same `Nats-Msg-Id`, deduplicated), which heals a crash in 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -67,12 +67,17 @@ class Progress:
         raise Conflict(msg)
 
     async def publish(self, transition: Transition) -> None:
+        await self.publish_all([transition])
+
+    async def publish_all(self, transitions: Sequence[Transition]) -> None:
+        """What the transitions ask for, pipelined in one round of acknowledged publishes."""
         outgoing = [
             Outgoing(
                 subject=subjects.steps(request.kind),
                 message=request,
                 msg_id=request_id(request.execution_id, request.step, request.attempt),
             )
+            for transition in transitions
             for request in transition.dispatch
         ]
         outgoing += [
@@ -81,10 +86,15 @@ class Progress:
                 message=event,
                 msg_id=f"{event.execution_id}/state/{event.state}",
             )
+            for transition in transitions
             for event in transition.events
         ]
         if outgoing:
             await self.bus.publish_all(outgoing)
+        for transition in transitions:
+            await self._announce_and_log(transition)
+
+    async def _announce_and_log(self, transition: Transition) -> None:
         for cancellation in transition.cancellations:
             await self.bus.announce(
                 subjects.step_cancellations(cancellation.execution_id),

@@ -11,7 +11,12 @@ from vigil.common.settings import ServiceSettings
 class EngineSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_ENGINE_", extra="ignore", frozen=True)
 
-    alerts_in_flight: int = Field(default=64, ge=1, description="Alerts handled concurrently.")
+    alerts_in_flight: int = Field(
+        default=512, ge=1, description="Alerts in flight (several batches at a time)."
+    )
+    alerts_batch: int = Field(
+        default=256, ge=1, description="Alerts handled together in one store transaction."
+    )
     results_in_flight: int = Field(default=64, ge=1, description="Results handled concurrently.")
     timer_interval_seconds: float = Field(
         default=0.25, gt=0, description="Seconds between polls for due timers."

@@ -100,6 +100,10 @@ class ConsumerStats:
 
 
 type Handler[T: Contract] = Callable[[T, Delivery], Awaitable[None]]
+# A batch handler returns one outcome per message, in order: None (done) or the error.
+type BatchHandler[T: Contract] = Callable[
+    [Sequence[tuple[T, Delivery]]], Awaitable[Sequence[BaseException | None]]
+]
 
 
 class JetStreamBus:
@@ -293,6 +297,103 @@ class JetStreamBus:
                     await psub.unsubscribe()
                 raise
 
+    async def consume_batches[T: Contract](
+        self, spec: ConsumerSpec, model: type[T], handler: BatchHandler[T]
+    ) -> None:
+        """Like `consume`, but hand the handler everything one fetch returned at once.
+
+        For handlers whose cost is per round trip rather than per message (one store
+        transaction, one pipelined publish for a whole batch). At most
+        `max_in_flight // batch` batches run at a time; each message is still settled on
+        its own outcome.
+        """
+        psub = await self._subscribe(spec)
+        slots = asyncio.Semaphore(max(1, spec.max_in_flight // spec.batch))
+
+        async def run_batch(msgs: list[Msg]) -> None:
+            try:
+                await self._process_batch(spec, model, handler, msgs)
+            finally:
+                slots.release()
+
+        async with asyncio.TaskGroup() as tasks:
+            try:
+                while True:
+                    await slots.acquire()
+                    try:
+                        msgs = await self._fetch(psub, spec.batch)
+                    except TimeoutError:
+                        slots.release()
+                        continue
+                    except _NATS_ERRORS as exc:
+                        slots.release()
+                        log.warning("fetch_failed", consumer=spec.durable, error=str(exc))
+                        await asyncio.sleep(1.0)
+                        continue
+                    tasks.create_task(run_batch(msgs))
+            except asyncio.CancelledError:
+                with contextlib.suppress(*_NATS_ERRORS):
+                    await psub.unsubscribe()
+                raise
+
+    async def _process_batch[T: Contract](
+        self, spec: ConsumerSpec, model: type[T], handler: BatchHandler[T], msgs: list[Msg]
+    ) -> None:
+        items: list[tuple[T, Delivery]] = []
+        kept: list[Msg] = []
+        for msg in msgs:
+            delivery = _delivery(spec, msg)
+            try:
+                items.append((model.model_validate_json(msg.data), delivery))
+                kept.append(msg)
+            except ValidationError as exc:
+                error = InvalidInput(f"undecodable {model.__name__}: {exc}")
+                await self._settle(spec, msg, delivery, error)
+        if not items:
+            return
+        links = [
+            trace.Link(span_context)
+            for delivery in (d for _, d in items)
+            if (
+                span_context := trace.get_current_span(
+                    extract_context(delivery.headers)
+                ).get_span_context()
+            ).is_valid
+        ]
+        heartbeat = asyncio.create_task(self._heartbeat_all(kept, spec.ack_wait_seconds / 3))
+        outcomes: Sequence[BaseException | None]
+        with tracer.start_as_current_span(
+            f"consume {spec.durable} batch",
+            kind=trace.SpanKind.CONSUMER,
+            links=links,
+            attributes={"messaging.batch.message_count": len(items)},
+        ):
+            try:
+                outcomes = _checked(await handler(items), len(items))
+            except asyncio.CancelledError:
+                with contextlib.suppress(*_NATS_ERRORS):
+                    for unsettled in kept:
+                        await unsettled.nak()
+                raise
+            except Exception as exc:  # noqa: BLE001 - the outermost loop decides ack or nak
+                outcomes = [exc] * len(items)
+            finally:
+                heartbeat.cancel()
+        await asyncio.gather(
+            *(
+                self._settle(spec, msg, delivery, error)
+                for msg, (_, delivery), error in zip(kept, items, outcomes, strict=True)
+            )
+        )
+
+    @staticmethod
+    async def _heartbeat_all(msgs: list[Msg], every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            for msg in msgs:
+                with contextlib.suppress(*_NATS_ERRORS):
+                    await msg.in_progress()
+
     @staticmethod
     async def _fetch(psub: nats.js.JetStreamContext.PullSubscription, want: int) -> list[Msg]:
         """Wait for one message, then take what else is ready, up to `want`.
@@ -329,15 +430,8 @@ class JetStreamBus:
     async def _process[T: Contract](
         self, spec: ConsumerSpec, model: type[T], handler: Handler[T], msg: Msg
     ) -> None:
-        meta = msg.metadata
-        headers = dict(msg.headers or {})
-        delivery = Delivery(
-            subject=msg.subject,
-            headers=headers,
-            delivery=meta.num_delivered,
-            max_deliver=spec.max_deliver,
-            stream_sequence=meta.sequence.stream,
-        )
+        delivery = _delivery(spec, msg)
+        headers = delivery.headers
         error: BaseException | None = None
         with (
             structlog.contextvars.bound_contextvars(
@@ -502,6 +596,26 @@ class JetStreamBucket:
         finally:
             with contextlib.suppress(*_NATS_ERRORS):
                 await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+def _checked(
+    outcomes: Sequence[BaseException | None], expected: int
+) -> Sequence[BaseException | None]:
+    if len(outcomes) != expected:
+        msg = f"batch handler returned {len(outcomes)} outcomes for {expected} messages"
+        raise RuntimeError(msg)  # a programming error: every message is retried
+    return outcomes
+
+
+def _delivery(spec: ConsumerSpec, msg: Msg) -> Delivery:
+    meta = msg.metadata
+    return Delivery(
+        subject=msg.subject,
+        headers=dict(msg.headers or {}),
+        delivery=meta.num_delivered,
+        max_deliver=spec.max_deliver,
+        stream_sequence=meta.sequence.stream,
+    )
 
 
 async def _log_error(exc: Exception) -> None:

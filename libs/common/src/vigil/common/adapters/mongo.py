@@ -14,7 +14,7 @@ PyMongo's errors become TransientError here and never leave this module.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -267,6 +267,9 @@ class MongoStore:
         msg = f"alert {identity} kept changing under {_ALERT_ATTEMPTS} attempts to record it"
         raise Conflict(msg)
 
+    async def record_alerts(self, received: Sequence[AlertReceived]) -> list[AlertRecord]:
+        return [await self.record_alert(item) for item in received]
+
     async def get_alert(self, alert_id: str) -> AlertRecord | None:
         with _translated(f"read alert {alert_id}"):
             found = await self._alerts.find_one({"_id": alert_id})
@@ -349,6 +352,11 @@ class MongoStore:
                 msg = f"MongoDB store: cannot insert execution {execution.id}: {exc}"
                 raise TransientError(msg) from exc
         return True
+
+    async def insert_executions(self, executions: Sequence[Execution]) -> list[bool]:
+        if any(e.exclusive_key is not None for e in executions):
+            raise ValueError("insert executions with a concurrency key one by one")
+        return [await self.insert_execution(execution) for execution in executions]
 
     async def get_execution(self, execution_id: str) -> Execution | None:
         with _translated(f"read execution {execution_id}"):

@@ -8,8 +8,11 @@ UTC strings so that they compare in order. `sqlite3` errors become TransientErro
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sqlite3
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -127,14 +130,58 @@ async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
     await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+INSERT_EXECUTION = (
+    "INSERT INTO executions (id, namespace, workflow, trigger_key, alert_id, concurrency_key,"
+    " exclusive_key, state, version, wake_at, expire_at, doc)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_MAX_VARIABLES = 500
+
+
+def _execution_row(execution: Execution) -> tuple[object, ...]:
+    return (
+        execution.id,
+        execution.namespace,
+        execution.workflow,
+        execution.trigger_key,
+        execution.alert_id,
+        execution.concurrency_key,
+        execution.exclusive_key,
+        execution.state,
+        execution.version,
+        stamp(execution.wake_at),
+        stamp(execution.expire_at),
+        execution.model_dump_json(),
+    )
+
+
+def _chunks(values: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(values), _MAX_VARIABLES):
+        yield values[start : start + _MAX_VARIABLES]
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    db = await aiosqlite.connect(path, timeout=10.0, isolation_level=None)
+    await db.execute("PRAGMA journal_mode=WAL")
+    await db.execute("PRAGMA synchronous=NORMAL")
+    await db.execute("PRAGMA busy_timeout=10000")
+    return db
+
+
 def _labels_match(doc: str, matchers: str) -> int:
     labels = json.loads(doc)["labels"]
     return int(matches_all([parse_matcher(m) for m in json.loads(matchers)], labels))
 
 
 class SqliteStore:
-    def __init__(self, db: aiosqlite.Connection, retention: Retention) -> None:
+    def __init__(
+        self, db: aiosqlite.Connection, batch_db: aiosqlite.Connection, retention: Retention
+    ) -> None:
         self._db = db
+        # Batches run as one transaction on a connection of their own, so that nothing the
+        # main connection does can land inside (or be rolled back with) a batch.
+        self._batch_db = batch_db
+        self._batch_lock = asyncio.Lock()
         self._retention = retention
 
     @classmethod
@@ -142,19 +189,35 @@ class SqliteStore:
         path = sqlite_path(url)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            db = await aiosqlite.connect(path, timeout=10.0, isolation_level=None)
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA busy_timeout=10000")
+            db = await _connect(path)
             await _migrate(db, path)
             await db.create_function("vigil_labels_match", 2, _labels_match, deterministic=True)
+            batch_db = await _connect(path)
         except (sqlite3.Error, OSError) as exc:
             msg = f"cannot open SQLite store at {path}: {exc}"
             raise TransientError(msg) from exc
-        return cls(db, retention)
+        return cls(db, batch_db, retention)
 
     async def close(self) -> None:
+        await self._batch_db.close()
         await self._db.close()
+
+    @contextlib.asynccontextmanager
+    async def _batch(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction on the batch connection (BEGIN IMMEDIATE … COMMIT)."""
+        async with self._batch_lock:
+            db = self._batch_db
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    await db.execute("ROLLBACK")
+                    raise
+                await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                msg = f"SQLite store: cannot {what}: {exc}"
+                raise TransientError(msg) from exc
 
     async def ping(self) -> None:
         await self._run("SELECT 1", (), "ping")
@@ -217,6 +280,53 @@ class SqliteStore:
         msg = f"alert {identity}: lost the race to record it {ALERT_WRITE_ATTEMPTS} times"
         raise Conflict(msg)
 
+    async def record_alerts(self, received: Sequence[AlertReceived]) -> list[AlertRecord]:
+        if not received:
+            return []
+        identities = [
+            alert_id(item.namespace, item.source, item.alert.fingerprint) for item in received
+        ]
+        records: list[AlertRecord] = []
+        async with self._batch("record alerts") as db:
+            latest: dict[str, AlertRecord] = {}
+            for chunk in _chunks(sorted(set(identities))):
+                marks = ",".join("?" * len(chunk))
+                async with db.execute(
+                    f"SELECT doc FROM alerts WHERE id IN ({marks})",  # noqa: S608 - placeholders
+                    chunk,
+                ) as cursor:
+                    for (doc,) in await cursor.fetchall():
+                        found = AlertRecord.model_validate_json(doc)
+                        latest[found.id] = found
+            for identity, item in zip(identities, received, strict=True):
+                record = merge_occurrence(latest.get(identity), item, identity=identity)
+                record = record.model_copy(
+                    update={"expire_at": record.last_seen + self._retention.alerts}
+                )
+                latest[identity] = record
+                records.append(record)
+            await db.executemany(
+                "INSERT INTO alerts (status, last_seen, expire_at, doc, id, namespace, source,"
+                " occurrences) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                " status = excluded.status, last_seen = excluded.last_seen,"
+                " expire_at = excluded.expire_at, doc = excluded.doc,"
+                " occurrences = excluded.occurrences",
+                [
+                    (
+                        r.status,
+                        stamp(r.last_seen),
+                        stamp(r.expire_at),
+                        r.model_dump_json(),
+                        r.id,
+                        r.namespace,
+                        r.source,
+                        r.occurrences,
+                    )
+                    for r in latest.values()
+                ],
+            )
+        return records
+
     async def get_alert(self, alert_id: str) -> AlertRecord | None:
         found = await self._docs("SELECT doc FROM alerts WHERE id = ?", [alert_id], "read alert")
         return AlertRecord.model_validate_json(found[0]) if found else None
@@ -263,24 +373,7 @@ class SqliteStore:
         execution = self._expiry(execution)
         try:
             await self._run(
-                "INSERT INTO executions (id, namespace, workflow, trigger_key, alert_id,"
-                " concurrency_key, exclusive_key, state, version, wake_at, expire_at, doc)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    execution.id,
-                    execution.namespace,
-                    execution.workflow,
-                    execution.trigger_key,
-                    execution.alert_id,
-                    execution.concurrency_key,
-                    execution.exclusive_key,
-                    execution.state,
-                    execution.version,
-                    stamp(execution.wake_at),
-                    stamp(execution.expire_at),
-                    execution.model_dump_json(),
-                ),
-                f"insert execution {execution.id}",
+                INSERT_EXECUTION, _execution_row(execution), f"insert execution {execution.id}"
             )
         except sqlite3.IntegrityError as exc:
             # The trigger key decides first: the same occurrence again is not an error,
@@ -293,6 +386,32 @@ class SqliteStore:
             msg = f"SQLite store: cannot insert execution {execution.id}: {exc}"
             raise TransientError(msg) from exc
         return True
+
+    async def insert_executions(self, executions: Sequence[Execution]) -> list[bool]:
+        if any(e.exclusive_key is not None for e in executions):
+            raise ValueError("insert executions with a concurrency key one by one")
+        if not executions:
+            return []
+        prepared = [self._expiry(e) for e in executions]
+        async with self._batch("insert executions") as db:
+            taken: set[str] = set()
+            for chunk in _chunks(sorted({e.trigger_key for e in prepared})):
+                marks = ",".join("?" * len(chunk))
+                async with db.execute(
+                    f"SELECT trigger_key FROM executions WHERE trigger_key IN ({marks})",  # noqa: S608 - placeholders
+                    chunk,
+                ) as cursor:
+                    taken |= {key for (key,) in await cursor.fetchall()}
+            inserted: list[bool] = []
+            rows = []
+            for execution in prepared:
+                new = execution.trigger_key not in taken
+                inserted.append(new)
+                if new:
+                    taken.add(execution.trigger_key)
+                    rows.append(_execution_row(execution))
+            await db.executemany(INSERT_EXECUTION, rows)
+        return inserted
 
     async def get_execution(self, execution_id: str) -> Execution | None:
         found = await self._docs(
