@@ -14,12 +14,12 @@ def validate(path: Path) -> int:
     report.errors[:0] = errors
     for status in report.statuses:
         mark = "ok   " if status.ready else "error"
-        detail = "" if status.ready else f": {status.message}"
+        detail = "" if status.ready else f": {' '.join(status.message.split())}"
         sys.stdout.write(
             f"{mark} {status.kind} {status.namespace}/{status.name} ({status.origin}){detail}\n"
         )
     for problem in report.errors:
-        sys.stdout.write(f"error {problem}\n")
+        sys.stdout.write(f"error {' '.join(problem.split())}\n")
     if not report.statuses and not report.errors:
         sys.stdout.write(f"error {path}: no Source, Workflow or Sink found\n")
         return 1

@@ -32,7 +32,9 @@ def compile_expression(source: str, *, allowed: frozenset[str] = CONTEXT_NAMES) 
     try:
         program = cel.compile(source)
     except ValueError as exc:
-        msg = f"CEL {source!r} does not compile: {exc}"
+        # The parser adds a caret diagram on further lines; its first line says it all.
+        reason = " ".join(str(exc).split("\n|", 1)[0].split())
+        msg = f"CEL {source!r} does not compile: {reason}"
         raise InvalidInput(msg) from exc
     # Comprehension variables (`x` in `list.exists(x, …)`) are reported as variables too:
     # a name the expression binds itself is not a context name.

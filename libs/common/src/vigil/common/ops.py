@@ -12,6 +12,7 @@ import socket
 from collections.abc import Awaitable, Callable, Mapping
 
 import prometheus_client
+import structlog
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,6 +20,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from vigil.common.errors import VigilError
+
+log = structlog.get_logger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
@@ -74,24 +77,31 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 class HttpServer:
-    """uvicorn serving an ASGI app on a pre-bound socket, run inside a TaskGroup."""
+    """uvicorn serving an ASGI app, run inside a TaskGroup.
+
+    The socket is bound when serving starts and closed when it ends, so a server cancelled
+    before it ever ran holds no socket. A port of 0 is resolved and logged.
+    """
 
     def __init__(self, app: Callable[..., Awaitable[None]], *, host: str, port: int) -> None:
-        self._socket = bind_socket(host, port)
-        self.port: int = self._socket.getsockname()[1]
-        config = uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
-        )
-        self._server = uvicorn.Server(config)
+        self._app = app
+        self._host = host
+        self._port = port
 
     async def serve(self) -> None:
+        sock = bind_socket(self._host, self._port)
         try:
-            await self._server.serve(sockets=[self._socket])
+            log.info("http_listening", host=self._host, port=sock.getsockname()[1])
+            config = uvicorn.Config(
+                self._app,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=5,
+            )
+            await uvicorn.Server(config).serve(sockets=[sock])
         finally:
-            self._socket.close()
-
-    def stop(self) -> None:
-        self._server.should_exit = True
+            sock.close()
 
 
 def ops_app(checks: Mapping[str, ReadinessCheck]) -> Starlette:

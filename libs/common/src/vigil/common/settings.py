@@ -20,7 +20,9 @@ def _global(name: str) -> AliasChoices:
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        extra="ignore", frozen=True, validate_by_name=True, validate_by_alias=True
+    )
 
     nats_url: str = Field(
         default="nats://127.0.0.1:4222",

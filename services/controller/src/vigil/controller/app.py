@@ -19,6 +19,8 @@ from vigil.controller.settings import ControllerSettings
 
 log = structlog.get_logger(__name__)
 
+WATCH_TICK_MS = 500
+
 
 async def reconcile(settings: ControllerSettings, bucket: ConfigBucket) -> None:
     documents, errors = await asyncio.to_thread(read_documents, settings.definitions)
@@ -49,15 +51,27 @@ async def run(settings: ControllerSettings, stop: asyncio.Event) -> None:
         ops = HttpServer(
             ops_app({"controller": ready}), host=settings.ops_host, port=settings.ops_port
         )
-        log.info("controller_starting", ops_port=ops.port, definitions=str(settings.definitions))
+        log.info("controller_starting", definitions=str(settings.definitions))
 
         async def watch() -> None:
             await reconcile(settings, bucket)
             published.set()
             if not settings.watch:
                 return
-            async for changes in watchfiles.awatch(settings.definitions, stop_event=stop):
-                log.info("definitions_changed", files=sorted({path for _, path in changes}))
+            watching = False
+            async for changes in watchfiles.awatch(
+                settings.definitions,
+                stop_event=stop,
+                yield_on_timeout=True,
+                rust_timeout=WATCH_TICK_MS,
+            ):
+                if changes:
+                    log.info("definitions_changed", files=sorted({path for _, path in changes}))
+                elif watching:
+                    continue
+                # The first tick (changes or not) proves the watcher runs: read once more,
+                # so an edit made between the first read and the watcher is not missed.
+                watching = True
                 await reconcile(settings, bucket)
 
         await run_tasks(stop, ops.serve(), watch())

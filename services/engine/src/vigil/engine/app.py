@@ -68,7 +68,7 @@ async def run(settings: EngineSettings, stop: asyncio.Event) -> None:
             host=settings.ops_host,
             port=settings.ops_port,
         )
-        log.info("engine_starting", ops_port=ops.port)
+        log.info("engine_starting")
 
         def consumer(stream: str, durable: str, subject: str, in_flight: int) -> ConsumerSpec:
             return ConsumerSpec(

@@ -41,7 +41,7 @@ async def run(settings: ExecutorSettings, stop: asyncio.Event) -> None:
             host=settings.ops_host,
             port=settings.ops_port,
         )
-        log.info("executor_starting", ops_port=ops.port)
+        log.info("executor_starting")
         await run_tasks(
             stop,
             ops.serve(),

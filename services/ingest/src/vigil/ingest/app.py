@@ -42,7 +42,7 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
             checks={"nats": nats_ready, "store": store.ping, "definitions": definitions_ready},
         )
         server = HttpServer(app, host=settings.http_host, port=settings.http_port)
-        log.info("ingest_starting", http_port=server.port)
+        log.info("ingest_starting")
         await run_tasks(stop, server.serve(), definitions.run(await bus.config_bucket()))
     finally:
         await bus.close()

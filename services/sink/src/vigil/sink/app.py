@@ -54,7 +54,7 @@ async def run(settings: SinkSettings, stop: asyncio.Event) -> None:
                 host=settings.ops_host,
                 port=settings.ops_port,
             )
-            log.info("sink_starting", ops_port=ops.port)
+            log.info("sink_starting")
 
             async def consume_when_ready() -> None:
                 await definitions.ready.wait()

@@ -1,9 +1,10 @@
 """Runs a cli step as a local process (embedded mode).
 
 The argv is executed directly, never through a shell (unless the argv itself names one).
-The process gets its own session, so a timeout or a cancellation kills the whole process
-group, grandchildren included. stdout and stderr are read concurrently and kept up to a
-bound; what is cut is counted and flagged as `truncated`.
+The process gets its own session, so its end, a timeout or a cancellation kills the whole
+process group: a background grandchild does not outlive the step or hold its output open.
+stdout and stderr are read concurrently and kept up to a bound; what is cut is flagged as
+`truncated`.
 """
 
 from __future__ import annotations
@@ -41,23 +42,60 @@ async def _read_bounded(stream: asyncio.StreamReader, limit: int) -> tuple[bytes
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's protocol, plus a future set the moment the child exits.
+
+    `Process.wait()` only returns once the pipes are closed too, and a background
+    grandchild holding them would make a finished step wait for its timeout.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=CHUNK, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+async def _start(
+    argv: list[str], env: dict[str, str]
+) -> tuple[asyncio.subprocess.Process, _Protocol]:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _Protocol(loop),
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **env},
+        start_new_session=True,
+    )
+    return asyncio.subprocess.Process(transport, protocol, loop), protocol
 
 
 async def run_process(
     argv: list[str], *, env: dict[str, str], timeout: float, output_limit: int
 ) -> ProcessOutcome:
-    """Run `argv` to completion or `timeout`; raise PermanentError if it cannot start."""
+    """Run `argv` to completion or `timeout`; raise PermanentError if it cannot start.
+
+    When the child exits, or times out, or the caller is cancelled, its whole process
+    group is killed: nothing a step started outlives the step.
+    """
+    starting = asyncio.ensure_future(_start(argv, env))
     try:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **env},
-            start_new_session=True,
-        )
+        process, protocol = await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        # Let the start finish, then kill the group (asyncio alone would kill the child only).
+        with contextlib.suppress(Exception):
+            started, _ = await starting
+            _kill_group(started)
+        raise
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         msg = f"cannot run {argv[0]!r}: {exc.strerror or exc}"
         raise PermanentError(msg) from exc
@@ -69,24 +107,20 @@ async def run_process(
     timed_out = False
     try:
         async with asyncio.timeout(timeout):
-            await process.wait()
+            await asyncio.shield(protocol.exited)
     except TimeoutError:
         timed_out = True
-        _kill_group(process)
-        await process.wait()
     except asyncio.CancelledError:
         _kill_group(process)
         readers.cancel()
         with contextlib.suppress(asyncio.CancelledError, ProcessLookupError):
             await process.wait()
         raise
-    # A grandchild may still hold the pipes open: do not wait for it beyond a moment.
-    try:
-        async with asyncio.timeout(2.0):
-            (stdout, out_cut), (stderr, err_cut) = await readers
-    except TimeoutError:
+    finally:
+        # Grandchildren die with the step; their pipes close, so the readers finish.
         _kill_group(process)
-        (stdout, out_cut), (stderr, err_cut) = await readers
+    (stdout, out_cut), (stderr, err_cut) = await readers
+    await process.wait()
     return ProcessOutcome(
         exit_code=None if timed_out else process.returncode,
         stdout=stdout.decode(errors="replace"),

@@ -25,7 +25,7 @@ def _retry_after(response: httpx.Response) -> float | None:
     if not value:
         return None
     try:
-        return min(float(value), MAX_RETRY_AFTER_SECONDS)
+        return max(0.0, min(float(value), MAX_RETRY_AFTER_SECONDS))
     except ValueError:
         pass
     try:
@@ -59,7 +59,10 @@ class WebhookSender:
                 response = await self._client.post(
                     url,
                     json=body,
-                    headers={**headers, "Idempotency-Key": idempotency_key},
+                    headers={
+                        **{k: v for k, v in headers.items() if k.lower() != "idempotency-key"},
+                        "Idempotency-Key": idempotency_key,
+                    },
                     timeout=timeout,
                 )
             except httpx.HTTPError as exc:

@@ -1,0 +1,364 @@
+"""`WebhookSender` against a real HTTP server on loopback that answers a scripted sequence.
+
+The receiver records every request it gets (headers as sent, raw body), so each test checks
+what a webhook owner would see: how many requests came, with which idempotency key, headers
+and JSON, and which error the sink was left with (TransientError: retry later;
+PermanentError: the receiver rejected the request itself).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import JsonValue
+
+from tests.support.nats import free_port
+from vigil.common.errors import PermanentError, TransientError
+from vigil.common.resources import Sink
+from vigil.sink.adapters.webhook import WebhookSender
+
+KEY = "01JEXECUTION/report/1/team-webhook"
+BODY: dict[str, JsonValue] = {"title": "disk full", "attempt": 1}
+TINY_BACKOFF = 0.01
+TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reply:
+    """One scripted answer: status, extra headers, a text body, and a delay before answering."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Received:
+    method: str
+    path: str
+    headers: list[tuple[str, str]]  # in order, duplicates kept, as they came off the wire
+    body: bytes
+    at: float  # time.monotonic() on arrival
+
+    def header(self, name: str) -> list[str]:
+        return [value for key, value in self.headers if key.lower() == name.lower()]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that gave up (timeout tests) makes the late answer fail; that is expected.
+        return
+
+
+@dataclass(slots=True, kw_only=True)
+class ScriptedReceiver:
+    """Answers requests with `script` in order, repeating the last reply once it runs out."""
+
+    script: list[Reply] = field(default_factory=lambda: [Reply(status=204)])
+    requests: list[Received] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: _QuietServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks/team"
+
+    def answer(self, *replies: Reply) -> None:
+        with self._lock:
+            self.script = list(replies)
+
+    def _next(self, request: Received) -> Reply:
+        with self._lock:
+            reply = self.script[min(len(self.requests), len(self.script) - 1)]
+            self.requests.append(request)
+            return reply
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                reply = receiver._next(
+                    Received(
+                        method=self.command,
+                        path=self.path,
+                        headers=list(self.headers.items()),
+                        body=body,
+                        at=time.monotonic(),
+                    )
+                )
+                if reply.delay:
+                    time.sleep(reply.delay)
+                payload = reply.body.encode()
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[ScriptedReceiver]:
+    server = ScriptedReceiver()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as http:
+        yield http
+
+
+async def send(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    attempts: int = 3,
+    backoff: float = TINY_BACKOFF,
+    body: dict[str, JsonValue] | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = TIMEOUT,
+) -> int:
+    return await WebhookSender(client, attempts=attempts, backoff=backoff).send(
+        url,
+        BODY if body is None else body,
+        idempotency_key=KEY,
+        headers=headers or {},
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204])
+async def test_a_2xx_answer_is_returned_after_one_request(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient, status: int
+) -> None:
+    receiver.answer(Reply(status=status))
+
+    assert await send(client, receiver.url) == status
+    assert len(receiver.requests) == 1
+    assert receiver.requests[0].method == "POST"
+    assert receiver.requests[0].path == "/hooks/team"
+
+
+async def test_a_500_is_retried_with_the_same_idempotency_key_and_then_succeeds(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient
+) -> None:
+    receiver.answer(Reply(status=500), Reply(status=200))
+
+    assert await send(client, receiver.url) == 200
+    assert len(receiver.requests) == 2
+    assert [r.header("Idempotency-Key") for r in receiver.requests] == [[KEY], [KEY]]
+    assert receiver.requests[0].body == receiver.requests[1].body
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+async def test_a_4xx_is_a_permanent_error_after_one_request_naming_the_status(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient, status: int
+) -> None:
+    receiver.answer(Reply(status=status, body="field `title` is not allowed"))
+
+    with pytest.raises(PermanentError, match=str(status)) as raised:
+        await send(client, receiver.url)
+
+    assert len(receiver.requests) == 1
+    assert "field `title` is not allowed" in str(raised.value), "the receiver's reason is kept"
+
+
+@pytest.mark.parametrize("status", [408, 429])
+async def test_a_retryable_4xx_with_retry_after_zero_is_retried(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient, status: int
+) -> None:
+    receiver.answer(Reply(status=status, headers={"Retry-After": "0"}), Reply(status=200))
+
+    assert await send(client, receiver.url) == 200
+    assert len(receiver.requests) == 2
+
+
+async def test_retry_after_replaces_the_backoff(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient
+) -> None:
+    """`Retry-After: 0` retries at once although the configured backoff is 30 s."""
+    receiver.answer(Reply(status=429, headers={"Retry-After": "0"}), Reply(status=200))
+    started = time.monotonic()
+
+    assert await send(client, receiver.url, backoff=30.0) == 200
+    assert time.monotonic() - started < 5.0
+
+
+async def test_retry_after_in_seconds_delays_the_next_request(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient
+) -> None:
+    receiver.answer(Reply(status=503, headers={"Retry-After": "1"}), Reply(status=200))
+
+    assert await send(client, receiver.url) == 200
+    first, second = receiver.requests
+    assert second.at - first.at >= 0.9
+
+
+async def test_retry_after_as_an_http_date_delays_the_next_request(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient
+) -> None:
+    # HTTP-dates have whole seconds: 2 s ahead is at least 1 s ahead once truncated.
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
+    receiver.answer(Reply(status=503, headers={"Retry-After": when}), Reply(status=200))
+
+    assert await send(client, receiver.url) == 200
+    first, second = receiver.requests
+    assert second.at - first.at >= 0.5
+
+
+async def test_a_persistent_503_is_a_transient_error_after_every_attempt(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient
+) -> None:
+    receiver.answer(Reply(status=503))
+
+    with pytest.raises(TransientError, match="503"):
+        await send(client, receiver.url, attempts=4)
+
+    assert len(receiver.requests) == 4
+    assert {r.header("Idempotency-Key")[0] for r in receiver.requests} == {KEY}
+
+
+async def test_the_last_retry_after_is_handed_to_the_caller(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient
+) -> None:
+    """The error tells the consumer how long to wait before redelivering."""
+    receiver.answer(Reply(status=503, headers={"Retry-After": "7"}))
+
+    with pytest.raises(TransientError) as raised:
+        await send(client, receiver.url, attempts=1)
+
+    assert raised.value.retry_after == 7.0
+    assert len(receiver.requests) == 1
+
+
+async def test_a_refused_connection_is_a_transient_error(client: httpx.AsyncClient) -> None:
+    closed = f"http://127.0.0.1:{free_port()}/hooks/team"
+
+    with pytest.raises(TransientError, match="after 3 attempts"):
+        await send(client, closed, attempts=3)
+
+
+async def test_a_receiver_slower_than_the_timeout_is_a_transient_error(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient
+) -> None:
+    receiver.answer(Reply(status=200, delay=1.5))
+    started = time.monotonic()
+
+    with pytest.raises(TransientError, match="Timeout"):
+        await send(client, receiver.url, attempts=2, timeout=0.2)
+
+    assert len(receiver.requests) == 2
+    assert time.monotonic() - started < 1.5
+
+
+async def test_headers_from_the_sink_spec_are_sent_with_the_idempotency_key(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient
+) -> None:
+    sink = Sink.model_validate(
+        {
+            "apiVersion": "vigil.dev/v1alpha1",
+            "kind": "Sink",
+            "metadata": {"name": "team-webhook", "namespace": "demo"},
+            "spec": {
+                "type": "webhook",
+                "webhook": {
+                    "url": receiver.url,
+                    "headers": {"Authorization": "Bearer s3cret", "X-Team": "storage"},
+                },
+            },
+        }
+    )
+    assert sink.spec.webhook is not None
+
+    await send(client, receiver.url, headers=dict(sink.spec.webhook.headers))
+
+    (request,) = receiver.requests
+    assert request.header("Authorization") == ["Bearer s3cret"]
+    assert request.header("X-Team") == ["storage"]
+    assert request.header("Idempotency-Key") == [KEY]
+    assert request.header("Content-Type") == ["application/json"]
+
+
+async def test_a_spec_header_cannot_add_a_second_idempotency_key(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient
+) -> None:
+    await send(client, receiver.url, headers={"idempotency-key": "from-the-spec"})
+
+    (request,) = receiver.requests
+    assert request.header("Idempotency-Key") == [KEY]
+
+
+async def test_the_json_body_arrives_intact(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient
+) -> None:
+    body: dict[str, JsonValue] = {
+        "title": "HostDiskFillingUp on db-1 (critical)",
+        "message": "Disk /var is 97 % full\nFilesystem 1024-blocks Used\n",
+        "alert": {"labels": {"alertname": "HostDiskFillingUp", "team": "stör🔥"}, "value": 0.97},
+        "steps": [{"name": "measure", "exitCode": 0}, {"name": "critical", "result": True}],
+        "nothing": None,
+        "attempt": 2,
+    }
+
+    await send(client, receiver.url, body=body)
+
+    (request,) = receiver.requests
+    assert request.json() == body
+
+
+async def test_a_negative_retry_after_is_not_handed_on_as_a_negative_delay(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient
+) -> None:
+    receiver.answer(Reply(status=503, headers={"Retry-After": "-30"}))
+
+    with pytest.raises(TransientError) as raised:
+        await send(client, receiver.url, attempts=1)
+
+    retry_after = raised.value.retry_after
+    assert retry_after is None or retry_after >= 0.0
+
+
+async def test_an_unparseable_retry_after_falls_back_to_the_backoff(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient
+) -> None:
+    receiver.answer(Reply(status=503, headers={"Retry-After": "soon"}), Reply(status=200))
+
+    assert await send(client, receiver.url) == 200
+    assert len(receiver.requests) == 2
