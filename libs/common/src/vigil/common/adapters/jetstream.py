@@ -179,9 +179,14 @@ class JetStreamBus:
 
     # --- publishing ----------------------------------------------------------------------
 
-    def _headers(self, message: Contract, msg_id: str) -> dict[str, str]:
+    @staticmethod
+    def _headers(
+        message: Contract, msg_id: str, trace_headers: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        """Message headers; `trace_headers` are the current span's, once per batch."""
         headers = {MSG_ID_HEADER: msg_id, SCHEMA_HEADER: message.schema_name}
-        return inject_headers(headers)
+        headers.update(inject_headers({}) if trace_headers is None else trace_headers)
+        return headers
 
     async def publish(self, subject: str, message: Contract, *, msg_id: str) -> bool:
         """Publish and wait for the stream's ack. Returns False if it was a duplicate."""
@@ -202,12 +207,13 @@ class JetStreamBus:
         Raises TransientError if any was not acknowledged: the caller must not report
         success, and re-sending is safe because every item carries its `Nats-Msg-Id`.
         """
+        trace_headers = inject_headers({})  # the same span for the whole batch
         try:
             futures = [
                 await self._js.publish_async(
                     item.subject,
                     item.message.model_dump_json(by_alias=True).encode(),
-                    headers=self._headers(item.message, item.msg_id),
+                    headers=self._headers(item.message, item.msg_id, trace_headers),
                 )
                 for item in items
             ]
