@@ -99,6 +99,27 @@ spec:
   steps:
     - name: settle
       wait: {duration: 60s, until: 'alert.status == "resolved"'}
+---
+apiVersion: vigil.dev/v1alpha1
+kind: Workflow
+metadata: {name: newest, namespace: ops}
+spec:
+  trigger: {matchers: ['alertname="Newest"']}
+  concurrency: {key: "{{ alert.labels.service }}", policy: Replace}
+  steps:
+    - name: settle
+      wait: {duration: 60s}
+---
+apiVersion: vigil.dev/v1alpha1
+kind: Workflow
+metadata: {name: calm, namespace: ops}
+spec:
+  trigger: {matchers: ['alertname="Calm"']}
+  concurrency: {key: "{{ alert.labels.service }}"}
+  cooldown: 1h
+  steps:
+    - name: tell
+      notify: {sinks: [console]}
 """.replace("SLEEP_MARK", SLEEP_MARK)
 
 
@@ -223,6 +244,37 @@ def test_forbid_starts_no_second_execution_for_the_same_key(platform: Platform) 
     keys = sorted(e["concurrency_key"] for e in of_workflow(platform, "exclusive"))
     assert keys == ["db", "web"]
     assert first["id"] in {e["id"] for e in of_workflow(platform, "exclusive")}
+
+
+def test_replace_cancels_the_running_execution_for_the_same_key(platform: Platform) -> None:
+    send(platform, alert("Newest", service="db", instance="a"))
+    first = wait_for(platform, "newest", {"running"})
+    send(platform, alert("Newest", service="db", instance="b"))
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        found = {e["id"]: e for e in of_workflow(platform, "newest")}
+        if len(found) == 2 and found[first["id"]]["state"] == "cancelled":
+            break
+        time.sleep(0.1)
+    assert found[first["id"]]["state"] == "cancelled"
+    assert found[first["id"]]["error"] == "replaced by a newer alert"
+    (second,) = (e for e in found.values() if e["id"] != first["id"])
+    assert second["state"] == "running"
+    assert second["alert"]["labels"]["instance"] == "b"
+
+
+def test_cooldown_starts_nothing_for_the_same_key_too_soon(platform: Platform) -> None:
+    send(platform, alert("Calm", service="db", instance="a"))
+    first = wait_for(platform, "calm", {"succeeded"})
+    send(platform, alert("Calm", service="db", instance="b"))
+    send(platform, alert("Calm", service="web", instance="c"))
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while len(of_workflow(platform, "calm")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # give a wrongly started "db" execution time to appear
+    keys = sorted(e["concurrency_key"] for e in of_workflow(platform, "calm"))
+    assert keys == ["db", "web"]
+    assert first["id"] in {e["id"] for e in of_workflow(platform, "calm")}
 
 
 def test_cancel_kills_the_running_process_and_runs_nothing_further(platform: Platform) -> None:
