@@ -136,6 +136,9 @@ INSERT_EXECUTION = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _MAX_VARIABLES = 500
+LOCKED_RETRIES = 12
+LOCKED_RETRY_START_SECONDS = 0.002
+LOCKED_RETRY_MAX_SECONDS = 0.1
 
 
 def _execution_row(execution: Execution) -> tuple[object, ...]:
@@ -225,13 +228,24 @@ class SqliteStore:
     async def _run(
         self, query: str, params: tuple[object, ...] | list[object], what: str
     ) -> aiosqlite.Cursor:
-        try:
-            return await self._db.execute(query, params)
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
-            msg = f"SQLite store: cannot {what}: {exc}"
-            raise TransientError(msg) from exc
+        delay = LOCKED_RETRY_START_SECONDS
+        for _ in range(LOCKED_RETRIES):
+            try:
+                return await self._db.execute(query, params)
+            except sqlite3.IntegrityError:
+                raise
+            except sqlite3.OperationalError as exc:
+                # In WAL mode a write statement whose read snapshot went stale while it
+                # waited for the write lock fails at once, without the busy timeout: it is
+                # safe to run it again, here rather than by redelivering the message.
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise TransientError(f"SQLite store: cannot {what}: {exc}") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, LOCKED_RETRY_MAX_SECONDS)
+            except sqlite3.Error as exc:
+                raise TransientError(f"SQLite store: cannot {what}: {exc}") from exc
+        msg = f"SQLite store: cannot {what}: the database stayed locked"
+        raise TransientError(msg)
 
     async def _docs(self, query: str, params: list[object], what: str) -> list[str]:
         cursor = await self._run(query, params, what)
