@@ -62,18 +62,7 @@ def load_alerts(path: Path) -> tuple[list[Alert], Group]:
     try:
         if isinstance(document, dict) and "alerts" in document:
             payload = WebhookPayload.model_validate(document)
-            items, group = (
-                payload.alerts,
-                Group(
-                    key=payload.group_key,
-                    status=payload.status,
-                    receiver=payload.receiver,
-                    labels=payload.group_labels,
-                    common_labels=payload.common_labels,
-                    common_annotations=payload.common_annotations,
-                    external_url=payload.external_url,
-                ),
-            )
+            items, group = payload.alerts, Group.from_webhook(payload)
         else:
             body = {"status": "firing", "startsAt": datetime.now(UTC).isoformat(), **document}
             items, group = [WebhookAlert.model_validate(body)], Group()
@@ -81,19 +70,7 @@ def load_alerts(path: Path) -> tuple[list[Alert], Group]:
         detail = format_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
         msg = f"{path}: not an Alertmanager payload nor a single alert: {detail}"
         raise InvalidInput(msg) from exc
-    alerts = [
-        Alert(
-            status=item.status,
-            fingerprint=item.identity(),
-            labels=item.labels,
-            annotations=item.annotations,
-            starts_at=item.starts_at,
-            ends_at=item.ends_at,
-            generator_url=item.generator_url,
-        )
-        for item in items
-    ]
-    return alerts, group
+    return [Alert.from_webhook(item) for item in items], group
 
 
 def load_workflow(definitions: Path, reference: str) -> Workflow:

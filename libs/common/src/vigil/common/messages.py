@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from vigil.common.alertmanager import AlertStatus
+from vigil.common.alertmanager import AlertStatus, WebhookAlert, WebhookPayload
 
 StepKind = Literal["cli", "condition", "wait", "notify", "agent"]
 StepOutcome = Literal["succeeded", "failed", "timed_out", "cancelled"]
@@ -40,6 +40,18 @@ class Alert(Contract):
     ends_at: datetime | None = Field(default=None, alias="endsAt")
     generator_url: str = Field(default="", alias="generatorURL")
 
+    @classmethod
+    def from_webhook(cls, item: WebhookAlert) -> Alert:
+        return cls(
+            status=item.status,
+            fingerprint=item.identity(),
+            labels=item.labels,
+            annotations=item.annotations,
+            starts_at=item.starts_at,
+            ends_at=item.ends_at,
+            generator_url=item.generator_url,
+        )
+
 
 class Group(Contract):
     """The Alertmanager group the alert arrived in (kept: peers throw it away)."""
@@ -53,6 +65,18 @@ class Group(Contract):
     common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
     common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
     external_url: str = Field(default="", alias="externalURL")
+
+    @classmethod
+    def from_webhook(cls, payload: WebhookPayload) -> Group:
+        return cls(
+            key=payload.group_key,
+            status=payload.status,
+            receiver=payload.receiver,
+            labels=payload.group_labels,
+            common_labels=payload.common_labels,
+            common_annotations=payload.common_annotations,
+            external_url=payload.external_url,
+        )
 
 
 class AlertReceived(Contract):

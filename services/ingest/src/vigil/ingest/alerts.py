@@ -22,27 +22,11 @@ def occurrence_id(namespace: str, source: str, alert: Alert) -> str:
 def alert_messages(
     payload: WebhookPayload, *, namespace: str, source: str, received_at: datetime
 ) -> list[Outgoing]:
-    group = Group(
-        key=payload.group_key,
-        status=payload.status,
-        receiver=payload.receiver,
-        labels=payload.group_labels,
-        common_labels=payload.common_labels,
-        common_annotations=payload.common_annotations,
-        external_url=payload.external_url,
-    )
+    group = Group.from_webhook(payload)
     subject = subjects.alerts(namespace, source)
     messages = []
     for item in payload.alerts:
-        alert = Alert(
-            status=item.status,
-            fingerprint=item.identity(),
-            labels=item.labels,
-            annotations=item.annotations,
-            starts_at=item.starts_at,
-            ends_at=item.ends_at,
-            generator_url=item.generator_url,
-        )
+        alert = Alert.from_webhook(item)
         message = AlertReceived(
             namespace=namespace, source=source, received_at=received_at, alert=alert, group=group
         )
