@@ -1035,3 +1035,40 @@ async def test_insert_executions_reports_which_trigger_keys_were_new(store: Stor
     assert found.id == "ex-4"
     with pytest.raises(ValueError, match="one by one"):
         await store.insert_executions([make_execution("ex-5", at=at, exclusive_key="k")])
+
+
+async def test_get_executions_returns_those_that_exist(store: Store) -> None:
+    at = now_ms()
+    for name in ("ex-1", "ex-2"):
+        await store.insert_execution(make_execution(name, at=at))
+    found = await store.get_executions(["ex-2", "ex-1", "ex-unknown", "ex-1"])
+    assert sorted(found) == ["ex-1", "ex-2"]
+    assert found["ex-1"] == await store.get_execution("ex-1")
+    assert await store.get_executions([]) == {}
+
+
+async def test_update_executions_saves_what_is_current_and_reports_the_rest(
+    store: Store,
+) -> None:
+    at = now_ms()
+    one = make_execution("ex-1", at=at)
+    two = make_execution("ex-2", at=at)
+    for execution in (one, two):
+        await store.insert_execution(execution)
+    await store.update_execution(two.model_copy(update={"version": 1}), expected_version=0)
+
+    first = one.model_copy(update={"version": 1, "state": "running"})
+    second = first.model_copy(update={"version": 2, "state": "succeeded", "finished_at": at})
+    stale = two.model_copy(update={"version": 1, "state": "failed"})
+    saved = await store.update_executions([(first, 0), (second, 1), (stale, 0)])
+
+    assert saved == [True, True, False]
+    assert await store.get_execution("ex-1") == second.model_copy(
+        update={"expire_at": at + RETENTION.executions}
+    )
+    stored_two = await store.get_execution("ex-2")
+    assert stored_two is not None
+    assert stored_two.version == 1
+    assert stored_two.state == "pending"
+    with pytest.raises(ValueError, match="new version"):
+        await store.update_executions([(first, 5)])

@@ -89,6 +89,9 @@ class Store(Protocol):
 
     async def get_execution(self, execution_id: str) -> Execution | None: ...
 
+    async def get_executions(self, execution_ids: Sequence[str]) -> dict[str, Execution]:
+        """The executions that exist among `execution_ids`, by id."""
+
     async def find_by_trigger_key(self, trigger_key: str) -> Execution | None: ...
 
     async def update_execution(self, execution: Execution, *, expected_version: int) -> None:
@@ -97,6 +100,11 @@ class Store(Protocol):
         `execution.version` must be `expected_version + 1`. Raises Conflict otherwise.
         Releases any timer lease on it.
         """
+
+    async def update_executions(self, updates: Sequence[tuple[Execution, int]]) -> list[bool]:
+        """`update_execution` for each `(execution, expected_version)`, in one transaction
+        where the store has them; False (nothing written) where the version had moved on.
+        Updates may release a concurrency key, never take one."""
 
     async def list_executions(
         self, query: ExecutionFilter, *, limit: int = 50, cursor: str | None = None

@@ -97,15 +97,17 @@ async def run(settings: EngineSettings, stop: asyncio.Event) -> None:
                     )
                 )
                 group.create_task(
-                    bus.consume(
-                        consumer(
-                            subjects.RESULTS_STREAM,
-                            "engine",
-                            subjects.results(),
-                            settings.results_in_flight,
+                    bus.consume_batches(
+                        ConsumerSpec(
+                            stream=subjects.RESULTS_STREAM,
+                            durable="engine",
+                            filter_subject=subjects.results(),
+                            max_deliver=settings.max_deliver,
+                            max_in_flight=settings.results_in_flight,
+                            batch=settings.results_batch,
                         ),
                         StepResult,
-                        handlers.on_result,
+                        handlers.on_results,
                     )
                 )
                 group.create_task(

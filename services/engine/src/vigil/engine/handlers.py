@@ -311,6 +311,73 @@ class EngineHandlers:
             transform = partial(apply_result, workflow=workflow, result=result, now=self.clock())
             await self.progress.apply(execution, transform)
 
+    async def on_results(
+        self, batch: Sequence[tuple[StepResult, Delivery]]
+    ) -> list[BaseException | None]:
+        """Apply a batch of results: one read, one compare-and-set transaction, one publish.
+
+        Results of one execution are applied in order on top of each other. An execution
+        another writer changed meanwhile, or whose workflow is missing, takes the
+        one-by-one path (`on_result`), which reloads and retries.
+        """
+        outcomes: list[BaseException | None] = [None] * len(batch)
+        executions = await self.store.get_executions([r.execution_id for r, _ in batch])
+        loaded = {eid: e.version for eid, e in executions.items()}
+        applied: dict[str, list[tuple[int, Transition]]] = {}
+        one_by_one: list[int] = []
+        now = self.clock()
+        for index, (result, _) in enumerate(batch):
+            execution = executions.get(result.execution_id)
+            workflow = (
+                None
+                if execution is None
+                else self.definitions.workflow(execution.namespace, execution.workflow)
+            )
+            if execution is None or workflow is None:
+                one_by_one.append(index)
+                continue
+            try:
+                transition = apply_result(execution, workflow, result, now=now)
+            except VigilError as exc:
+                outcomes[index] = exc
+                continue
+            if transition.changed:
+                # One write per execution, however many of its results are in the batch.
+                executions[result.execution_id] = transition.execution.model_copy(
+                    update={"version": loaded[result.execution_id] + 1}
+                )
+            applied.setdefault(result.execution_id, []).append((index, transition))
+        changed = [eid for eid, steps in applied.items() if any(t.changed for _, t in steps)]
+        saved = await self.store.update_executions(
+            [(executions[eid], loaded[eid]) for eid in changed]
+        )
+        lost = {eid for eid, ok in zip(changed, saved, strict=True) if not ok}
+        published: list[Transition] = []
+        for eid, steps in applied.items():
+            if eid in lost:
+                one_by_one += [index for index, _ in steps]
+                continue
+            final = steps[-1][1]
+            published += [
+                Transition(
+                    execution=executions[eid],
+                    changed=transition.changed,
+                    # Only the last state's requests: an earlier one may be done already.
+                    dispatch=final.dispatch if transition is final else [],
+                    events=transition.events,
+                    cancellations=transition.cancellations,
+                )
+                for _, transition in steps
+            ]
+        await self.progress.publish_all(published)
+        for index in sorted(one_by_one):
+            result, delivery = batch[index]
+            try:
+                await self.on_result(result, delivery)
+            except VigilError as exc:
+                outcomes[index] = exc
+        return outcomes
+
     async def on_dead_letter(self, letter: DeadLetter, delivery: Delivery) -> None:
         """A step request nobody could run: its step fails with the reason, not hangs."""
         try:

@@ -17,7 +17,12 @@ class EngineSettings(ServiceSettings):
     alerts_batch: int = Field(
         default=256, ge=1, description="Alerts handled together in one store transaction."
     )
-    results_in_flight: int = Field(default=64, ge=1, description="Results handled concurrently.")
+    results_in_flight: int = Field(
+        default=256, ge=1, description="Results in flight (several batches at a time)."
+    )
+    results_batch: int = Field(
+        default=128, ge=1, description="Results applied together in one store transaction."
+    )
     timer_interval_seconds: float = Field(
         default=0.25, gt=0, description="Seconds between polls for due timers."
     )

@@ -358,6 +358,25 @@ class MongoStore:
             raise ValueError("insert executions with a concurrency key one by one")
         return [await self.insert_execution(execution) for execution in executions]
 
+    async def get_executions(self, execution_ids: Sequence[str]) -> dict[str, Execution]:
+        found: dict[str, Execution] = {}
+        for execution_id in dict.fromkeys(execution_ids):
+            execution = await self.get_execution(execution_id)
+            if execution is not None:
+                found[execution_id] = execution
+        return found
+
+    async def update_executions(self, updates: Sequence[tuple[Execution, int]]) -> list[bool]:
+        saved = []
+        for execution, expected in updates:
+            try:
+                await self.update_execution(execution, expected_version=expected)
+            except Conflict:
+                saved.append(False)
+            else:
+                saved.append(True)
+        return saved
+
     async def get_execution(self, execution_id: str) -> Execution | None:
         with _translated(f"read execution {execution_id}"):
             found = await self._executions.find_one({"_id": execution_id})

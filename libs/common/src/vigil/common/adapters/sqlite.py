@@ -135,6 +135,11 @@ INSERT_EXECUTION = (
     " exclusive_key, state, version, wake_at, expire_at, doc)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+UPDATE_EXECUTION = (
+    "UPDATE executions SET state = ?, version = ?, wake_at = ?, expire_at = ?,"
+    " exclusive_key = ?, lease_until = NULL, lease_owner = NULL, doc = ?"
+    " WHERE id = ? AND version = ?"
+)
 _MAX_VARIABLES = 500
 LOCKED_RETRIES = 12
 LOCKED_RETRY_START_SECONDS = 0.002
@@ -165,9 +170,13 @@ def _chunks(values: list[str]) -> Iterator[list[str]]:
 
 async def _connect(path: Path) -> aiosqlite.Connection:
     db = await aiosqlite.connect(path, timeout=10.0, isolation_level=None)
-    await db.execute("PRAGMA journal_mode=WAL")
-    await db.execute("PRAGMA synchronous=NORMAL")
-    await db.execute("PRAGMA busy_timeout=10000")
+    try:
+        await db.execute("PRAGMA busy_timeout=10000")
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+    except BaseException:
+        await db.close()
+        raise
     return db
 
 
@@ -190,16 +199,34 @@ class SqliteStore:
     @classmethod
     async def open(cls, url: str, *, retention: Retention) -> SqliteStore:
         path = sqlite_path(url)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            db = await _connect(path)
-            await _migrate(db, path)
-            await db.create_function("vigil_labels_match", 2, _labels_match, deterministic=True)
-            batch_db = await _connect(path)
-        except (sqlite3.Error, OSError) as exc:
-            msg = f"cannot open SQLite store at {path}: {exc}"
-            raise TransientError(msg) from exc
-        return cls(db, batch_db, retention)
+        delay = LOCKED_RETRY_START_SECONDS
+        for attempt in range(1, LOCKED_RETRIES + 1):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                db = await _connect(path)
+                try:
+                    await _migrate(db, path)
+                    await db.create_function(
+                        "vigil_labels_match", 2, _labels_match, deterministic=True
+                    )
+                    batch_db = await _connect(path)
+                except BaseException:
+                    await db.close()
+                    raise
+            except sqlite3.OperationalError as exc:
+                # Several services open (and create) the file at once in `vigil up`:
+                # switching it to WAL or creating tables can find it locked for a moment.
+                if "locked" not in str(exc) or attempt == LOCKED_RETRIES:
+                    msg = f"cannot open SQLite store at {path}: {exc}"
+                    raise TransientError(msg) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, LOCKED_RETRY_MAX_SECONDS * 5)
+            except (sqlite3.Error, OSError) as exc:
+                msg = f"cannot open SQLite store at {path}: {exc}"
+                raise TransientError(msg) from exc
+            else:
+                return cls(db, batch_db, retention)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def close(self) -> None:
         await self._batch_db.close()
@@ -433,6 +460,59 @@ class SqliteStore:
         )
         return Execution.model_validate_json(found[0]) if found else None
 
+    async def get_executions(self, execution_ids: Sequence[str]) -> dict[str, Execution]:
+        found: dict[str, Execution] = {}
+        for chunk in _chunks(sorted(set(execution_ids))):
+            marks = ",".join("?" * len(chunk))
+            docs = await self._docs(
+                f"SELECT doc FROM executions WHERE id IN ({marks})",  # noqa: S608 - placeholders
+                list(chunk),
+                "read executions",
+            )
+            for doc in docs:
+                execution = Execution.model_validate_json(doc)
+                found[execution.id] = execution
+        return found
+
+    async def update_executions(self, updates: Sequence[tuple[Execution, int]]) -> list[bool]:
+        for execution, expected in updates:
+            if execution.version != expected + 1:
+                msg = f"new version must be {expected + 1}, got {execution.version}"
+                raise ValueError(msg)
+        if not updates:
+            return []
+        prepared = [(self._expiry(execution), expected) for execution, expected in updates]
+        async with self._batch("update executions") as db:
+            current: dict[str, int] = {}
+            for chunk in _chunks(sorted({e.id for e, _ in prepared})):
+                marks = ",".join("?" * len(chunk))
+                async with db.execute(
+                    f"SELECT id, version FROM executions WHERE id IN ({marks})",  # noqa: S608 - placeholders
+                    chunk,
+                ) as cursor:
+                    current |= {str(i): int(v) for i, v in await cursor.fetchall()}
+            saved = []
+            rows = []
+            for execution, expected in prepared:
+                fresh = current.get(execution.id) == expected
+                saved.append(fresh)
+                if fresh:
+                    current[execution.id] = execution.version
+                    rows.append(
+                        (
+                            execution.state,
+                            execution.version,
+                            stamp(execution.wake_at),
+                            stamp(execution.expire_at),
+                            execution.exclusive_key,
+                            execution.model_dump_json(),
+                            execution.id,
+                            expected,
+                        )
+                    )
+            await db.executemany(UPDATE_EXECUTION, rows)
+        return saved
+
     async def find_by_trigger_key(self, trigger_key: str) -> Execution | None:
         found = await self._docs(
             "SELECT doc FROM executions WHERE trigger_key = ?", [trigger_key], "read execution"
@@ -446,9 +526,7 @@ class SqliteStore:
         execution = self._expiry(execution)
         try:
             cursor = await self._run(
-                "UPDATE executions SET state = ?, version = ?, wake_at = ?, expire_at = ?,"
-                " exclusive_key = ?, lease_until = NULL, lease_owner = NULL, doc = ?"
-                " WHERE id = ? AND version = ?",
+                UPDATE_EXECUTION,
                 (
                     execution.state,
                     execution.version,
