@@ -113,21 +113,38 @@ def stamp(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
-    async with db.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
-    version = int(row[0]) if row else 0
-    async with db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'") as cursor:
-        row = await cursor.fetchone()
-    tables = int(row[0]) if row else 0
+def _check_version(path: Path, version: int, *, tables: int) -> None:
     if tables and version != SCHEMA_VERSION:
         msg = (
             f"SQLite store {path} has schema version {version}, this build needs"
             f" {SCHEMA_VERSION}: move the file away (embedded data is disposable)"
         )
         raise InvalidInput(msg)
-    await db.executescript(SCHEMA)
-    await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
+    """Create the schema, or check it, in one write transaction.
+
+    Services open the file at the same time in `vigil up`: the others wait for the lock and
+    then see the finished schema with its version, never tables without one.
+    """
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        async with db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        async with db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'") as cursor:
+            row = await cursor.fetchone()
+        _check_version(path, version, tables=int(row[0]) if row else 0)
+        if version != SCHEMA_VERSION:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise
+    await db.execute("COMMIT")
 
 
 INSERT_EXECUTION = (
