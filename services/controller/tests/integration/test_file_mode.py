@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from vigil.common.adapters.jetstream import JetStreamBucket, JetStreamBus
+from vigil.common.adapters.jetstream import JetStreamBus
+from vigil.common.adapters.jetstream_kv import JetStreamBucket
 from vigil.common.definitions import DefinitionStatus, DefinitionsView
 from vigil.controller.app import run
 from vigil.controller.settings import ControllerSettings

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import nats
@@ -28,11 +28,12 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.kv import KeyValue
 from opentelemetry import trace
 from pydantic import ValidationError
 
 from vigil.common import subjects
+from vigil.common.adapters.jetstream_kv import JetStreamBucket
+from vigil.common.adapters.nats_errors import NATS_ERRORS
 from vigil.common.errors import InvalidInput, TransientError
 from vigil.common.messages import Contract, DeadLetter
 from vigil.common.outcomes import outcome_for
@@ -53,13 +54,7 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 # never reaches the handler's dead-letter decision, so the next one must still come.
 MAX_DELIVER_MARGIN = 3
 
-_NATS_ERRORS: tuple[type[BaseException], ...] = (
-    nats.errors.Error,
-    nats.js.errors.Error,
-    TimeoutError,
-    ConnectionError,
-)
-_CONNECT_ERRORS: tuple[type[BaseException], ...] = (*_NATS_ERRORS, OSError)
+_CONNECT_ERRORS: tuple[type[BaseException], ...] = (*NATS_ERRORS, OSError)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,7 +135,7 @@ class JetStreamBus:
     async def close(self) -> None:
         # Not drain(): every publish was already acknowledged, unsettled messages are
         # redelivered by the server, and draining a pull subscription can block shutdown.
-        with contextlib.suppress(*_NATS_ERRORS):
+        with contextlib.suppress(*NATS_ERRORS):
             await asyncio.wait_for(self._nc.close(), timeout=CLOSE_TIMEOUT_SECONDS)
 
     @property
@@ -173,7 +168,7 @@ class JetStreamBus:
                     log.info("stream_created", stream=spec.name)
                 else:
                     await self._js.update_stream(config)
-            except _NATS_ERRORS as exc:
+            except NATS_ERRORS as exc:
                 msg = f"cannot provision stream {spec.name}: {exc}"
                 raise TransientError(msg) from exc
 
@@ -196,7 +191,7 @@ class JetStreamBus:
                 message.model_dump_json(by_alias=True).encode(),
                 headers=self._headers(message, msg_id),
             )
-        except _NATS_ERRORS as exc:
+        except NATS_ERRORS as exc:
             msg = f"publish to {subject} was not acknowledged: {exc}"
             raise TransientError(msg) from exc
         return not ack.duplicate
@@ -218,7 +213,7 @@ class JetStreamBus:
                 for item in items
             ]
             acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=PUBLISH_TIMEOUT_SECONDS)
-        except _NATS_ERRORS as exc:
+        except NATS_ERRORS as exc:
             msg = f"publish of {len(items)} message(s) was not acknowledged: {exc!r}"
             raise TransientError(msg) from exc
         return sum(1 for ack in acks if not ack.duplicate)
@@ -231,7 +226,7 @@ class JetStreamBus:
                 message.model_dump_json(by_alias=True).encode(),
                 headers=inject_headers({SCHEMA_HEADER: message.schema_name}),
             )
-        except _NATS_ERRORS as exc:
+        except NATS_ERRORS as exc:
             log.warning("announce_failed", subject=subject, error=str(exc))
 
     async def listen[T: Contract](
@@ -254,7 +249,7 @@ class JetStreamBus:
                     continue
                 await handler(decoded)
         finally:
-            with contextlib.suppress(*_NATS_ERRORS):
+            with contextlib.suppress(*NATS_ERRORS):
                 await subscription.unsubscribe()
 
     # --- consuming -----------------------------------------------------------------------
@@ -286,7 +281,7 @@ class JetStreamBus:
                         )
                     except TimeoutError:  # nats' TimeoutError is one too: nothing to fetch
                         continue
-                    except _NATS_ERRORS as exc:
+                    except NATS_ERRORS as exc:
                         log.warning("fetch_failed", consumer=spec.durable, error=str(exc))
                         await asyncio.sleep(1.0)
                         continue
@@ -299,7 +294,7 @@ class JetStreamBus:
                 # Unsubscribe before the in-flight handlers nak (the TaskGroup cancels them
                 # next): otherwise the server hands a nak'd message straight back to this
                 # dead subscription's open pull request, where nobody reads it.
-                with contextlib.suppress(*_NATS_ERRORS):
+                with contextlib.suppress(*NATS_ERRORS):
                     await psub.unsubscribe()
                 raise
 
@@ -331,14 +326,14 @@ class JetStreamBus:
                     except TimeoutError:
                         slots.release()
                         continue
-                    except _NATS_ERRORS as exc:
+                    except NATS_ERRORS as exc:
                         slots.release()
                         log.warning("fetch_failed", consumer=spec.durable, error=str(exc))
                         await asyncio.sleep(1.0)
                         continue
                     tasks.create_task(run_batch(msgs))
             except asyncio.CancelledError:
-                with contextlib.suppress(*_NATS_ERRORS):
+                with contextlib.suppress(*NATS_ERRORS):
                     await psub.unsubscribe()
                 raise
 
@@ -377,7 +372,7 @@ class JetStreamBus:
             try:
                 outcomes = _checked(await handler(items), len(items))
             except asyncio.CancelledError:
-                with contextlib.suppress(*_NATS_ERRORS):
+                with contextlib.suppress(*NATS_ERRORS):
                     for unsettled in kept:
                         await unsettled.nak()
                 raise
@@ -397,7 +392,7 @@ class JetStreamBus:
         while True:
             await asyncio.sleep(every)
             for msg in msgs:
-                with contextlib.suppress(*_NATS_ERRORS):
+                with contextlib.suppress(*NATS_ERRORS):
                     await msg.in_progress()
 
     @staticmethod
@@ -411,7 +406,7 @@ class JetStreamBus:
         msgs = await psub.fetch(1, timeout=FETCH_TIMEOUT_SECONDS)
         if want > 1:
             # Whatever goes wrong while draining, keep the messages already fetched.
-            with contextlib.suppress(TimeoutError, *_NATS_ERRORS):
+            with contextlib.suppress(TimeoutError, *NATS_ERRORS):
                 msgs += await psub.fetch(want - 1, timeout=DRAIN_TIMEOUT_SECONDS)
         return msgs
 
@@ -429,7 +424,7 @@ class JetStreamBus:
             try:
                 await self._js.add_consumer(spec.stream, config=config)
                 return await self._js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
-            except _NATS_ERRORS as exc:
+            except NATS_ERRORS as exc:
                 log.warning("subscribe_failed", consumer=spec.durable, error=str(exc))
                 await asyncio.sleep(1.0)
 
@@ -459,7 +454,7 @@ class JetStreamBus:
                 await handler(decoded, delivery)
             except asyncio.CancelledError:
                 # Shutting down: let the server redeliver after ack_wait, promptly.
-                with contextlib.suppress(*_NATS_ERRORS):
+                with contextlib.suppress(*NATS_ERRORS):
                     await msg.nak()
                 raise
             except Exception as exc:  # noqa: BLE001 - the outermost loop decides ack or nak
@@ -490,12 +485,12 @@ class JetStreamBus:
                 await msg.nak(delay=outcome.delay)
             else:
                 await msg.term()
-        except _NATS_ERRORS as exc:
+        except NATS_ERRORS as exc:
             # The message stays unacknowledged and is redelivered after ack_wait.
             log.warning("settle_failed", consumer=spec.durable, error=str(exc))
         except TransientError as exc:
             log.warning("dead_letter_failed", consumer=spec.durable, error=str(exc))
-            with contextlib.suppress(*_NATS_ERRORS):
+            with contextlib.suppress(*NATS_ERRORS):
                 await msg.nak(delay=outcome.delay or 1.0)
 
     async def _dead_letter(
@@ -521,7 +516,7 @@ class JetStreamBus:
     async def _heartbeat(msg: Msg, every: float) -> None:
         while True:
             await asyncio.sleep(every)
-            with contextlib.suppress(*_NATS_ERRORS):
+            with contextlib.suppress(*NATS_ERRORS):
                 await msg.in_progress()
 
     # --- key-value -----------------------------------------------------------------------
@@ -532,7 +527,7 @@ class JetStreamBus:
                 kv = await self._js.key_value(bucket)
             except nats.js.errors.BucketNotFoundError:
                 kv = await self._js.create_key_value(bucket=bucket, history=1)
-        except _NATS_ERRORS as exc:
+        except NATS_ERRORS as exc:
             msg = f"cannot open KV bucket {bucket}: {exc}"
             raise TransientError(msg) from exc
         return JetStreamBucket(kv)
@@ -544,7 +539,7 @@ class JetStreamBus:
             stream_info = await self._js.stream_info(stream)
         except nats.js.errors.NotFoundError:
             return ConsumerStats(stream=stream, consumer=durable, exists=False)
-        except _NATS_ERRORS as exc:
+        except NATS_ERRORS as exc:
             msg = f"cannot read consumer {stream}/{durable}: {exc}"
             raise TransientError(msg) from exc
         return ConsumerStats(
@@ -555,53 +550,6 @@ class JetStreamBus:
             pending=int(info.num_pending or 0),
             in_flight=int(info.num_ack_pending or 0),
         )
-
-
-class JetStreamBucket:
-    """The config bucket port on a JetStream KV bucket."""
-
-    def __init__(self, kv: KeyValue) -> None:
-        self._kv = kv
-
-    async def put(self, key: str, value: bytes) -> None:
-        try:
-            await self._kv.put(key, value)
-        except _NATS_ERRORS as exc:
-            msg = f"cannot write {key}: {exc}"
-            raise TransientError(msg) from exc
-
-    async def delete(self, key: str) -> None:
-        try:
-            await self._kv.delete(key)
-        except _NATS_ERRORS as exc:
-            msg = f"cannot delete {key}: {exc}"
-            raise TransientError(msg) from exc
-
-    async def keys(self) -> list[str]:
-        try:
-            return list(await self._kv.keys())
-        except nats.js.errors.NoKeysError:
-            return []
-        except _NATS_ERRORS as exc:
-            msg = f"cannot list keys: {exc}"
-            raise TransientError(msg) from exc
-
-    async def watch(self) -> AsyncIterator[tuple[str, bytes | None] | None]:
-        """Every key's current value, then `None` (initial load done), then changes.
-
-        A deleted key yields `(key, None)`.
-        """
-        watcher = await self._kv.watchall()
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    yield None
-                    continue
-                deleted = entry.operation in ("DEL", "PURGE")
-                yield entry.key, None if deleted else entry.value
-        finally:
-            with contextlib.suppress(*_NATS_ERRORS):
-                await watcher.stop()  # type: ignore[no-untyped-call]
 
 
 def _checked(

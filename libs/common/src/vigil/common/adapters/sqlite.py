@@ -12,12 +12,28 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
 
 import aiosqlite
 
+from vigil.common.adapters.sqlite_schema import (
+    ACTIVE_STATES,
+    ALERT_WRITE_ATTEMPTS,
+    EXPIRING_TABLES,
+    INSERT_EXECUTION,
+    LOCKED_RETRIES,
+    LOCKED_RETRY_MAX_SECONDS,
+    LOCKED_RETRY_START_SECONDS,
+    UPDATE_EXECUTION,
+    chunks,
+    connect,
+    execution_row,
+    labels_match,
+    migrate,
+    sqlite_path,
+    stamp,
+)
 from vigil.common.documents import (
     AlertFilter,
     AlertPage,
@@ -29,177 +45,11 @@ from vigil.common.documents import (
     ExecutionPage,
     alert_id,
 )
-from vigil.common.errors import Conflict, InvalidInput, TransientError
+from vigil.common.errors import Conflict, TransientError
 from vigil.common.history import merge_occurrence
-from vigil.common.matchers import matches_all, parse_matcher
+from vigil.common.matchers import parse_matcher
 from vigil.common.messages import AlertReceived
 from vigil.common.store import Retention
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS executions (
-    id TEXT PRIMARY KEY,
-    namespace TEXT NOT NULL,
-    workflow TEXT NOT NULL,
-    trigger_key TEXT NOT NULL UNIQUE,
-    alert_id TEXT NOT NULL,
-    concurrency_key TEXT NOT NULL,
-    exclusive_key TEXT UNIQUE,
-    state TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    wake_at TEXT,
-    lease_until TEXT,
-    lease_owner TEXT,
-    expire_at TEXT,
-    doc TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS executions_workflow ON executions (namespace, workflow, id);
-CREATE INDEX IF NOT EXISTS executions_state ON executions (state, id);
-CREATE INDEX IF NOT EXISTS executions_wake ON executions (wake_at) WHERE wake_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS executions_alert ON executions (alert_id, id);
-CREATE INDEX IF NOT EXISTS executions_concurrency
-    ON executions (namespace, workflow, concurrency_key, id);
-CREATE INDEX IF NOT EXISTS executions_expire ON executions (expire_at) WHERE expire_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS alerts (
-    id TEXT PRIMARY KEY,
-    namespace TEXT NOT NULL,
-    source TEXT NOT NULL,
-    status TEXT NOT NULL,
-    occurrences INTEGER NOT NULL,
-    last_seen TEXT NOT NULL,
-    expire_at TEXT,
-    doc TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS alerts_seen ON alerts (last_seen, id);
-CREATE INDEX IF NOT EXISTS alerts_expire ON alerts (expire_at);
-CREATE TABLE IF NOT EXISTS artifacts (
-    id TEXT PRIMARY KEY,
-    execution_id TEXT NOT NULL,
-    expire_at TEXT,
-    doc TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS artifacts_expire ON artifacts (expire_at);
-CREATE TABLE IF NOT EXISTS deliveries (
-    id TEXT PRIMARY KEY,
-    idempotency_key TEXT NOT NULL,
-    execution_id TEXT NOT NULL,
-    at TEXT NOT NULL,
-    expire_at TEXT,
-    doc TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (idempotency_key, at);
-CREATE INDEX IF NOT EXISTS deliveries_execution ON deliveries (execution_id, at);
-CREATE INDEX IF NOT EXISTS deliveries_expire ON deliveries (expire_at);
-"""
-
-_EXPIRING_TABLES = ("executions", "alerts", "artifacts", "deliveries")
-SCHEMA_VERSION = 3
-ALERT_WRITE_ATTEMPTS = 64
-_ACTIVE_STATES = "('pending', 'running')"
-
-
-def sqlite_path(url: str) -> Path:
-    """`sqlite:///relative/path` or `sqlite:////absolute/path` (SQLAlchemy's convention)."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
-        msg = f"SQLite store URL {url!r} must look like sqlite:///path/to/vigil.db"
-        raise InvalidInput(msg)
-    return Path(url[len(prefix) :])
-
-
-def stamp(value: datetime | None) -> str | None:
-    """Fixed-width UTC text that sorts like the time it stands for."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _check_version(path: Path, version: int, *, tables: int) -> None:
-    if tables and version != SCHEMA_VERSION:
-        msg = (
-            f"SQLite store {path} has schema version {version}, this build needs"
-            f" {SCHEMA_VERSION}: move the file away (embedded data is disposable)"
-        )
-        raise InvalidInput(msg)
-
-
-async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
-    """Create the schema, or check it, in one write transaction.
-
-    Services open the file at the same time in `vigil up`: the others wait for the lock and
-    then see the finished schema with its version, never tables without one.
-    """
-    await db.execute("BEGIN IMMEDIATE")
-    try:
-        async with db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        version = int(row[0]) if row else 0
-        async with db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'") as cursor:
-            row = await cursor.fetchone()
-        _check_version(path, version, tables=int(row[0]) if row else 0)
-        if version != SCHEMA_VERSION:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except BaseException:
-        await db.execute("ROLLBACK")
-        raise
-    await db.execute("COMMIT")
-
-
-INSERT_EXECUTION = (
-    "INSERT INTO executions (id, namespace, workflow, trigger_key, alert_id, concurrency_key,"
-    " exclusive_key, state, version, wake_at, expire_at, doc)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-UPDATE_EXECUTION = (
-    "UPDATE executions SET state = ?, version = ?, wake_at = ?, expire_at = ?,"
-    " exclusive_key = ?, lease_until = NULL, lease_owner = NULL, doc = ?"
-    " WHERE id = ? AND version = ?"
-)
-_MAX_VARIABLES = 500
-LOCKED_RETRIES = 12
-LOCKED_RETRY_START_SECONDS = 0.002
-LOCKED_RETRY_MAX_SECONDS = 0.1
-
-
-def _execution_row(execution: Execution) -> tuple[object, ...]:
-    return (
-        execution.id,
-        execution.namespace,
-        execution.workflow,
-        execution.trigger_key,
-        execution.alert_id,
-        execution.concurrency_key,
-        execution.exclusive_key,
-        execution.state,
-        execution.version,
-        stamp(execution.wake_at),
-        stamp(execution.expire_at),
-        execution.model_dump_json(),
-    )
-
-
-def _chunks(values: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(values), _MAX_VARIABLES):
-        yield values[start : start + _MAX_VARIABLES]
-
-
-async def _connect(path: Path) -> aiosqlite.Connection:
-    db = await aiosqlite.connect(path, timeout=10.0, isolation_level=None)
-    try:
-        await db.execute("PRAGMA busy_timeout=10000")
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
-    except BaseException:
-        await db.close()
-        raise
-    return db
-
-
-def _labels_match(doc: str, matchers: str) -> int:
-    labels = json.loads(doc)["labels"]
-    return int(matches_all([parse_matcher(m) for m in json.loads(matchers)], labels))
 
 
 class SqliteStore:
@@ -220,13 +70,13 @@ class SqliteStore:
         for attempt in range(1, LOCKED_RETRIES + 1):
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                db = await _connect(path)
+                db = await connect(path)
                 try:
-                    await _migrate(db, path)
+                    await migrate(db, path)
                     await db.create_function(
-                        "vigil_labels_match", 2, _labels_match, deterministic=True
+                        "vigil_labels_match", 2, labels_match, deterministic=True
                     )
-                    batch_db = await _connect(path)
+                    batch_db = await connect(path)
                 except BaseException:
                     await db.close()
                     raise
@@ -347,7 +197,7 @@ class SqliteStore:
         records: list[AlertRecord] = []
         async with self._batch("record alerts") as db:
             latest: dict[str, AlertRecord] = {}
-            for chunk in _chunks(sorted(set(identities))):
+            for chunk in chunks(sorted(set(identities))):
                 marks = ",".join("?" * len(chunk))
                 async with db.execute(
                     f"SELECT doc FROM alerts WHERE id IN ({marks})",  # noqa: S608 - placeholders
@@ -431,7 +281,7 @@ class SqliteStore:
         execution = self._expiry(execution)
         try:
             await self._run(
-                INSERT_EXECUTION, _execution_row(execution), f"insert execution {execution.id}"
+                INSERT_EXECUTION, execution_row(execution), f"insert execution {execution.id}"
             )
         except sqlite3.IntegrityError as exc:
             # The trigger key decides first: the same occurrence again is not an error,
@@ -453,7 +303,7 @@ class SqliteStore:
         prepared = [self._expiry(e) for e in executions]
         async with self._batch("insert executions") as db:
             taken: set[str] = set()
-            for chunk in _chunks(sorted({e.trigger_key for e in prepared})):
+            for chunk in chunks(sorted({e.trigger_key for e in prepared})):
                 marks = ",".join("?" * len(chunk))
                 async with db.execute(
                     f"SELECT trigger_key FROM executions WHERE trigger_key IN ({marks})",  # noqa: S608 - placeholders
@@ -467,7 +317,7 @@ class SqliteStore:
                 inserted.append(new)
                 if new:
                     taken.add(execution.trigger_key)
-                    rows.append(_execution_row(execution))
+                    rows.append(execution_row(execution))
             await db.executemany(INSERT_EXECUTION, rows)
         return inserted
 
@@ -479,7 +329,7 @@ class SqliteStore:
 
     async def get_executions(self, execution_ids: Sequence[str]) -> dict[str, Execution]:
         found: dict[str, Execution] = {}
-        for chunk in _chunks(sorted(set(execution_ids))):
+        for chunk in chunks(sorted(set(execution_ids))):
             marks = ",".join("?" * len(chunk))
             docs = await self._docs(
                 f"SELECT doc FROM executions WHERE id IN ({marks})",  # noqa: S608 - placeholders
@@ -501,7 +351,7 @@ class SqliteStore:
         prepared = [(self._expiry(execution), expected) for execution, expected in updates]
         async with self._batch("update executions") as db:
             current: dict[str, int] = {}
-            for chunk in _chunks(sorted({e.id for e, _ in prepared})):
+            for chunk in chunks(sorted({e.id for e, _ in prepared})):
                 marks = ",".join("?" * len(chunk))
                 async with db.execute(
                     f"SELECT id, version FROM executions WHERE id IN ({marks})",  # noqa: S608 - placeholders
@@ -574,7 +424,7 @@ class SqliteStore:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         if query.active is not None:
-            clauses.append(f"state {'IN' if query.active else 'NOT IN'} {_ACTIVE_STATES}")
+            clauses.append(f"state {'IN' if query.active else 'NOT IN'} {ACTIVE_STATES}")
         if cursor is not None:
             clauses.append("id < ?")
             params.append(cursor)
@@ -675,7 +525,7 @@ class SqliteStore:
 
     async def purge(self, now: datetime) -> int:
         removed = 0
-        for table in _EXPIRING_TABLES:
+        for table in EXPIRING_TABLES:
             cursor = await self._run(
                 f"DELETE FROM {table} WHERE expire_at IS NOT NULL AND expire_at <= ?",  # noqa: S608 - fixed table names
                 (stamp(now),),

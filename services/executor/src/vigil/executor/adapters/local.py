@@ -92,7 +92,7 @@ async def run_process(
         process, protocol = await asyncio.shield(starting)
     except asyncio.CancelledError:
         # Let the start finish, then kill the group (asyncio alone would kill the child only).
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(OSError):  # it failed to start: nothing to kill
             started, _ = await starting
             _kill_group(started)
         raise
