@@ -7,7 +7,9 @@ runs the service's loops until then and cancels them (consumers nak what they ho
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -59,10 +61,23 @@ async def run_tasks(stop: asyncio.Event, *work: Coroutine[Any, Any, None]) -> No
 def service_main[S: ServiceSettings](
     *, service: str, settings: S, run: Callable[[S, asyncio.Event], Awaitable[None]]
 ) -> None:
-    """The body of every service's `__main__`: logging, tracing, signals, run."""
+    """The body of every service's `__main__`: logging, tracing, signals, run, exit.
+
+    A service that fails exits non-zero at once, for its supervisor (Kubernetes, `vigil up`)
+    to restart it: a worker thread left behind (aiosqlite's) must not keep it half alive.
+    """
     configure_logging(service=service, level=settings.log_level, fmt=settings.log_format)
     provider = configure_tracing(service=f"vigil-{service}")
+    code = 0
     try:
         asyncio.run(run_until_signalled(lambda stop: run(settings, stop)))
+    except KeyboardInterrupt:
+        pass
+    except Exception:  # the outermost frame of the process: log it, exit non-zero
+        log.exception("service_crashed", service=service)
+        code = 1
     finally:
         provider.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
