@@ -212,7 +212,8 @@ class JetStreamBus:
                 )
                 for item in items
             ]
-            acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=PUBLISH_TIMEOUT_SECONDS)
+            async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+                acks = await asyncio.gather(*futures)
         except NATS_ERRORS as exc:
             msg = f"publish of {len(items)} message(s) was not acknowledged: {exc!r}"
             raise TransientError(msg) from exc
