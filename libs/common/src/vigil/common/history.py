@@ -55,3 +55,8 @@ def merge_occurrence(
 
 def _ms(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def is_newest(record: AlertRecord, received: AlertReceived) -> bool:
+    """Whether `received` is the notification the record's current state comes from."""
+    return _ms(received.received_at) >= _ms(record.last_seen)

@@ -19,6 +19,7 @@ from vigil.common.definitions import DefinitionsView
 from vigil.common.documents import AlertRecord, Execution, ExecutionFilter
 from vigil.common.durations import parse_duration
 from vigil.common.errors import PermanentError, TransientError, VigilError
+from vigil.common.history import is_newest
 from vigil.common.messages import (
     AlertReceived,
     CancelRequested,
@@ -121,9 +122,31 @@ class EngineHandlers:
                 continue
             try:
                 await self._start(workflow, received)
-            except VigilError as exc:
+            except Exception as exc:  # noqa: BLE001 - settles this alert alone, not the batch
                 outcomes[index] = exc
+        await self._follow_repeats([batch[i][0] for i in ready], records, outcomes)
         return outcomes
+
+    async def _follow_repeats(
+        self,
+        received: list[AlertReceived],
+        records: list[AlertRecord],
+        outcomes: list[BaseException | None],
+    ) -> None:
+        """An alert seen twice in one batch (fired, then resolved): the executions just
+        created for its first sighting follow the newest one too."""
+        newest: dict[str, AlertReceived] = {}
+        seen: dict[str, int] = {}
+        for item, record in zip(received, records, strict=True):
+            seen[record.id] = seen.get(record.id, 0) + 1
+            if is_newest(record, item):
+                newest[record.id] = item
+        for alert_id, count in seen.items():
+            if count > 1 and alert_id in newest:
+                try:
+                    await self._follow_alert(alert_id, newest[alert_id])
+                except VigilError as exc:
+                    log.warning("follow_alert_failed", alert_id=alert_id, error=str(exc))
 
     async def _triage(
         self,
@@ -135,9 +158,11 @@ class EngineHandlers:
         one_by_one: list[Matched] = []
         for index, received, record in recorded:
             try:
-                if record.occurrences > 1:  # a first sighting has no executions to follow
+                # A first sighting has no executions to follow it yet; an older notification
+                # arriving late must not roll running executions back.
+                if record.occurrences > 1 and is_newest(record, received):
                     await self._follow_alert(record.id, received)
-            except VigilError as exc:
+            except Exception as exc:  # noqa: BLE001 - settles this alert alone, not the batch
                 outcomes[index] = exc
                 continue
             for workflow in self.definitions.workflows(received.namespace):
@@ -160,10 +185,9 @@ class EngineHandlers:
             index, workflow, received = item
             try:
                 execution = self._new_execution(workflow, received, trigger_key(workflow, received))
-            except VigilError as exc:
+                prepared.append((item, advance(execution, workflow, now=now)))
+            except Exception as exc:  # noqa: BLE001 - settles this alert alone, not the batch
                 outcomes[index] = exc
-                continue
-            prepared.append((item, advance(execution, workflow, now=now)))
         inserted = await self.store.insert_executions([t.execution for _, t in prepared])
         started = [t for (_, t), new in zip(prepared, inserted, strict=True) if new]
         EXECUTIONS_STARTED.inc(len(started))

@@ -213,9 +213,9 @@ class _Run:
     def check_wait(self, index: int, context: dict[str, object] | None = None) -> None:
         """End a running wait whose `until` holds now."""
         record = self.steps[index]
-        spec = self.specs[record.name]
-        assert spec.wait is not None
-        if spec.wait.until is None:
+        spec = self.specs.get(record.name)
+        # The workflow may have changed under a running wait: no `until` then, only its end.
+        if spec is None or spec.wait is None or spec.wait.until is None:
             return
         context = context or execution_context(self.snapshot(), self.workflow)
         try:
@@ -311,7 +311,14 @@ class _Run:
 
 
 def _unchanged(execution: Execution, workflow: Workflow) -> Transition:
-    return Transition(execution=execution, changed=False, dispatch=dispatches(execution, workflow))
+    """Nothing new: but re-publish what the document implies (same message ids, so
+    deduplicated), in case a crash or a failed publish came between save and publish."""
+    return Transition(
+        execution=execution,
+        changed=False,
+        dispatch=dispatches(execution, workflow),
+        events=[] if execution.state == "pending" else [_event(execution, execution.updated_at)],
+    )
 
 
 def advance(execution: Execution, workflow: Workflow, *, now: datetime) -> Transition:

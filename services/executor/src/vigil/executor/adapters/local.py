@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vigil.common.errors import PermanentError
 
 CHUNK = 64 * 1024
+PIPE_GRACE_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,16 +30,21 @@ class ProcessOutcome:
     timed_out: bool
 
 
-async def _read_bounded(stream: asyncio.StreamReader, limit: int) -> tuple[bytes, bool]:
-    kept = bytearray()
-    truncated = False
+@dataclass(slots=True)
+class _Kept:
+    """What a reader kept so far, so that a reader cut short still leaves its output."""
+
+    data: bytearray = field(default_factory=bytearray)
+    truncated: bool = False
+
+
+async def _read_bounded(stream: asyncio.StreamReader, limit: int, kept: _Kept) -> None:
     while chunk := await stream.read(CHUNK):
-        room = limit - len(kept)
+        room = limit - len(kept.data)
         if room > 0:
-            kept += chunk[:room]
+            kept.data += chunk[:room]
         if len(chunk) > room:
-            truncated = True
-    return bytes(kept), truncated
+            kept.truncated = True
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:
@@ -56,6 +62,11 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(limit=CHUNK, loop=loop)
         self.exited: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.transport = transport
 
     def process_exited(self) -> None:
         super().process_exited()
@@ -101,8 +112,10 @@ async def run_process(
         raise PermanentError(msg) from exc
     assert process.stdout is not None
     assert process.stderr is not None
+    out, err = _Kept(), _Kept()
     readers = asyncio.gather(
-        _read_bounded(process.stdout, output_limit), _read_bounded(process.stderr, output_limit)
+        _read_bounded(process.stdout, output_limit, out),
+        _read_bounded(process.stderr, output_limit, err),
     )
     timed_out = False
     try:
@@ -113,18 +126,26 @@ async def run_process(
     except asyncio.CancelledError:
         _kill_group(process)
         readers.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ProcessLookupError):
-            await process.wait()
         raise
     finally:
         # Grandchildren die with the step; their pipes close, so the readers finish.
         _kill_group(process)
-    (stdout, out_cut), (stderr, err_cut) = await readers
-    await process.wait()
+    # A descendant that left the group (setsid) may still hold the pipes: bounded wait.
+    _, pending = await asyncio.wait({readers}, timeout=PIPE_GRACE_SECONDS)
+    if pending:
+        readers.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await readers
+        if protocol.transport is not None:
+            protocol.transport.close()  # let go of the pipes the escaped process holds
+        out.truncated = err.truncated = True
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(PIPE_GRACE_SECONDS):
+            await asyncio.shield(protocol.exited)
     return ProcessOutcome(
         exit_code=None if timed_out else process.returncode,
-        stdout=stdout.decode(errors="replace"),
-        stderr=stderr.decode(errors="replace"),
-        truncated=out_cut or err_cut,
+        stdout=bytes(out.data).decode(errors="replace"),
+        stderr=bytes(err.data).decode(errors="replace"),
+        truncated=out.truncated or err.truncated,
         timed_out=timed_out,
     )
