@@ -16,7 +16,7 @@ from prometheus_client import Counter
 from vigil.common import subjects
 from vigil.common.adapters.jetstream import JetStreamBus, Outgoing
 from vigil.common.documents import Execution
-from vigil.common.errors import Conflict
+from vigil.common.errors import Conflict, TransientError
 from vigil.common.messages import StepCancelled
 from vigil.common.store import Store
 from vigil.engine.domain.machine import Transition
@@ -28,6 +28,15 @@ EXECUTIONS_FINISHED = Counter(
     "vigil_executions_finished_total", "Executions that reached a final state.", ["state"]
 )
 CAS_ATTEMPTS = 8
+
+
+class NotPublished(TransientError):
+    """Saved, but what the transition asks for was not published. A message handler lets
+    its message be redelivered (which re-publishes); the timer loop must arrange it."""
+
+    def __init__(self, saved: Execution, reason: str) -> None:
+        super().__init__(f"execution {saved.id} saved but not published: {reason}")
+        self.saved = saved
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,15 +62,18 @@ class Progress:
                     raise
                 current = reloaded
                 continue
-            await self.publish(
-                Transition(
-                    execution=saved,
-                    changed=True,
-                    dispatch=transition.dispatch,
-                    events=transition.events,
-                    cancellations=transition.cancellations,
+            try:
+                await self.publish(
+                    Transition(
+                        execution=saved,
+                        changed=True,
+                        dispatch=transition.dispatch,
+                        events=transition.events,
+                        cancellations=transition.cancellations,
+                    )
                 )
-            )
+            except TransientError as exc:
+                raise NotPublished(saved, str(exc)) from exc
             return saved
         msg = f"execution {current.id}: compare-and-set lost {CAS_ATTEMPTS} times"
         raise Conflict(msg)

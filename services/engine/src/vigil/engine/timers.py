@@ -16,12 +16,15 @@ from functools import partial
 import structlog
 
 from vigil.common.definitions import DefinitionsView
+from vigil.common.documents import Execution
 from vigil.common.errors import TransientError, VigilError
 from vigil.common.store import Store
 from vigil.engine.domain.machine import abandon, on_timer
-from vigil.engine.progress import Progress
+from vigil.engine.progress import NotPublished, Progress
 
 log = structlog.get_logger(__name__)
+
+RETRY_PUBLISH_AFTER = timedelta(seconds=2)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,9 +63,22 @@ class TimerLoop:
                 transform = partial(on_timer, workflow=workflow, now=self.clock())
             try:
                 await self.progress.apply(execution, transform)
+            except NotPublished as exc:
+                await self._retry_soon(exc.saved)
             except VigilError as exc:
                 log.warning("timer_failed", execution_id=execution.id, error=str(exc))
         return len(due)
+
+    async def _retry_soon(self, saved: Execution) -> None:
+        """Wake the execution again shortly: the next tick re-publishes its requests (the
+        unchanged transition carries them) and restores its real `wake_at`."""
+        soon = saved.model_copy(
+            update={"wake_at": self.clock() + RETRY_PUBLISH_AFTER, "version": saved.version + 1}
+        )
+        try:
+            await self.store.update_execution(soon, expected_version=saved.version)
+        except VigilError as exc:  # moved on (its own result came) or the store is down
+            log.warning("timer_republish_not_scheduled", execution_id=saved.id, error=str(exc))
 
 
 async def purge_expired(store: Store, *, every: float, clock: Callable[[], datetime]) -> None:

@@ -24,6 +24,7 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DiscardPolicy,
+    PubAck,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -203,18 +204,22 @@ class JetStreamBus:
         success, and re-sending is safe because every item carries its `Nats-Msg-Id`.
         """
         trace_headers = inject_headers({})  # the same span for the whole batch
+        futures: list[asyncio.Future[PubAck]] = []
         try:
-            futures = [
-                await self._js.publish_async(
-                    item.subject,
-                    item.message.model_dump_json(by_alias=True).encode(),
-                    headers=self._headers(item.message, item.msg_id, trace_headers),
+            for item in items:
+                futures.append(
+                    await self._js.publish_async(
+                        item.subject,
+                        item.message.model_dump_json(by_alias=True).encode(),
+                        headers=self._headers(item.message, item.msg_id, trace_headers),
+                        wait_stall=PUBLISH_TIMEOUT_SECONDS,
+                    )
                 )
-                for item in items
-            ]
             async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
                 acks = await asyncio.gather(*futures)
         except NATS_ERRORS as exc:
+            for future in futures:
+                future.cancel()  # frees nats-py's slot for an ack that may never come
             msg = f"publish of {len(items)} message(s) was not acknowledged: {exc!r}"
             raise TransientError(msg) from exc
         return sum(1 for ack in acks if not ack.duplicate)
