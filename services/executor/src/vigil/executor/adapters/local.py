@@ -126,6 +126,8 @@ async def run_process(
     except asyncio.CancelledError:
         _kill_group(process)
         readers.cancel()
+        if protocol.transport is not None:
+            protocol.transport.close()  # the pipes and the child's handle, now
         raise
     finally:
         # Grandchildren die with the step; their pipes close, so the readers finish.
