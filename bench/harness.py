@@ -22,7 +22,6 @@ import httpx
 from tests.support.platform import Platform
 
 SECTION = "## Embedded platform"
-DOCUMENT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 HOOK = "/hooks/bench/am"
 PROCESSES = ("ingest", "engine", "executor", "sink", "controller", "nats", "up")
 MB = 1024 * 1024

@@ -40,10 +40,10 @@ from typing import Any
 
 import httpx
 
+from bench.document import DOCUMENT, write_section
 from bench.harness import (
     DEFINITIONS,
     DISTURBED_SHARE,
-    DOCUMENT,
     HOOK,
     POLL_SECONDS,
     PROCESSES,
@@ -496,19 +496,6 @@ def section_body(report: Report, resources: Resources, *, quick: bool, wall: flo
     )
 
 
-def write_section(body: str) -> None:
-    """Replace (or append) this benchmark's section of docs/benchmarks.md, keeping others."""
-    text = DOCUMENT.read_text() if DOCUMENT.exists() else "# Benchmarks\n"
-    section = f"{SECTION}\n\n{body}\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCUMENT.parent.mkdir(parents=True, exist_ok=True)
-    DOCUMENT.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="Vigil platform benchmark (DESIGN §9).")
     parser.add_argument("--quick", action="store_true", help="phases ~5x shorter (smoke run)")
@@ -549,7 +536,7 @@ def main() -> None:
     if resources is None:
         print(f"FAILED ({failure}); {DOCUMENT} is left as it was")
         sys.exit(1)
-    write_section(section_body(report, resources, quick=options.quick, wall=wall))
+    write_section(SECTION, section_body(report, resources, quick=options.quick, wall=wall))
     print(f"written to {DOCUMENT}")
 
 

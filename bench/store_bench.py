@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import platform
-import re
 import tempfile
 import time
 import uuid
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.document import DOCUMENT, write_section
 from tests.support.mongo import drop_database, running_mongoeco, with_database
 from vigil.common.documents import Execution, ExecutionFilter, StepRecord
 from vigil.common.messages import Alert, AlertReceived
@@ -34,7 +34,6 @@ CLAIM_BATCH = 100
 CONCURRENT_TASKS = 8
 ALERT_FINGERPRINTS = 200  # 2000 occurrences of 200 alerts: first sightings and repeats
 SECTION = "## Store operations per second"
-DOCUMENT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,18 +196,6 @@ def table(columns: dict[str, list[Measurement]]) -> str:
     return "\n".join(lines)
 
 
-def write_section(body: str) -> None:
-    text = DOCUMENT.read_text() if DOCUMENT.exists() else "# Benchmarks\n"
-    section = f"{SECTION}\n\n{body}\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCUMENT.parent.mkdir(parents=True, exist_ok=True)
-    DOCUMENT.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="Store operations per second.")
     parser.add_argument("--n", type=int, default=N, help="operations of each kind")
@@ -233,7 +220,7 @@ def main() -> None:
             rendered,
         ]
     )
-    write_section(body)
+    write_section(SECTION, body)
     print(f"\nwritten to {DOCUMENT}")
 
 
