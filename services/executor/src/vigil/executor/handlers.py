@@ -11,6 +11,7 @@ late duplicate a no-op.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ log = structlog.get_logger(__name__)
 STEP_DURATION = Histogram(
     "vigil_step_duration_seconds", "Duration of a step attempt.", ["kind", "outcome"]
 )
+CANCELLED_MEMORY_SECONDS = 600.0
 STEPS_RUN = Counter("vigil_steps_run_total", "Step attempts run.", ["kind", "outcome"])
 
 
@@ -43,9 +45,17 @@ class ExecutorHandlers:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # Attempts running here, so a cancellation notice can stop them.
     running: dict[tuple[str, str, int], asyncio.Task[ProcessOutcome]] = field(default_factory=dict)
+    # Attempts cancelled lately (monotonic time of the notice): a request for one that was
+    # still queued when its notice came is settled without running it.
+    cancelled: dict[tuple[str, str, int], float] = field(default_factory=dict)
 
     async def on_cancel(self, notice: StepCancelled) -> None:
-        task = self.running.get((notice.execution_id, notice.step, notice.attempt))
+        attempt = (notice.execution_id, notice.step, notice.attempt)
+        now = time.monotonic()
+        self.cancelled[attempt] = now
+        for old in [a for a, at in self.cancelled.items() if now - at > CANCELLED_MEMORY_SECONDS]:
+            del self.cancelled[old]
+        task = self.running.get(attempt)
         if task is not None and not task.done():
             log.info(
                 "step_cancel_received",
@@ -62,8 +72,23 @@ class ExecutorHandlers:
         if request.cli is None:
             raise InvalidInput("cli step request without a `cli` body")
         started = self.clock()
-        log.info("step_started", argv0=request.cli.argv[0], delivery=delivery.delivery)
         attempt = (request.execution_id, request.step, request.attempt)
+        if attempt in self.cancelled:
+            log.info("step_skipped_cancelled")
+            await self._publish(
+                StepResult(
+                    execution_id=request.execution_id,
+                    step=request.step,
+                    attempt=request.attempt,
+                    outcome="cancelled",
+                    error="cancelled before it started",
+                    started_at=started,
+                    finished_at=self.clock(),
+                ),
+                request,
+            )
+            return
+        log.info("step_started", argv0=request.cli.argv[0], delivery=delivery.delivery)
         task = asyncio.create_task(
             run_process(
                 request.cli.argv,
@@ -125,10 +150,13 @@ class ExecutorHandlers:
         seconds = (result.finished_at - result.started_at).total_seconds()
         STEP_DURATION.labels(kind="cli", outcome=result.outcome).observe(seconds)
         STEPS_RUN.labels(kind="cli", outcome=result.outcome).inc()
+        await self._publish(result, request)
+        log.info("step_finished", outcome=result.outcome, seconds=round(seconds, 3))
+
+    async def _publish(self, result: StepResult, request: StepRequest) -> None:
         await self.bus.publish(
             subjects.results(), result, msg_id=f"{request.idempotency_key}/result"
         )
-        log.info("step_finished", outcome=result.outcome, seconds=round(seconds, 3))
 
     async def _bounded_output(self, request: StepRequest, outcome: ProcessOutcome) -> Output:
         """The step output, at most `output_limit` per stream; the rest goes to an artifact."""
