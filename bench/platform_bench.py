@@ -232,7 +232,7 @@ async def first_steps_started(
     while True:
         started = {}
         for execution in await executions(bench.api, workflow="three", phase="latency"):
-            at = epoch(execution["steps"][0]["started_at"])
+            at = epoch(execution["steps"][0]["startedAt"])
             if at is not None:
                 started[execution["alert"]["labels"]["seq"]] = at
         if expected <= started.keys() or time.monotonic() > deadline:
@@ -296,7 +296,7 @@ async def executions_completed(bench: Bench) -> None:
     finished = await executions(bench.api, workflow="three", phase="burst")
     succeeded = [e for e in finished if e["state"] == "succeeded"]
     states = Counter(e["state"] for e in finished)
-    last = max((epoch(e["finished_at"]) or 0.0 for e in succeeded), default=first_post)
+    last = max((epoch(e["finishedAt"]) or 0.0 for e in succeeded), default=first_post)
     seconds = last - first_post
     rate = len(succeeded) / seconds if seconds > 0 else 0.0
     bench.report.add(

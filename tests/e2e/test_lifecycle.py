@@ -241,7 +241,7 @@ def test_forbid_starts_no_second_execution_for_the_same_key(platform: Platform) 
     while len(of_workflow(platform, "exclusive")) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.0)  # give a wrongly started second "db" execution time to appear
-    keys = sorted(e["concurrency_key"] for e in of_workflow(platform, "exclusive"))
+    keys = sorted(e["concurrencyKey"] for e in of_workflow(platform, "exclusive"))
     assert keys == ["db", "web"]
     assert first["id"] in {e["id"] for e in of_workflow(platform, "exclusive")}
 
@@ -272,7 +272,7 @@ def test_cooldown_starts_nothing_for_the_same_key_too_soon(platform: Platform) -
     while len(of_workflow(platform, "calm")) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.0)  # give a wrongly started "db" execution time to appear
-    keys = sorted(e["concurrency_key"] for e in of_workflow(platform, "calm"))
+    keys = sorted(e["concurrencyKey"] for e in of_workflow(platform, "calm"))
     assert keys == ["db", "web"]
     assert first["id"] in {e["id"] for e in of_workflow(platform, "calm")}
 

@@ -38,7 +38,8 @@ from tests.support.bus import (
     until_stream_empty,
 )
 from vigil.common import subjects
-from vigil.common.adapters.jetstream import Delivery, JetStreamBus, Outgoing
+from vigil.common.adapters.jetstream import JetStreamBus
+from vigil.common.bus import Delivery, Outgoing
 from vigil.common.errors import PermanentError, TransientError
 from vigil.common.messages import DeadLetter
 from vigil.common.streams import DAY, stream_specs

@@ -31,9 +31,9 @@ from vigil.common import subjects
 from vigil.common.adapters.jetstream import (
     CONNECT_TIMEOUT_SECONDS,
     FETCH_TIMEOUT_SECONDS,
-    Delivery,
     JetStreamBus,
 )
+from vigil.common.bus import Delivery
 from vigil.common.errors import TransientError
 from vigil.common.messages import DeadLetter
 from vigil.common.streams import stream_specs

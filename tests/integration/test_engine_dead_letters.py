@@ -5,19 +5,20 @@ step (and the execution) with that reason instead of leaving it running."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.support.bus import consuming, eventually
-from vigil.common import subjects
-from vigil.common.adapters.jetstream import Delivery, JetStreamBus
+from vigil.common import streams, subjects
+from vigil.common.adapters.jetstream import JetStreamBus
+from vigil.common.bus import Delivery
 from vigil.common.documents import Execution, ExecutionFilter
 from vigil.common.errors import TransientError
 from vigil.common.messages import Alert, AlertReceived, StepRequest
 from vigil.common.store import open_store
-from vigil.common.streams import ConsumerSpec
 from vigil.common.validation import RawDocument, load_yaml_documents, validate_documents
 from vigil.controller.publishing import publish_report
 from vigil.engine.app import run
@@ -59,12 +60,7 @@ async def test_a_dead_lettered_step_fails_its_execution_with_the_reason(
         attempts.append(delivery.delivery)
         raise TransientError("no runner available", retry_after=0.05)
 
-    worker = ConsumerSpec(
-        stream=subjects.STEPS_STREAM,
-        durable="executor-cli",
-        filter_subject=subjects.steps("cli"),
-        max_deliver=2,
-    )
+    worker = replace(streams.EXECUTOR_CLI, max_deliver=2)
     store = await open_store(store_url)
     try:
         async with consuming(bus, worker, StepRequest, broken_executor):

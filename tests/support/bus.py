@@ -15,7 +15,8 @@ import pytest
 from nats.js import JetStreamContext
 
 from vigil.common import subjects
-from vigil.common.adapters.jetstream import Delivery, Handler, JetStreamBus
+from vigil.common.adapters.jetstream import JetStreamBus
+from vigil.common.bus import Delivery, Handler
 from vigil.common.messages import Contract
 from vigil.common.streams import ConsumerSpec
 

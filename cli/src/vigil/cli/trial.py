@@ -4,7 +4,9 @@ The engine's own state machine drives the run (same matching, templating, CEL an
 order as production), on a virtual clock so that waits and retry backoff take no time.
 `cli` steps run for real through the executor's local runner unless `--dry-run`, in which
 case their rendered argv is shown and their output is empty, or read from
-`--step-output NAME=FILE`. Notifications are rendered and shown, never sent.
+`--step-output NAME=FILE` (`DryRunRunner`). Either way the executor's own mapping turns
+what the runner reports into the step's result. Notifications are rendered and shown,
+never sent.
 """
 
 from __future__ import annotations
@@ -22,13 +24,11 @@ from pydantic import ValidationError
 from vigil.common.alertmanager import WebhookAlert, WebhookPayload
 from vigil.common.definitions import DefinitionsView
 from vigil.common.documents import Execution
-from vigil.common.errors import InvalidInput, PermanentError
+from vigil.common.errors import InvalidInput
 from vigil.common.messages import (
     Alert,
     AlertReceived,
     Group,
-    Output,
-    StepOutcome,
     StepRequest,
     StepResult,
 )
@@ -36,7 +36,9 @@ from vigil.common.resources import Workflow
 from vigil.common.validation import format_validation_error, read_documents, validate_documents
 from vigil.engine.domain.machine import advance, apply_result, new_execution, on_timer
 from vigil.engine.domain.matching import match, trigger_key
-from vigil.executor.adapters.local import run_process
+from vigil.executor.adapters.local import LocalProcessRunner
+from vigil.executor.domain.results import ProcessOutcome, step_result
+from vigil.executor.runners import StepRunner
 
 OUTPUT_LIMIT = 64 * 1024
 MAX_TRANSITIONS = 1000
@@ -92,10 +94,27 @@ def load_workflow(definitions: Path, reference: str) -> Workflow:
     return workflow
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DryRunRunner:
+    """A `StepRunner` that runs nothing: stdout from `--step-output NAME=FILE`, or empty."""
+
+    step_outputs: dict[str, Path]
+
+    async def run(self, request: StepRequest, cancel: asyncio.Event) -> ProcessOutcome:
+        given = self.step_outputs.get(request.step)
+        stdout = given.read_text(encoding="utf-8") if given else ""
+        return ProcessOutcome(exit_code=0, stdout=stdout)
+
+
 class Trial:
     def __init__(self, options: TrialOptions, out: TextIO) -> None:
         self.options = options
         self.out = out
+        self.runner: StepRunner = (
+            DryRunRunner(step_outputs=options.step_outputs)
+            if options.dry_run
+            else LocalProcessRunner(output_limit=OUTPUT_LIMIT)
+        )
 
     def say(self, text: str = "") -> None:
         self.out.write(text + "\n")
@@ -154,60 +173,34 @@ class Trial:
 
     async def perform(self, request: StepRequest, now: datetime) -> StepResult:
         later = now + timedelta(milliseconds=1)
-        outcome: StepOutcome = "succeeded"
-        error: str | None = None
-        output: Output
         if request.notify is not None:
             notify = request.notify
             self.say(f"  notify {request.step} -> {', '.join(notify.sinks)} (not sent)")
             self.say(f"    title:   {notify.title}")
             for line in notify.message.splitlines() or [""]:
                 self.say(f"    message: {line}")
-            output = {
-                "deliveries": [
-                    {"sink": sink, "status": "not sent (vigil test)", "id": None}
-                    for sink in notify.sinks
-                ]
-            }
-        else:
-            assert request.cli is not None
-            argv = request.cli.argv
-            self.say(f"  cli {request.step} (attempt {request.attempt}): {json.dumps(argv)}")
-            if self.options.dry_run:
-                given = self.options.step_outputs.get(request.step)
-                stdout = given.read_text(encoding="utf-8") if given else ""
-                output = {"exitCode": 0, "stdout": stdout, "stderr": "", "truncated": False}
-            else:
-                try:
-                    ran = await run_process(
-                        argv,
-                        env={**request.cli.env, "VIGIL_IDEMPOTENCY_KEY": request.idempotency_key},
-                        timeout=request.cli.timeout_seconds,
-                        output_limit=OUTPUT_LIMIT,
-                    )
-                except PermanentError as exc:
-                    outcome, error, output = "failed", str(exc), {}
-                else:
-                    output = {
-                        "exitCode": ran.exit_code,
-                        "stdout": ran.stdout,
-                        "stderr": ran.stderr,
-                        "truncated": ran.truncated,
-                    }
-                    if ran.timed_out:
-                        outcome, error = "timed_out", "timed out"
-                    elif ran.exit_code != 0:
-                        outcome, error = "failed", f"exited with code {ran.exit_code}"
-        return StepResult(
-            execution_id=request.execution_id,
-            step=request.step,
-            attempt=request.attempt,
-            outcome=outcome,
-            output=output,
-            error=error,
-            started_at=now,
-            finished_at=later,
+            return StepResult(
+                execution_id=request.execution_id,
+                step=request.step,
+                attempt=request.attempt,
+                outcome="succeeded",
+                output={
+                    "deliveries": [
+                        {"sink": sink, "status": "not sent (vigil test)", "id": None}
+                        for sink in notify.sinks
+                    ]
+                },
+                started_at=now,
+                finished_at=later,
+            )
+        assert request.cli is not None
+        argv = request.cli.argv
+        self.say(f"  cli {request.step} (attempt {request.attempt}): {json.dumps(argv)}")
+        outcome = await self.runner.run(request, asyncio.Event())
+        settled = step_result(
+            request, outcome, started_at=now, finished_at=later, output_limit=OUTPUT_LIMIT
         )
+        return settled.result
 
     def report(self, execution: Execution) -> None:
         for step in execution.steps:

@@ -1,4 +1,5 @@
-"""`WebhookSender` against a real HTTP server on loopback that answers a scripted sequence.
+"""The webhook POST inside the sink's delivery loop (`with_retries`), against a real HTTP
+server on loopback that answers a scripted sequence.
 
 The receiver records every request it gets (headers as sent, raw body), so each test checks
 what a webhook owner would see: how many requests came, with which idempotency key, headers
@@ -23,9 +24,11 @@ import pytest
 from pydantic import JsonValue
 
 from tests.support.nats import free_port
+from vigil.common.clock import SYSTEM_CLOCK
 from vigil.common.errors import PermanentError, TransientError
 from vigil.common.resources import Sink
-from vigil.sink.adapters.webhook import WebhookSender
+from vigil.sink.adapters.webhook import post_json
+from vigil.sink.delivering import with_retries
 
 KEY = "01JEXECUTION/report/1/team-webhook"
 BODY: dict[str, JsonValue] = {"title": "disk full", "attempt": 1}
@@ -155,12 +158,18 @@ async def send(
     headers: dict[str, str] | None = None,
     timeout: float = TIMEOUT,
 ) -> int:
-    return await WebhookSender(client, attempts=attempts, backoff=backoff).send(
-        url,
-        BODY if body is None else body,
-        idempotency_key=KEY,
-        headers=headers or {},
-        timeout=timeout,
+    return await with_retries(
+        lambda: post_json(
+            client,
+            url,
+            BODY if body is None else body,
+            idempotency_key=KEY,
+            headers=headers or {},
+            timeout=timeout,
+        ),
+        attempts=attempts,
+        backoff=backoff,
+        clock=SYSTEM_CLOCK,
     )
 
 

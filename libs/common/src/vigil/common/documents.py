@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from vigil.common.alertmanager import AlertStatus
 from vigil.common.messages import Alert, ExecutionState, Group, Output
@@ -28,7 +29,15 @@ OUTPUT_LIMIT_BYTES = 64 * 1024
 
 
 class Document(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """Stored under its field names; shown by the API in camelCase (`by_alias=True`)."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
 
 
 class StepRecord(Document):

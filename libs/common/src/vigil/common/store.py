@@ -1,8 +1,10 @@
 """The store port: what services need from the document store, nothing more.
 
-Two adapters implement it with the same semantics, proven by one contract suite
-(`tests/contract/test_store_contract.py`): SQLite (`vigil.common.adapters.sqlite`, embedded)
-and MongoDB (`vigil.common.adapters.mongo`, production).
+It is split by consumer (`AlertStore`, `ExecutionStore`, `ArtifactStore`, `DeliveryStore`)
+so that a handler names only what it uses; `Store` is all of them. Two adapters implement
+it with the same semantics, proven by one contract suite (`tests/contract/`): SQLite
+(`vigil.common.adapters.sqlite`, embedded) and MongoDB (`vigil.common.adapters.mongo`,
+production).
 
 - A unique trigger key: a second insert of the same key returns False, never raises.
 - Compare-and-set on `Execution.version`: a lost race raises `Conflict`.
@@ -53,13 +55,17 @@ class Retention:
     deliveries: timedelta = 30 * DAY
 
 
-class Store(Protocol):
-    async def ping(self) -> None:
-        """Raise TransientError unless the store answers."""
+def with_expiry(execution: Execution, retention: Retention) -> Execution:
+    """The execution as stored: finished, it expires after the retention and releases its
+    concurrency key; unfinished, it never expires."""
+    if execution.finished and execution.finished_at is not None:
+        expire_at = execution.finished_at + retention.executions
+        return execution.model_copy(update={"expire_at": expire_at, "exclusive_key": None})
+    return execution.model_copy(update={"expire_at": None})
 
-    async def close(self) -> None: ...
 
-    # --- alerts ------------------------------------------------------------------------
+class AlertStore(Protocol):
+    """Alert history: written by the engine, read by the API."""
 
     async def record_alert(self, received: AlertReceived) -> AlertRecord:
         """Upsert the history of (namespace, source, fingerprint) with this occurrence.
@@ -78,7 +84,9 @@ class Store(Protocol):
     ) -> AlertPage:
         """Alerts, most recently seen first."""
 
-    # --- executions ----------------------------------------------------------------------
+
+class ExecutionStore(Protocol):
+    """Executions: the engine is their single writer; the API reads them."""
 
     async def insert_execution(self, execution: Execution) -> bool:
         """Insert; return False (and change nothing) if the trigger key already exists."""
@@ -118,12 +126,18 @@ class Store(Protocol):
     ) -> list[Execution]:
         """Lease up to `limit` unfinished executions with `wake_at <= now` to `owner`."""
 
-    # --- artifacts and deliveries --------------------------------------------------------
+
+class ArtifactStore(Protocol):
+    """Large step outputs: written by the executor, read by the API."""
 
     async def put_artifact(self, artifact: Artifact) -> None:
         """Store (or replace, same id) an artifact."""
 
     async def get_artifact(self, artifact_id: str) -> Artifact | None: ...
+
+
+class DeliveryStore(Protocol):
+    """Delivery attempts: written by the sink, read by the API."""
 
     async def record_delivery(self, delivery: DeliveryRecord) -> None:
         """Store (or replace, same id) one delivery attempt."""
@@ -133,7 +147,14 @@ class Store(Protocol):
     ) -> list[DeliveryRecord]:
         """Delivery attempts, oldest first, by execution or by idempotency key."""
 
-    # --- retention -----------------------------------------------------------------------
+
+class Store(AlertStore, ExecutionStore, ArtifactStore, DeliveryStore, Protocol):
+    """The whole store, as an adapter implements it and a composition root holds it."""
+
+    async def ping(self) -> None:
+        """Raise TransientError unless the store answers."""
+
+    async def close(self) -> None: ...
 
     async def purge(self, now: datetime) -> int:
         """Delete every document whose `expire_at` has passed; return how many."""

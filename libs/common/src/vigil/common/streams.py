@@ -1,6 +1,8 @@
 """The JetStream layout of DESIGN §3 as data: streams and the durable consumers on them.
 
 Provisioned idempotently at start-up by whoever needs them (`JetStreamBus.ensure_streams`).
+Every durable consumer is declared here once; a service tunes its limits from its settings
+with `dataclasses.replace`, and the stats endpoint reports the lag of `MONITORED`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,51 @@ class ConsumerSpec:
     max_deliver: int = 5
     max_in_flight: int = 64
     batch: int = 64
+
+
+ENGINE_ALERTS = ConsumerSpec(
+    stream=subjects.ALERTS_STREAM, durable="engine", filter_subject=subjects.all_alerts()
+)
+ENGINE_RESULTS = ConsumerSpec(
+    stream=subjects.RESULTS_STREAM, durable="engine", filter_subject=subjects.results()
+)
+ENGINE_CANCEL = ConsumerSpec(
+    stream=subjects.CONTROL_STREAM,
+    durable="engine-cancel",
+    filter_subject=subjects.control("cancel"),
+    max_in_flight=8,
+)
+ENGINE_RUN = ConsumerSpec(
+    stream=subjects.CONTROL_STREAM,
+    durable="engine-run",
+    filter_subject=subjects.control("run"),
+    max_in_flight=8,
+)
+# Step requests nobody could run: the engine fails their step with the reason.
+ENGINE_DEAD_STEPS = ConsumerSpec(
+    stream=subjects.DLQ_STREAM,
+    durable="engine-steps",
+    filter_subject=subjects.dlq(subjects.STEPS_STREAM, "*"),
+    max_in_flight=8,
+)
+SINK_NOTIFY = ConsumerSpec(
+    stream=subjects.STEPS_STREAM, durable="sink-notify", filter_subject=subjects.steps("notify")
+)
+
+
+def executor_steps(kind: str) -> ConsumerSpec:
+    """The executor's consumer of one step kind (one per registered runner)."""
+    return ConsumerSpec(
+        stream=subjects.STEPS_STREAM,
+        durable=f"executor-{kind}",
+        filter_subject=subjects.steps(kind),
+    )
+
+
+EXECUTOR_CLI = executor_steps("cli")
+
+# The consumers whose lag `/api/v1/stats` reports.
+MONITORED = (ENGINE_ALERTS, ENGINE_RESULTS, EXECUTOR_CLI, SINK_NOTIFY)
 
 
 def stream_specs(*, alerts_max_age_days: float = 7.0) -> tuple[StreamSpec, ...]:

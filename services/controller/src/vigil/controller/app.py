@@ -7,12 +7,10 @@ import asyncio
 import structlog
 import watchfiles
 
-from vigil.common.adapters.jetstream import JetStreamBus
+from vigil.common.adapters.service import connected_bus, ops_server, readiness_checks
 from vigil.common.definitions import ConfigBucket
 from vigil.common.errors import TransientError
-from vigil.common.ops import HttpServer, ops_app
 from vigil.common.runtime import run_tasks
-from vigil.common.streams import stream_specs
 from vigil.common.validation import read_documents, validate_documents
 from vigil.controller.publishing import publish_report
 from vigil.controller.settings import ControllerSettings
@@ -36,21 +34,15 @@ async def reconcile(settings: ControllerSettings, bucket: ConfigBucket) -> None:
 
 
 async def run(settings: ControllerSettings, stop: asyncio.Event) -> None:
-    bus = await JetStreamBus.connect(settings.nats_url, name="vigil-controller")
-    try:
-        await bus.ensure_streams(stream_specs(alerts_max_age_days=settings.stream_max_age_days))
+    async with connected_bus(settings, service="controller") as bus:
         bucket = await bus.config_bucket()
         published = asyncio.Event()
 
-        async def ready() -> None:
-            if not bus.connected:
-                raise TransientError("not connected to NATS")
+        async def definitions_published() -> None:
             if not published.is_set():
                 raise TransientError("definitions not published yet")
 
-        ops = HttpServer(
-            ops_app({"controller": ready}), host=settings.ops_host, port=settings.ops_port
-        )
+        checks = {**readiness_checks(bus=bus), "definitions": definitions_published}
         log.info("controller_starting", definitions=str(settings.definitions))
 
         async def watch() -> None:
@@ -74,6 +66,4 @@ async def run(settings: ControllerSettings, stop: asyncio.Event) -> None:
                 watching = True
                 await reconcile(settings, bucket)
 
-        await run_tasks(stop, ops.serve(), watch())
-    finally:
-        await bus.close()
+        await run_tasks(stop, ops_server(settings, checks).serve(), watch())

@@ -5,14 +5,20 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from datetime import UTC, datetime
+from dataclasses import replace
 
 import structlog
 
-from vigil.common import subjects
+from vigil.common import streams
 from vigil.common.adapters.jetstream import JetStreamBus
+from vigil.common.adapters.service import (
+    connected_bus,
+    opened_store,
+    ops_server,
+    readiness_checks,
+)
+from vigil.common.clock import SYSTEM_CLOCK
 from vigil.common.definitions import DefinitionsView
-from vigil.common.errors import TransientError
 from vigil.common.messages import (
     AlertReceived,
     CancelRequested,
@@ -20,133 +26,105 @@ from vigil.common.messages import (
     RunRequested,
     StepResult,
 )
-from vigil.common.ops import HttpServer, ops_app
 from vigil.common.runtime import run_tasks
-from vigil.common.store import open_store
-from vigil.common.streams import ConsumerSpec, stream_specs
-from vigil.engine.handlers import EngineHandlers
+from vigil.engine.admission import Admission
+from vigil.engine.commands import Commands
 from vigil.engine.progress import Progress
+from vigil.engine.results import Results
 from vigil.engine.settings import EngineSettings
 from vigil.engine.timers import TimerLoop, purge_expired
 
 log = structlog.get_logger(__name__)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 async def run(settings: EngineSettings, stop: asyncio.Event) -> None:
-    store = await open_store(settings.store_url, retention=settings.retention())
-    bus = await JetStreamBus.connect(settings.nats_url, name="vigil-engine")
-    try:
-        await bus.ensure_streams(stream_specs(alerts_max_age_days=settings.stream_max_age_days))
+    async with opened_store(settings) as store, connected_bus(settings, service="engine") as bus:
         definitions = DefinitionsView()
         progress = Progress(store=store, bus=bus)
-        handlers = EngineHandlers(
-            store=store, progress=progress, definitions=definitions, clock=_now
-        )
+        admission = Admission(store=store, progress=progress, definitions=definitions)
+        results = Results(store=store, progress=progress, definitions=definitions)
+        commands = Commands(store=store, progress=progress, definitions=definitions)
         timers = TimerLoop(
             store=store,
             progress=progress,
             definitions=definitions,
-            clock=_now,
+            clock=SYSTEM_CLOCK,
             owner=f"{socket.gethostname()}/{os.getpid()}",
             interval=settings.timer_interval_seconds,
         )
-
-        async def nats_ready() -> None:
-            if not bus.connected:
-                raise TransientError("not connected to NATS")
-
-        async def definitions_ready() -> None:
-            if not definitions.ready.is_set():
-                raise TransientError("definitions not loaded")
-
-        ops = HttpServer(
-            ops_app({"nats": nats_ready, "store": store.ping, "definitions": definitions_ready}),
-            host=settings.ops_host,
-            port=settings.ops_port,
-        )
         log.info("engine_starting")
-
-        def consumer(stream: str, durable: str, subject: str, in_flight: int) -> ConsumerSpec:
-            return ConsumerSpec(
-                stream=stream,
-                durable=durable,
-                filter_subject=subject,
-                max_deliver=settings.max_deliver,
-                max_in_flight=in_flight,
-            )
-
-        async def consume_when_ready() -> None:
-            await definitions.ready.wait()
-            async with asyncio.TaskGroup() as group:
-                group.create_task(
-                    bus.consume_batches(
-                        ConsumerSpec(
-                            stream=subjects.ALERTS_STREAM,
-                            durable="engine",
-                            filter_subject=subjects.all_alerts(),
-                            max_deliver=settings.max_deliver,
-                            max_in_flight=settings.alerts_in_flight,
-                            batch=settings.alerts_batch,
-                        ),
-                        AlertReceived,
-                        handlers.on_alerts,
-                    )
-                )
-                group.create_task(
-                    bus.consume_batches(
-                        ConsumerSpec(
-                            stream=subjects.RESULTS_STREAM,
-                            durable="engine",
-                            filter_subject=subjects.results(),
-                            max_deliver=settings.max_deliver,
-                            max_in_flight=settings.results_in_flight,
-                            batch=settings.results_batch,
-                        ),
-                        StepResult,
-                        handlers.on_results,
-                    )
-                )
-                group.create_task(
-                    bus.consume(
-                        consumer(
-                            subjects.CONTROL_STREAM, "engine-cancel", subjects.control("cancel"), 8
-                        ),
-                        CancelRequested,
-                        handlers.on_cancel,
-                    )
-                )
-                group.create_task(
-                    bus.consume(
-                        consumer(subjects.CONTROL_STREAM, "engine-run", subjects.control("run"), 8),
-                        RunRequested,
-                        handlers.on_run,
-                    )
-                )
-                group.create_task(
-                    bus.consume(
-                        consumer(
-                            subjects.DLQ_STREAM,
-                            "engine-steps",
-                            subjects.dlq(subjects.STEPS_STREAM, "*"),
-                            8,
-                        ),
-                        DeadLetter,
-                        handlers.on_dead_letter,
-                    )
-                )
-
         await run_tasks(
             stop,
-            ops.serve(),
+            ops_server(
+                settings, readiness_checks(bus=bus, store=store, definitions=definitions)
+            ).serve(),
             definitions.run(await bus.config_bucket()),
-            consume_when_ready(),
+            _consume_when_ready(
+                settings=settings,
+                bus=bus,
+                definitions=definitions,
+                admission=admission,
+                results=results,
+                commands=commands,
+            ),
             timers.run(),
-            purge_expired(store, every=settings.purge_interval_seconds, clock=_now),
+            purge_expired(store, every=settings.purge_interval_seconds, clock=SYSTEM_CLOCK),
         )
-    finally:
-        await bus.close()
-        await store.close()
+
+
+async def _consume_when_ready(
+    *,
+    settings: EngineSettings,
+    bus: JetStreamBus,
+    definitions: DefinitionsView,
+    admission: Admission,
+    results: Results,
+    commands: Commands,
+) -> None:
+    """The engine's consumers, started once the definitions are loaded."""
+    await definitions.ready.wait()
+    deliver = settings.max_deliver
+    async with asyncio.TaskGroup() as group:
+        group.create_task(
+            bus.consume_batches(
+                replace(
+                    streams.ENGINE_ALERTS,
+                    max_deliver=deliver,
+                    max_in_flight=settings.alerts_in_flight,
+                    batch=settings.alerts_batch,
+                ),
+                AlertReceived,
+                admission.on_alerts,
+            )
+        )
+        group.create_task(
+            bus.consume_batches(
+                replace(
+                    streams.ENGINE_RESULTS,
+                    max_deliver=deliver,
+                    max_in_flight=settings.results_in_flight,
+                    batch=settings.results_batch,
+                ),
+                StepResult,
+                results.on_results,
+            )
+        )
+        group.create_task(
+            bus.consume(
+                replace(streams.ENGINE_CANCEL, max_deliver=deliver),
+                CancelRequested,
+                commands.on_cancel,
+            )
+        )
+        group.create_task(
+            bus.consume(
+                replace(streams.ENGINE_RUN, max_deliver=deliver), RunRequested, commands.on_run
+            )
+        )
+        group.create_task(
+            bus.consume(
+                replace(streams.ENGINE_DEAD_STEPS, max_deliver=deliver),
+                DeadLetter,
+                results.on_dead_letter,
+            )
+        )

@@ -9,21 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 
 import structlog
 from prometheus_client import Counter
 
 from vigil.common import subjects
-from vigil.common.adapters.jetstream import JetStreamBus, Outgoing
+from vigil.common.bus import Outgoing, Publisher
+from vigil.common.definitions import DefinitionsView
 from vigil.common.documents import Execution
 from vigil.common.errors import Conflict, TransientError
 from vigil.common.messages import StepCancelled
-from vigil.common.store import Store
-from vigil.engine.domain.machine import Transition
+from vigil.common.resources import Workflow
+from vigil.common.store import ExecutionStore
+from vigil.engine.domain.machine import Transition, abandon
 from vigil.engine.domain.requests import request_id
 
 log = structlog.get_logger(__name__)
 
+EXECUTIONS_STARTED = Counter("vigil_executions_started_total", "Executions created.")
 EXECUTIONS_FINISHED = Counter(
     "vigil_executions_finished_total", "Executions that reached a final state.", ["state"]
 )
@@ -41,8 +46,8 @@ class NotPublished(TransientError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Progress:
-    store: Store
-    bus: JetStreamBus
+    store: ExecutionStore
+    bus: Publisher
 
     async def apply(
         self, current: Execution, transform: Callable[[Execution], Transition]
@@ -136,3 +141,21 @@ class Progress:
                 state=execution.state,
                 error=execution.error,
             )
+
+
+async def workflow_or_abandon(
+    progress: Progress, definitions: DefinitionsView, execution: Execution, *, now: datetime
+) -> Workflow | None:
+    """The execution's workflow; None (and the execution failed) if it was deleted.
+
+    Raises TransientError while the definitions are still loading.
+    """
+    workflow = definitions.workflow(execution.namespace, execution.workflow)
+    if workflow is not None:
+        return workflow
+    if not definitions.ready.is_set():
+        msg = f"workflow {execution.namespace}/{execution.workflow} is not loaded yet"
+        raise TransientError(msg, retry_after=2.0)
+    reason = f"workflow {execution.namespace}/{execution.workflow} no longer exists"
+    await progress.apply(execution, partial(abandon, reason=reason, now=now))
+    return None

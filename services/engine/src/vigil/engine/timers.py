@@ -7,18 +7,17 @@ picks up every timer that fell due while it was down.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 
 import structlog
 
+from vigil.common.clock import Clock
 from vigil.common.definitions import DefinitionsView
 from vigil.common.documents import Execution
 from vigil.common.errors import TransientError, VigilError
-from vigil.common.store import Store
+from vigil.common.store import ExecutionStore, Store
 from vigil.engine.domain.machine import abandon, on_timer
 from vigil.engine.progress import NotPublished, Progress
 
@@ -29,10 +28,10 @@ RETRY_PUBLISH_AFTER = timedelta(seconds=2)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TimerLoop:
-    store: Store
+    store: ExecutionStore
     progress: Progress
     definitions: DefinitionsView
-    clock: Callable[[], datetime]
+    clock: Clock
     owner: str
     interval: float = 0.25
     lease: timedelta = timedelta(seconds=30)
@@ -47,20 +46,20 @@ class TimerLoop:
                 log.warning("timers_unavailable", error=str(exc))
                 handled = 0
             if handled < self.batch:
-                await asyncio.sleep(self.interval)
+                await self.clock.sleep(self.interval)
 
     async def tick(self) -> int:
         """Handle every execution whose timer is due now; return how many were claimed."""
-        now = self.clock()
+        now = self.clock.now()
         due = await self.store.claim_due(now, owner=self.owner, lease=self.lease, limit=self.batch)
         for execution in due:
             workflow = self.definitions.workflow(execution.namespace, execution.workflow)
             if workflow is None:
                 # Definitions are loaded before the loop starts: the workflow was deleted.
                 reason = f"workflow {execution.namespace}/{execution.workflow} no longer exists"
-                transform = partial(abandon, reason=reason, now=self.clock())
+                transform = partial(abandon, reason=reason, now=self.clock.now())
             else:
-                transform = partial(on_timer, workflow=workflow, now=self.clock())
+                transform = partial(on_timer, workflow=workflow, now=self.clock.now())
             try:
                 await self.progress.apply(execution, transform)
             except NotPublished as exc:
@@ -73,7 +72,10 @@ class TimerLoop:
         """Wake the execution again shortly: the next tick re-publishes its requests (the
         unchanged transition carries them) and restores its real `wake_at`."""
         soon = saved.model_copy(
-            update={"wake_at": self.clock() + RETRY_PUBLISH_AFTER, "version": saved.version + 1}
+            update={
+                "wake_at": self.clock.now() + RETRY_PUBLISH_AFTER,
+                "version": saved.version + 1,
+            }
         )
         try:
             await self.store.update_execution(soon, expected_version=saved.version)
@@ -81,14 +83,14 @@ class TimerLoop:
             log.warning("timer_republish_not_scheduled", execution_id=saved.id, error=str(exc))
 
 
-async def purge_expired(store: Store, *, every: float, clock: Callable[[], datetime]) -> None:
+async def purge_expired(store: Store, *, every: float, clock: Clock) -> None:
     """Retention for stores without TTL indexes (SQLite); harmless where they exist."""
     while True:
         try:
-            removed = await store.purge(clock())
+            removed = await store.purge(clock.now())
         except TransientError as exc:
             log.warning("purge_failed", error=str(exc))
         else:
             if removed:
                 log.info("expired_documents_purged", count=removed)
-        await asyncio.sleep(every)
+        await clock.sleep(every)

@@ -1,4 +1,4 @@
-"""From an Alertmanager webhook body to the alert messages ingest publishes.
+"""From the alerts of a webhook body to the messages ingest publishes.
 
 One message per alert, carrying its group context; the `Nats-Msg-Id` is the alert
 occurrence (source, fingerprint, status, startsAt), so a group Alertmanager re-sends, or an
@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from vigil.common import subjects
-from vigil.common.adapters.jetstream import Outgoing
-from vigil.common.alertmanager import WebhookPayload
-from vigil.common.messages import Alert, AlertReceived, Group
+from vigil.common.bus import Outgoing
+from vigil.common.messages import Alert, AlertReceived
+from vigil.ingest.sources import AlertBatch
 
 
 def occurrence_id(namespace: str, source: str, alert: Alert) -> str:
@@ -20,21 +20,20 @@ def occurrence_id(namespace: str, source: str, alert: Alert) -> str:
 
 
 def alert_messages(
-    payload: WebhookPayload, *, namespace: str, source: str, received_at: datetime
+    batch: AlertBatch, *, namespace: str, source: str, received_at: datetime
 ) -> list[Outgoing]:
-    group = Group.from_webhook(payload)
     subject = subjects.alerts(namespace, source)
-    messages = []
-    for item in payload.alerts:
-        alert = Alert.from_webhook(item)
-        message = AlertReceived(
-            namespace=namespace, source=source, received_at=received_at, alert=alert, group=group
+    return [
+        Outgoing(
+            subject=subject,
+            message=AlertReceived(
+                namespace=namespace,
+                source=source,
+                received_at=received_at,
+                alert=alert,
+                group=batch.group,
+            ),
+            msg_id=occurrence_id(namespace, source, alert),
         )
-        messages.append(
-            Outgoing(
-                subject=subject,
-                message=message,
-                msg_id=occurrence_id(namespace, source, alert),
-            )
-        )
-    return messages
+        for alert in batch.alerts
+    ]

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 
 import nats
 import nats.errors
@@ -35,6 +34,7 @@ from pydantic import ValidationError
 from vigil.common import subjects
 from vigil.common.adapters.jetstream_kv import JetStreamBucket
 from vigil.common.adapters.nats_errors import NATS_ERRORS
+from vigil.common.bus import BatchHandler, ConsumerStats, Delivery, Handler, Outgoing
 from vigil.common.errors import InvalidInput, TransientError
 from vigil.common.messages import Contract, DeadLetter
 from vigil.common.outcomes import outcome_for
@@ -58,52 +58,8 @@ MAX_DELIVER_MARGIN = 3
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (*NATS_ERRORS, OSError)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Delivery:
-    """What a handler may know about the message besides its body."""
-
-    subject: str
-    headers: Mapping[str, str]
-    delivery: int
-    max_deliver: int
-    stream_sequence: int
-
-    @property
-    def is_last(self) -> bool:
-        return self.delivery >= self.max_deliver
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Outgoing:
-    subject: str
-    message: Contract
-    msg_id: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConsumerStats:
-    stream: str
-    consumer: str
-    exists: bool = True
-    stream_messages: int = 0  # every message the stream ever stored (its last sequence)
-    acknowledged: int = 0  # all stream messages up to this sequence are done
-    pending: int = 0  # not yet delivered to the consumer
-    in_flight: int = 0  # delivered, not yet acknowledged
-
-    @property
-    def lag(self) -> int:
-        return self.pending + self.in_flight
-
-
-type Handler[T: Contract] = Callable[[T, Delivery], Awaitable[None]]
-# A batch handler returns one outcome per message, in order: None (done) or the error.
-type BatchHandler[T: Contract] = Callable[
-    [Sequence[tuple[T, Delivery]]], Awaitable[Sequence[BaseException | None]]
-]
-
-
 class JetStreamBus:
-    """The bus port's JetStream implementation. Build with `await JetStreamBus.connect()`."""
+    """The bus port (`vigil.common.bus`) on JetStream. Build with `await JetStreamBus.connect()`."""
 
     def __init__(self, client: Client) -> None:
         self._nc = client

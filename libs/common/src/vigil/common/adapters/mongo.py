@@ -48,7 +48,7 @@ from vigil.common.errors import Conflict, InvalidInput, PermanentError, Transien
 from vigil.common.history import merge_occurrence
 from vigil.common.matchers import Matcher, matches_all, parse_matcher
 from vigil.common.messages import AlertReceived
-from vigil.common.store import Retention
+from vigil.common.store import Retention, with_expiry
 
 # A BSON document as PyMongo hands it over; it never leaves this module.
 type Bson = dict[str, Any]
@@ -326,15 +326,8 @@ class MongoStore:
 
     # --- executions ----------------------------------------------------------------------
 
-    def _expiry(self, execution: Execution) -> Execution:
-        """Finished: expires after the retention and releases its concurrency key."""
-        if execution.finished and execution.finished_at is not None:
-            expire_at = execution.finished_at + self._retention.executions
-            return execution.model_copy(update={"expire_at": expire_at, "exclusive_key": None})
-        return execution.model_copy(update={"expire_at": None})
-
     async def insert_execution(self, execution: Execution) -> bool:
-        execution = self._expiry(execution)
+        execution = with_expiry(execution, self._retention)
         with _translated(f"insert execution {execution.id}"):
             try:
                 await self._executions.insert_one(_encode(execution))
@@ -391,7 +384,7 @@ class MongoStore:
         if execution.version != expected_version + 1:
             msg = f"new version must be {expected_version + 1}, got {execution.version}"
             raise ValueError(msg)
-        execution = self._expiry(execution)
+        execution = with_expiry(execution, self._retention)
         # A replacement carries no lease fields: updating an execution releases its lease.
         with _translated(f"update execution {execution.id}"):
             try:

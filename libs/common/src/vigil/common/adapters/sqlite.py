@@ -49,7 +49,7 @@ from vigil.common.errors import Conflict, TransientError
 from vigil.common.history import merge_occurrence
 from vigil.common.matchers import parse_matcher
 from vigil.common.messages import AlertReceived
-from vigil.common.store import Retention
+from vigil.common.store import Retention, with_expiry
 
 
 class SqliteStore:
@@ -270,15 +270,8 @@ class SqliteStore:
 
     # --- executions ----------------------------------------------------------------------
 
-    def _expiry(self, execution: Execution) -> Execution:
-        """Finished: expires after the retention and releases its concurrency key."""
-        if execution.finished and execution.finished_at is not None:
-            expire_at = execution.finished_at + self._retention.executions
-            return execution.model_copy(update={"expire_at": expire_at, "exclusive_key": None})
-        return execution.model_copy(update={"expire_at": None})
-
     async def insert_execution(self, execution: Execution) -> bool:
-        execution = self._expiry(execution)
+        execution = with_expiry(execution, self._retention)
         try:
             await self._run(
                 INSERT_EXECUTION, execution_row(execution), f"insert execution {execution.id}"
@@ -300,7 +293,7 @@ class SqliteStore:
             raise ValueError("insert executions with a concurrency key one by one")
         if not executions:
             return []
-        prepared = [self._expiry(e) for e in executions]
+        prepared = [with_expiry(e, self._retention) for e in executions]
         async with self._batch("insert executions") as db:
             taken: set[str] = set()
             for chunk in chunks(sorted({e.trigger_key for e in prepared})):
@@ -348,7 +341,9 @@ class SqliteStore:
                 raise ValueError(msg)
         if not updates:
             return []
-        prepared = [(self._expiry(execution), expected) for execution, expected in updates]
+        prepared = [
+            (with_expiry(execution, self._retention), expected) for execution, expected in updates
+        ]
         async with self._batch("update executions") as db:
             current: dict[str, int] = {}
             for chunk in chunks(sorted({e.id for e, _ in prepared})):
@@ -390,7 +385,7 @@ class SqliteStore:
         if execution.version != expected_version + 1:
             msg = f"new version must be {expected_version + 1}, got {execution.version}"
             raise ValueError(msg)
-        execution = self._expiry(execution)
+        execution = with_expiry(execution, self._retention)
         try:
             cursor = await self._run(
                 UPDATE_EXECUTION,

@@ -1,10 +1,11 @@
-"""Runs a cli step as a local process (embedded mode).
+"""Runs a cli step as a local process (embedded mode): `LocalProcessRunner`.
 
 The argv is executed directly, never through a shell (unless the argv itself names one).
 The process gets its own session, so its end, a timeout or a cancellation kills the whole
 process group: a background grandchild does not outlive the step or hold its output open.
 stdout and stderr are read concurrently and kept up to a bound; what is cut is flagged as
-`truncated`.
+`truncated`. The process inherits the executor's environment plus the step's own `env`
+and `VIGIL_IDEMPOTENCY_KEY`.
 """
 
 from __future__ import annotations
@@ -15,19 +16,35 @@ import os
 import signal
 from dataclasses import dataclass, field
 
-from vigil.common.errors import PermanentError
+from vigil.common.errors import InvalidInput, PermanentError
+from vigil.common.messages import StepRequest
+from vigil.executor.domain.results import ProcessOutcome
 
 CHUNK = 64 * 1024
 PIPE_GRACE_SECONDS = 2.0
 
+__all__ = ["LocalProcessRunner", "ProcessOutcome", "run_process"]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ProcessOutcome:
-    exit_code: int | None
-    stdout: str
-    stderr: str
-    truncated: bool
-    timed_out: bool
+class LocalProcessRunner:
+    """The `StepRunner` of `cli` steps in embedded mode; keeps `output_limit` bytes per stream."""
+
+    output_limit: int
+
+    async def run(self, request: StepRequest, cancel: asyncio.Event) -> ProcessOutcome:
+        if request.cli is None:
+            raise InvalidInput("cli step request without a `cli` body")
+        try:
+            return await run_process(
+                request.cli.argv,
+                env={**request.cli.env, "VIGIL_IDEMPOTENCY_KEY": request.idempotency_key},
+                timeout=request.cli.timeout_seconds,
+                output_limit=self.output_limit,
+                cancel=cancel,
+            )
+        except PermanentError as exc:
+            return ProcessOutcome(exit_code=None, not_started=str(exc))
 
 
 @dataclass(slots=True)
@@ -91,12 +108,18 @@ async def _start(
 
 
 async def run_process(
-    argv: list[str], *, env: dict[str, str], timeout: float, output_limit: int
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    timeout: float,
+    output_limit: int,
+    cancel: asyncio.Event | None = None,
 ) -> ProcessOutcome:
-    """Run `argv` to completion or `timeout`; raise PermanentError if it cannot start.
+    """Run `argv` to completion, `timeout` or `cancel`; raise PermanentError if it cannot
+    start.
 
-    When the child exits, or times out, or the caller is cancelled, its whole process
-    group is killed: nothing a step started outlives the step.
+    When the child exits, or times out, or is cancelled (the event, or the caller's task),
+    its whole process group is killed: nothing a step started outlives the step.
     """
     starting = asyncio.ensure_future(_start(argv, env))
     try:
@@ -117,12 +140,13 @@ async def run_process(
         _read_bounded(process.stdout, output_limit, out),
         _read_bounded(process.stderr, output_limit, err),
     )
-    timed_out = False
+    stopped: asyncio.Future[object] = asyncio.ensure_future((cancel or asyncio.Event()).wait())
     try:
-        async with asyncio.timeout(timeout):
-            await asyncio.shield(protocol.exited)
-    except TimeoutError:
-        timed_out = True
+        await asyncio.wait(
+            (protocol.exited, stopped), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        cancelled = stopped.done() and not protocol.exited.done()
+        timed_out = not cancelled and not protocol.exited.done()
     except asyncio.CancelledError:
         _kill_group(process)
         readers.cancel()
@@ -130,6 +154,7 @@ async def run_process(
             protocol.transport.close()  # the pipes and the child's handle, now
         raise
     finally:
+        stopped.cancel()
         # Grandchildren die with the step; their pipes close, so the readers finish.
         _kill_group(process)
     # A descendant that left the group (setsid) may still hold the pipes: bounded wait.
@@ -145,9 +170,10 @@ async def run_process(
         async with asyncio.timeout(PIPE_GRACE_SECONDS):
             await asyncio.shield(protocol.exited)
     return ProcessOutcome(
-        exit_code=None if timed_out else process.returncode,
+        exit_code=None if timed_out or cancelled else process.returncode,
         stdout=bytes(out.data).decode(errors="replace"),
         stderr=bytes(err.data).decode(errors="replace"),
         truncated=out.truncated or err.truncated,
         timed_out=timed_out,
+        cancelled=cancelled,
     )

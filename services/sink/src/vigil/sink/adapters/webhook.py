@@ -1,20 +1,22 @@
-"""Webhook delivery over HTTP: JSON POST with an idempotency key, retried with backoff.
+"""The `webhook` sink: one JSON POST with an idempotency key.
 
-5xx, 429, 408 and transport errors are retried (honouring `Retry-After`); other 4xx are
-permanent: the receiver told us the request itself is wrong. Errors leave this module as
-TransientError or PermanentError.
+5xx, 429, 425, 408 and transport errors are transient (with the receiver's `Retry-After`,
+when it sent one); other 4xx are permanent: the receiver told us the request itself is
+wrong. Errors leave this module as TransientError or PermanentError; retrying is the
+delivery loop's job (`vigil.sink.delivering`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 from datetime import UTC, datetime
 
 import httpx
 from pydantic import JsonValue
 
+from vigil.common.durations import parse_duration
 from vigil.common.errors import PermanentError, TransientError
+from vigil.sink.notifiers import Notification
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 MAX_RETRY_AFTER_SECONDS = 60.0
@@ -35,50 +37,71 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max(0.0, min((when - datetime.now(UTC)).total_seconds(), MAX_RETRY_AFTER_SECONDS))
 
 
-class WebhookSender:
-    def __init__(self, client: httpx.AsyncClient, *, attempts: int, backoff: float) -> None:
-        self._client = client
-        self._attempts = attempts
-        self._backoff = backoff
+async def post_json(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict[str, JsonValue],
+    *,
+    idempotency_key: str,
+    headers: dict[str, str],
+    timeout: float,
+) -> int:
+    """POST `body` once; return the 2xx status, or raise Transient/PermanentError."""
+    try:
+        response = await client.post(
+            url,
+            json=body,
+            headers={
+                **{k: v for k, v in headers.items() if k.lower() != "idempotency-key"},
+                "Idempotency-Key": idempotency_key,
+            },
+            timeout=timeout,
+        )
+    except httpx.HTTPError as exc:
+        raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+    status = response.status_code
+    if status < 300:
+        return status
+    if 400 <= status < 500 and status not in RETRYABLE_STATUS:
+        msg = f"webhook answered {status}: {response.text[:300]}"
+        raise PermanentError(msg)
+    raise TransientError(f"webhook answered {status}", retry_after=_retry_after(response))
 
-    async def send(
-        self,
-        url: str,
-        body: dict[str, JsonValue],
-        *,
-        idempotency_key: str,
-        headers: dict[str, str],
-        timeout: float,
-    ) -> int:
-        """POST `body`; return the final status code, or raise Transient/PermanentError."""
-        delay = self._backoff
-        last: str = ""
-        retry_after: float | None = None
-        for attempt in range(1, self._attempts + 1):
-            try:
-                response = await self._client.post(
-                    url,
-                    json=body,
-                    headers={
-                        **{k: v for k, v in headers.items() if k.lower() != "idempotency-key"},
-                        "Idempotency-Key": idempotency_key,
-                    },
-                    timeout=timeout,
-                )
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                retry_after = None
-            else:
-                status = response.status_code
-                if status < 300:
-                    return status
-                if 400 <= status < 500 and status not in RETRYABLE_STATUS:
-                    msg = f"webhook answered {status}: {response.text[:300]}"
-                    raise PermanentError(msg)
-                last = f"webhook answered {status}"
-                retry_after = _retry_after(response)
-            if attempt < self._attempts:
-                await asyncio.sleep(retry_after if retry_after is not None else delay)
-                delay *= 2
-        msg = f"webhook delivery failed after {self._attempts} attempts: {last}"
-        raise TransientError(msg, retry_after=retry_after)
+
+def webhook_body(notification: Notification) -> dict[str, JsonValue]:
+    request, notify = notification.request, notification.notify
+    return {
+        "title": notify.title,
+        "message": notify.message,
+        "alert": notify.alert.model_dump(mode="json", by_alias=True),
+        "executionId": request.execution_id,
+        "workflow": {"namespace": request.namespace, "name": request.workflow},
+        "step": request.step,
+        "attempt": request.attempt,
+        "idempotencyKey": notification.idempotency_key,
+    }
+
+
+class WebhookNotifier:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def send(self, notification: Notification) -> None:
+        hook = notification.resource.spec.webhook
+        if hook is None:
+            msg = f"sink {notification.sink_name} has type webhook but no `webhook` settings"
+            raise PermanentError(msg)
+        url = hook.url
+        if hook.url_secret_ref is not None:
+            url = notification.sink.secret(hook.url_secret_ref.name, hook.url_secret_ref.key)
+        if url is None:
+            msg = f"sink {notification.sink_name} has no webhook URL"
+            raise PermanentError(msg)
+        await post_json(
+            self._client,
+            url,
+            webhook_body(notification),
+            idempotency_key=notification.idempotency_key,
+            headers=dict(hook.headers),
+            timeout=parse_duration(hook.timeout),
+        )

@@ -1,0 +1,70 @@
+"""What every service's composition root does first and last, written once.
+
+Open the store, connect to NATS and provision the streams, and close both whatever
+happens; the readiness checks `/readyz` runs (NATS connected, store answering, definitions
+loaded); the ops server. Each `app.py` adds only its own handlers and loops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+
+from vigil.common.adapters.jetstream import JetStreamBus
+from vigil.common.adapters.ops import HttpServer, ReadinessCheck, ops_app
+from vigil.common.definitions import DefinitionsView
+from vigil.common.errors import TransientError
+from vigil.common.settings import ServiceSettings
+from vigil.common.store import Store, open_store
+from vigil.common.streams import stream_specs
+
+
+@contextlib.asynccontextmanager
+async def opened_store(settings: ServiceSettings) -> AsyncIterator[Store]:
+    store = await open_store(settings.store_url, retention=settings.retention())
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def connected_bus(settings: ServiceSettings, *, service: str) -> AsyncIterator[JetStreamBus]:
+    """A bus connected as `vigil-{service}`, with every stream of DESIGN §3 provisioned."""
+    bus = await JetStreamBus.connect(settings.nats_url, name=f"vigil-{service}")
+    try:
+        await bus.ensure_streams(stream_specs(alerts_max_age_days=settings.stream_max_age_days))
+        yield bus
+    finally:
+        await bus.close()
+
+
+def readiness_checks(
+    *,
+    bus: JetStreamBus,
+    store: Store | None = None,
+    definitions: DefinitionsView | None = None,
+) -> dict[str, ReadinessCheck]:
+    """The `/readyz` checks of a service using these dependencies."""
+
+    async def nats_ready() -> None:
+        if not bus.connected:
+            raise TransientError("not connected to NATS")
+
+    checks: dict[str, ReadinessCheck] = {"nats": nats_ready}
+    if store is not None:
+        checks["store"] = store.ping
+    if definitions is not None:
+        view = definitions
+
+        async def definitions_ready() -> None:
+            if not view.ready.is_set():
+                raise TransientError("definitions not loaded")
+
+        checks["definitions"] = definitions_ready
+    return checks
+
+
+def ops_server(settings: ServiceSettings, checks: Mapping[str, ReadinessCheck]) -> HttpServer:
+    """`/healthz`, `/readyz` and `/metrics` on the service's ops address."""
+    return HttpServer(ops_app(checks), host=settings.ops_host, port=settings.ops_port)

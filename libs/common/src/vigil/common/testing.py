@@ -1,0 +1,132 @@
+"""Fakes that ship beside the ports, for unit tests of handlers (as httpx ships MockTransport).
+
+- `RecordingPublisher`: the `Publisher` (and `ConsumerStatsSource`) port in memory. It
+  records what was published, deduplicates by `msg_id` as JetStream does, and can be told
+  to fail the next publishes with a `TransientError`.
+- `FakeClock`: the `Clock` port; time moves only by `advance()` or by a `sleep()` on it.
+- `delivery()`: the `Delivery` a handler gets with a message (which attempt, how many).
+- `sqlite_store()`: the real SQLite store adapter on a file in a folder of the test's.
+
+The handler code under test is the production code: only the edges are replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from vigil.common.bus import ConsumerStats, Delivery, Outgoing
+from vigil.common.errors import TransientError
+from vigil.common.messages import Contract
+from vigil.common.store import Retention, Store
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class RecordingPublisher:
+    """An in-memory bus: what was published, in order, and what was announced."""
+
+    published: list[Outgoing] = field(default_factory=list)
+    announced: list[tuple[str, Contract]] = field(default_factory=list)
+    stats: dict[tuple[str, str], ConsumerStats] = field(default_factory=dict)
+    _seen: set[str] = field(default_factory=set)
+    _failures: list[TransientError] = field(default_factory=list)
+
+    def fail_next(self, times: int = 1, *, reason: str = "no ack from JetStream") -> None:
+        """Make the next `times` publish calls raise TransientError (nothing is recorded)."""
+        self._failures += [TransientError(f"fake publish failed: {reason}")] * times
+
+    async def publish(self, subject: str, message: Contract, *, msg_id: str) -> bool:
+        # A single publish is a batch of one: the same failure and deduplication rules.
+        return (
+            await self.publish_all([Outgoing(subject=subject, message=message, msg_id=msg_id)]) == 1
+        )
+
+    async def publish_all(self, items: Sequence[Outgoing]) -> int:
+        await asyncio.sleep(0)  # a real publish yields to the loop; so does this one
+        if self._failures:
+            raise self._failures.pop(0)
+        new = 0
+        for item in items:
+            if item.msg_id in self._seen:
+                continue
+            self._seen.add(item.msg_id)
+            self.published.append(item)
+            new += 1
+        return new
+
+    async def announce(self, subject: str, message: Contract) -> None:
+        self.announced.append((subject, message))
+
+    async def consumer_stats(self, stream: str, durable: str) -> ConsumerStats:
+        return self.stats.get(
+            (stream, durable), ConsumerStats(stream=stream, consumer=durable, exists=False)
+        )
+
+    def messages[T: Contract](self, model: type[T], subject: str | None = None) -> list[T]:
+        """The published messages of type `model` (on `subject`, if given), in order."""
+        return [
+            item.message
+            for item in self.published
+            if isinstance(item.message, model) and subject in (None, item.subject)
+        ]
+
+    def subjects(self) -> list[str]:
+        return [item.subject for item in self.published]
+
+    def clear(self) -> None:
+        """Forget what was published (deduplication ids are kept, as JetStream keeps them)."""
+        self.published.clear()
+        self.announced.clear()
+
+
+@dataclass(slots=True)
+class FakeClock:
+    """A clock that stands still until told to move; sleeping on it moves it at once."""
+
+    current: datetime = EPOCH
+    slept: list[float] = field(default_factory=list)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> datetime:
+        self.current += timedelta(seconds=seconds)
+        return self.current
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.current += timedelta(seconds=max(seconds, 0.0))
+        await asyncio.sleep(0)
+
+
+def delivery(
+    attempt: int = 1, *, max_deliver: int = 5, subject: str = "", sequence: int = 1
+) -> Delivery:
+    """The `Delivery` of the `attempt`-th delivery of a message (1 = first)."""
+    return Delivery(
+        subject=subject,
+        headers={},
+        delivery=attempt,
+        max_deliver=max_deliver,
+        stream_sequence=sequence,
+    )
+
+
+@contextlib.asynccontextmanager
+async def sqlite_store(folder: Path, *, retention: Retention | None = None) -> AsyncIterator[Store]:
+    """The SQLite store adapter on `folder/vigil.db`, closed on exit."""
+    from vigil.common.adapters.sqlite import SqliteStore
+
+    store = await SqliteStore.open(
+        f"sqlite:///{folder / 'vigil.db'}", retention=retention or Retention()
+    )
+    try:
+        yield store
+    finally:
+        await store.close()

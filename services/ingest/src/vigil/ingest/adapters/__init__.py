@@ -1,0 +1,1 @@
+"""Source types: one module per `Source.spec.type`, registered in `app.py`."""

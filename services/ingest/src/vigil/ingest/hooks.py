@@ -1,0 +1,102 @@
+"""Webhooks in: `POST /hooks/{namespace}/{source}`.
+
+Status codes are promises to Alertmanager: 2xx only after JetStream acknowledged every alert
+of the body; 5xx when that could not be ensured (Alertmanager retries); 4xx, with a message
+naming the problem, when the request itself is wrong (Alertmanager drops it). The body is
+read by the adapter of the Source's type (`vigil.ingest.sources`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter
+
+from vigil.common.bus import ConsumerStatsSource, Publisher
+from vigil.common.clock import SYSTEM_CLOCK, Clock
+from vigil.common.definitions import DefinitionsView
+from vigil.common.errors import InvalidInput, TransientError
+from vigil.common.resources import Source
+from vigil.common.store import Store
+from vigil.ingest.alerts import alert_messages
+from vigil.ingest.auth import authorized
+from vigil.ingest.sources import SourceAdapters
+
+log = structlog.get_logger(__name__)
+
+ALERTS_RECEIVED = Counter(
+    "vigil_alerts_received_total", "Alerts accepted (acknowledged by JetStream)."
+)
+ALERTS_DEDUPLICATED = Counter(
+    "vigil_alerts_deduplicated_total", "Accepted alerts JetStream already had (re-sends)."
+)
+REQUESTS_REJECTED = Counter(
+    "vigil_webhook_rejected_total", "Webhook requests answered 4xx or 5xx.", ["status"]
+)
+
+
+class IngestBus(Publisher, ConsumerStatsSource, Protocol):
+    """What ingest needs of the bus: publishing, and the consumers' lag for `/stats`."""
+
+
+def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
+    REQUESTS_REJECTED.labels(status=str(status)).inc()
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ingest:
+    bus: IngestBus
+    store: Store
+    definitions: DefinitionsView
+    sources: SourceAdapters
+    max_body_bytes: int
+    clock: Clock = SYSTEM_CLOCK
+
+    async def receive(self, namespace: str, source: str, request: Request) -> JSONResponse:
+        if not self.definitions.ready.is_set():
+            return error_response(503, "definitions are not loaded yet; retry shortly")
+        definition = self.definitions.source_definition(namespace, source)
+        if definition is None:
+            return error_response(404, f"no Source {namespace}/{source} is defined")
+        if not authorized(definition, request.headers.get("authorization")):
+            return error_response(401, f"Source {namespace}/{source} requires valid credentials")
+        resource = definition.resource
+        assert isinstance(resource, Source), "source_definition returns Sources only"
+        adapter = self.sources.get(resource.spec.type)
+        if adapter is None:
+            return error_response(
+                501, f"Source type {resource.spec.type} is not available in this build"
+            )
+        body = await request.body()
+        if len(body) > self.max_body_bytes:
+            return error_response(413, f"body is larger than {self.max_body_bytes} bytes")
+        try:
+            document = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return error_response(400, f"body is not valid JSON: {exc}")
+        try:
+            batch = adapter.read(document, source=definition)
+        except InvalidInput as exc:
+            return error_response(422, str(exc))
+        messages = alert_messages(
+            batch, namespace=namespace, source=source, received_at=self.clock.now()
+        )
+        try:
+            new = await self.bus.publish_all(messages)
+        except TransientError as exc:
+            log.warning("alerts_not_accepted", source=source, error=str(exc))
+            response = error_response(503, f"alerts could not be stored durably: {exc}")
+            response.headers["Retry-After"] = "1"
+            return response
+        ALERTS_RECEIVED.inc(len(messages))
+        ALERTS_DEDUPLICATED.inc(len(messages) - new)
+        log.info(
+            "alerts_accepted", namespace=namespace, source=source, alerts=len(messages), new=new
+        )
+        return JSONResponse({"accepted": len(messages), "new": new}, status_code=200)

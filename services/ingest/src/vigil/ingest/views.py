@@ -1,0 +1,112 @@
+"""Request and response bodies of the HTTP API (what `/docs` shows), in camelCase.
+
+Documents (`Execution`, `AlertRecord`, `DeliveryRecord`, `Artifact`) are shown as they are
+stored, under their camelCase aliases; the models here are the API's own envelopes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from vigil.common.alertmanager import AlertStatus, label_fingerprint
+from vigil.common.definitions import DefinitionStatus
+from vigil.common.documents import AlertRecord, DeliveryRecord
+from vigil.common.messages import Alert, ExecutionState
+
+
+class View(BaseModel):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
+
+
+class ErrorBody(View):
+    """Every 4xx and 5xx answer: what is wrong, in a sentence."""
+
+    error: str
+
+
+class AlertsAccepted(View):
+    accepted: int = Field(description="Alerts in the body, all stored durably.")
+    new: int = Field(description="Of those, the ones not seen before (the rest are re-sends).")
+
+
+class CancelBody(View):
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class CancelAccepted(View):
+    id: str
+    state: ExecutionState
+    cancel_requested: bool
+
+
+class ManualAlert(View):
+    """The alert a manual run starts with; only `labels` is required."""
+
+    labels: dict[str, str] = Field(min_length=1)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    status: AlertStatus = "firing"
+    starts_at: datetime | None = None
+    fingerprint: str | None = None
+
+    def to_alert(self, now: datetime) -> Alert:
+        return Alert(
+            status=self.status,
+            fingerprint=self.fingerprint or label_fingerprint(self.labels),
+            labels=self.labels,
+            annotations=self.annotations,
+            starts_at=self.starts_at or now,
+        )
+
+
+class RunAccepted(View):
+    execution_id: str
+
+
+class AlertCounts(View):
+    received: int = Field(description="Alerts the ALERTS stream ever stored.")
+    recorded: int = Field(description="Of those, the ones the engine has recorded.")
+
+
+class ConsumerLag(View):
+    stream: str
+    consumer: str
+    lag: int
+    pending: int
+    in_flight: int
+
+
+class Stats(View):
+    alerts: AlertCounts
+    executions: dict[str, int] = Field(description="Executions by state.")
+    consumers: list[ConsumerLag]
+
+
+class DeliveryList(View):
+    items: list[DeliveryRecord]
+
+
+class ExecutionSummary(View):
+    id: str
+    workflow: str
+    state: ExecutionState
+    created_at: datetime
+
+
+class AlertDetail(AlertRecord):
+    """An alert's history with the executions it started."""
+
+    executions: list[ExecutionSummary]
+
+
+class DefinitionList(View):
+    items: list[DefinitionStatus]
