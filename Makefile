@@ -45,10 +45,11 @@ test-slow: dev ## run the slow suites: fault injection (SIGKILL every service, r
 test-all: dev ## run every test, slow fault-injection suites included
 	$(RUN) pytest $(ARGS)
 
-lint: dev ## ruff, formatting check and import-linter contracts
+lint: dev ## ruff, formatting check, import-linter contracts, cyclomatic complexity (grade C at most)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) lint-imports
+	$(RUN) xenon --max-absolute C libs/common/src services/*/src cli/src
 
 typecheck: dev ## mypy --strict over sources and tests
 	$(RUN) mypy libs/common/src services/*/src cli/src $(wildcard libs/common/tests services/*/tests cli/tests) tests

@@ -24,9 +24,10 @@ from pathlib import Path
 
 from bench.document import DOCUMENT, write_section
 from tests.support.mongo import drop_database, running_mongoeco, with_database
+from vigil.common.adapters.stores import open_store
 from vigil.common.documents import Execution, ExecutionFilter, StepRecord
 from vigil.common.messages import Alert, AlertReceived
-from vigil.common.store import Retention, Store, open_store
+from vigil.common.store import Retention, Store
 
 N = 2000  # operations of each kind (`--n` to change)
 LIST_PAGES = 200

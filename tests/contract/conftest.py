@@ -20,7 +20,8 @@ import pytest
 
 from tests.support.documents import ADAPTERS, RETENTION
 from tests.support.mongo import drop_database, with_database
-from vigil.common.store import Store, open_store
+from vigil.common.adapters.stores import open_store
+from vigil.common.store import Store
 
 # --- fixtures --------------------------------------------------------------------------
 

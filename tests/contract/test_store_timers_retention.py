@@ -24,11 +24,12 @@ from tests.support.documents import (
 )
 from tests.support.mongo import drop_database, with_database
 from tests.support.nats import free_port
+from vigil.common.adapters.stores import open_store
 from vigil.common.documents import (
     alert_id,
 )
 from vigil.common.errors import TransientError
-from vigil.common.store import Store, open_store
+from vigil.common.store import Store
 
 pytestmark = pytest.mark.integration
 

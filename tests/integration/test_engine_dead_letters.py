@@ -14,11 +14,11 @@ import pytest
 from tests.support.bus import consuming, eventually
 from vigil.common import streams, subjects
 from vigil.common.adapters.jetstream import JetStreamBus
+from vigil.common.adapters.stores import open_store
 from vigil.common.bus import Delivery
 from vigil.common.documents import Execution, ExecutionFilter
 from vigil.common.errors import TransientError
 from vigil.common.messages import Alert, AlertReceived, StepRequest
-from vigil.common.store import open_store
 from vigil.common.validation import RawDocument, load_yaml_documents, validate_documents
 from vigil.controller.publishing import publish_report
 from vigil.engine.app import run

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
-from urllib.parse import urlparse
 
 from vigil.common.documents import (
     AlertFilter,
@@ -39,7 +38,6 @@ from vigil.common.documents import (
     ExecutionFilter,
     ExecutionPage,
 )
-from vigil.common.errors import InvalidInput
 from vigil.common.messages import AlertReceived
 
 DAY = timedelta(days=1)
@@ -158,18 +156,3 @@ class Store(AlertStore, ExecutionStore, ArtifactStore, DeliveryStore, Protocol):
 
     async def purge(self, now: datetime) -> int:
         """Delete every document whose `expire_at` has passed; return how many."""
-
-
-async def open_store(url: str, *, retention: Retention | None = None) -> Store:
-    """Open the store named by `url` (sqlite:///path or mongodb://host:port/db)."""
-    scheme = urlparse(url).scheme
-    if scheme == "sqlite":
-        from vigil.common.adapters.sqlite import SqliteStore
-
-        return await SqliteStore.open(url, retention=retention or Retention())
-    if scheme in ("mongodb", "mongodb+srv"):
-        from vigil.common.adapters.mongo import MongoStore
-
-        return await MongoStore.open(url, retention=retention or Retention())
-    msg = f"store URL {url!r} must start with sqlite:/// or mongodb://"
-    raise InvalidInput(msg)

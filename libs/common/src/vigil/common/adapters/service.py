@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator, Mapping
 
 from vigil.common.adapters.jetstream import JetStreamBus
 from vigil.common.adapters.ops import HttpServer, ReadinessCheck, ops_app
+from vigil.common.adapters.stores import open_store
 from vigil.common.definitions import DefinitionsView
 from vigil.common.errors import TransientError
 from vigil.common.settings import ServiceSettings
-from vigil.common.store import Store, open_store
+from vigil.common.store import Store
 from vigil.common.streams import stream_specs
 
 
