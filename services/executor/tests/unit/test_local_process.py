@@ -412,3 +412,33 @@ async def test_cancelling_while_the_process_is_being_started_kills_the_whole_gro
         await _wait_until_gone(child, grandchild, within=5.0)
     finally:
         await _end_runner(running, pids_file)
+
+
+async def test_the_cancel_event_kills_the_whole_group_and_reports_the_step_cancelled(
+    pids_file: Path,
+) -> None:
+    """A cancellation notice (the runner port's `cancel`) ends the step now, not at its timeout."""
+    cancel = asyncio.Event()
+    running = asyncio.create_task(
+        run_process(
+            ["sh", "-c", SPAWNS_GRANDCHILD, "sh", str(pids_file)],
+            env={},
+            timeout=60.0,
+            output_limit=LIMIT,
+            cancel=cancel,
+        )
+    )
+    try:
+        shell, grandchild = await _read_pids(pids_file)
+        started = time.monotonic()
+
+        cancel.set()
+        outcome = await asyncio.wait_for(running, timeout=10.0)
+
+        assert outcome.cancelled is True
+        assert outcome.timed_out is False
+        assert outcome.exit_code is None
+        assert time.monotonic() - started < 5.0
+        await _wait_until_gone(shell, grandchild)
+    finally:
+        await _end_runner(running, pids_file)

@@ -26,9 +26,12 @@ from pydantic import JsonValue
 from tests.support.nats import free_port
 from vigil.common.clock import SYSTEM_CLOCK
 from vigil.common.errors import PermanentError, TransientError
+from vigil.common.messages import Alert, NotifyStep, StepRequest
 from vigil.common.resources import Sink
-from vigil.sink.adapters.webhook import post_json
+from vigil.common.testing import definitions_view
+from vigil.sink.adapters.webhook import WebhookNotifier, post_json
 from vigil.sink.delivering import with_retries
+from vigil.sink.notifiers import Notification
 
 KEY = "01JEXECUTION/report/1/team-webhook"
 BODY: dict[str, JsonValue] = {"title": "disk full", "attempt": 1}
@@ -371,3 +374,61 @@ async def test_an_unparseable_retry_after_falls_back_to_the_backoff(
 
     assert await send(client, receiver.url) == 200
     assert len(receiver.requests) == 2
+
+
+async def test_the_webhook_notifier_posts_the_report_to_the_url_from_the_secret(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient
+) -> None:
+    view = definitions_view(
+        f"""
+apiVersion: vigil.dev/v1alpha1
+kind: Sink
+metadata: {{name: team-webhook, namespace: demo}}
+spec:
+  type: webhook
+  webhook: {{urlSecretRef: {{name: hook, key: url}}, headers: {{X-Team: storage}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: hook, namespace: demo}}
+stringData: {{url: "{receiver.url}"}}
+"""
+    )
+    definition = view.sink("demo", "team-webhook")
+    assert definition is not None
+    alert = Alert.model_validate(
+        {
+            "status": "firing",
+            "fingerprint": "f1",
+            "labels": {"alertname": "DiskFull"},
+            "startsAt": "2026-11-24T08:00:00Z",
+        }
+    )
+    request = StepRequest(
+        execution_id="01JEXECUTION",
+        namespace="demo",
+        workflow="disk",
+        step="report",
+        attempt=1,
+        idempotency_key="01JEXECUTION/report/1",
+        notify=NotifyStep(sinks=["team-webhook"], title="t", message="m", alert=alert),
+    )
+    assert request.notify is not None
+
+    await WebhookNotifier(client).send(
+        Notification(sink=definition, request=request, notify=request.notify, idempotency_key=KEY)
+    )
+
+    (received,) = receiver.requests
+    assert received.header("Idempotency-Key") == [KEY]
+    assert received.header("X-Team") == ["storage"]
+    assert received.json() == {
+        "title": "t",
+        "message": "m",
+        "alert": alert.model_dump(mode="json", by_alias=True),
+        "executionId": "01JEXECUTION",
+        "workflow": {"namespace": "demo", "name": "disk"},
+        "step": "report",
+        "attempt": 1,
+        "idempotencyKey": KEY,
+    }

@@ -6,6 +6,8 @@
 - `FakeClock`: the `Clock` port; time moves only by `advance()` or by a `sleep()` on it.
 - `delivery()`: the `Delivery` a handler gets with a message (which attempt, how many).
 - `sqlite_store()`: the real SQLite store adapter on a file in a folder of the test's.
+- `definitions_view()`: a loaded `DefinitionsView` of YAML definitions, validated as the
+  controller validates them (an invalid one fails the test at once).
 
 The handler code under test is the production code: only the edges are replaced.
 """
@@ -20,9 +22,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from vigil.common.bus import ConsumerStats, Delivery, Outgoing
-from vigil.common.errors import TransientError
+from vigil.common.definitions import DefinitionsView
+from vigil.common.errors import InvalidInput, TransientError
 from vigil.common.messages import Contract
 from vigil.common.store import Retention, Store
+from vigil.common.validation import RawDocument, load_yaml_documents, validate_documents
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -75,6 +79,10 @@ class RecordingPublisher:
             for item in self.published
             if isinstance(item.message, model) and subject in (None, item.subject)
         ]
+
+    def notices[T: Contract](self, model: type[T]) -> list[T]:
+        """The announced (core NATS) notices of type `model`, in order."""
+        return [message for _, message in self.announced if isinstance(message, model)]
 
     def subjects(self) -> list[str]:
         return [item.subject for item in self.published]
@@ -130,3 +138,25 @@ async def sqlite_store(folder: Path, *, retention: Retention | None = None) -> A
         yield store
     finally:
         await store.close()
+
+
+def definitions_view(yaml_text: str, *, ready: bool = True) -> DefinitionsView:
+    """The definitions of `yaml_text` (`---`-separated), validated and loaded into a view.
+
+    Raises InvalidInput naming the problem if any document is invalid: a test must not
+    run against fewer definitions than it wrote.
+    """
+    documents = [
+        RawDocument(origin=f"test#{number}", body=body)
+        for number, body in enumerate(load_yaml_documents(yaml_text))
+    ]
+    report = validate_documents(documents)
+    problems = report.problems()
+    if problems:
+        raise InvalidInput("; ".join(problems))
+    view = DefinitionsView()
+    for definition in report.definitions:
+        view.add(definition)
+    if ready:
+        view.ready.set()
+    return view

@@ -1,0 +1,57 @@
+"""The fakes shipped in `vigil.common.testing` behave as the real ports do where tests rely
+on it: deduplication by message id, failures that record nothing, a clock that sleeps in no
+time, and definitions that refuse to load fewer documents than were written."""
+
+from __future__ import annotations
+
+import pytest
+
+from vigil.common.bus import Outgoing
+from vigil.common.errors import InvalidInput, TransientError
+from vigil.common.messages import StepCancelled
+from vigil.common.testing import EPOCH, FakeClock, RecordingPublisher, definitions_view
+
+
+def notice(step: str) -> StepCancelled:
+    return StepCancelled(execution_id="01EX", step=step, attempt=1)
+
+
+async def test_the_publisher_deduplicates_by_message_id_as_jetstream_does() -> None:
+    bus = RecordingPublisher()
+    assert await bus.publish("s", notice("a"), msg_id="1") is True
+    assert await bus.publish("s", notice("a"), msg_id="1") is False
+    assert await bus.publish_all(
+        [Outgoing(subject="s", message=notice("b"), msg_id=i) for i in ("1", "2")]
+    ) == 1
+    assert [m.step for m in bus.messages(StepCancelled)] == ["a", "b"]
+
+
+async def test_a_failed_publish_raises_and_records_nothing() -> None:
+    bus = RecordingPublisher()
+    bus.fail_next(2)
+    for _ in range(2):
+        with pytest.raises(TransientError):
+            await bus.publish("s", notice("a"), msg_id="1")
+    assert bus.published == []
+    assert await bus.publish("s", notice("a"), msg_id="1") is True
+
+
+async def test_the_fake_clock_moves_only_when_told_or_slept_on() -> None:
+    clock = FakeClock()
+    assert clock.now() == EPOCH
+    await clock.sleep(1.5)
+    clock.advance(2)
+    assert (clock.now() - EPOCH).total_seconds() == 3.5
+    assert clock.slept == [1.5]
+
+
+def test_definitions_with_an_invalid_document_fail_loudly() -> None:
+    with pytest.raises(InvalidInput, match="Workflow ops/broken"):
+        definitions_view(
+            """
+apiVersion: vigil.dev/v1alpha1
+kind: Workflow
+metadata: {name: broken, namespace: ops}
+spec: {steps: []}
+"""
+        )

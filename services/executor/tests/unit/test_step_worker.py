@@ -1,0 +1,211 @@
+"""The executor's handler (`StepWorker`) through the shipped fakes and scripted runners:
+what the engine gets back (the result, its message id), what is kept as an artifact, and
+how cancellation notices and shutdown reach a running attempt."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import pytest
+
+from vigil.common.documents import Artifact
+from vigil.common.errors import InvalidInput, PermanentError, TransientError
+from vigil.common.messages import CliStep, StepCancelled, StepRequest, StepResult
+from vigil.common.testing import FakeClock, RecordingPublisher, delivery
+from vigil.executor.adapters.local import LocalProcessRunner
+from vigil.executor.domain.results import ProcessOutcome
+from vigil.executor.handlers import StepWorker
+from vigil.executor.runners import Runners
+
+LIMIT = 1024
+
+
+def request(step: str = "measure", attempt: int = 1, timeout: float = 30.0) -> StepRequest:
+    return StepRequest(
+        execution_id="01EX",
+        namespace="ops",
+        workflow="disk",
+        step=step,
+        attempt=attempt,
+        idempotency_key=f"01EX/{step}/{attempt}",
+        cli=CliStep(argv=["df", "-P", "/"], timeout_seconds=timeout),
+    )
+
+
+@dataclass(slots=True)
+class ScriptedRunner:
+    """Answers with `outcome`; with `hold`, waits until cancelled by the event (or task)."""
+
+    outcome: ProcessOutcome = field(
+        default_factory=lambda: ProcessOutcome(exit_code=0, stdout="ok\n")
+    )
+    hold: bool = False
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    runs: list[StepRequest] = field(default_factory=list)
+
+    async def run(self, request: StepRequest, cancel: asyncio.Event) -> ProcessOutcome:
+        self.runs.append(request)
+        self.started.set()
+        if self.hold:
+            await cancel.wait()
+            return ProcessOutcome(exit_code=None, cancelled=True)
+        return self.outcome
+
+
+@dataclass(slots=True)
+class MemoryArtifacts:
+    stored: dict[str, Artifact] = field(default_factory=dict)
+
+    async def put_artifact(self, artifact: Artifact) -> None:
+        self.stored[artifact.id] = artifact
+
+    async def get_artifact(self, artifact_id: str) -> Artifact | None:
+        return self.stored.get(artifact_id)
+
+
+@dataclass(slots=True)
+class Harness:
+    runner: ScriptedRunner = field(default_factory=ScriptedRunner)
+    bus: RecordingPublisher = field(default_factory=RecordingPublisher)
+    artifacts: MemoryArtifacts = field(default_factory=MemoryArtifacts)
+    clock: FakeClock = field(default_factory=FakeClock)
+
+    def worker(self, runners: Runners | None = None) -> StepWorker:
+        return StepWorker(
+            bus=self.bus,
+            store=self.artifacts,
+            runners={"cli": self.runner} if runners is None else runners,
+            output_limit=LIMIT,
+            clock=self.clock,
+        )
+
+    def result(self) -> StepResult:
+        (published,) = self.bus.published
+        assert published.subject == "vigil.results"
+        assert isinstance(published.message, StepResult)
+        return published.message
+
+
+async def test_a_finished_attempt_publishes_its_result_under_the_requests_key() -> None:
+    harness = Harness()
+
+    await harness.worker().on_step(request(), delivery())
+
+    (published,) = harness.bus.published
+    assert published.msg_id == "01EX/measure/1/result"
+    result = harness.result()
+    assert result.outcome == "succeeded"
+    assert result.output == {
+        "exitCode": 0,
+        "stdout": "ok\n",
+        "stderr": "",
+        "truncated": False,
+        "artifactId": None,
+    }
+    assert harness.artifacts.stored == {}
+
+
+async def test_output_beyond_the_limit_is_cut_and_kept_whole_in_an_artifact() -> None:
+    big = "x" * (LIMIT * 3)
+    harness = Harness(runner=ScriptedRunner(outcome=ProcessOutcome(exit_code=1, stdout=big)))
+
+    await harness.worker().on_step(request(), delivery())
+
+    result = harness.result()
+    assert result.outcome == "failed"
+    assert result.error == "exited with code 1"
+    assert result.output is not None
+    assert result.output["stdout"] == "x" * LIMIT
+    assert result.output["truncated"] is True
+    artifact = harness.artifacts.stored["01EX/measure/1/output"]
+    assert result.output["artifactId"] == artifact.id
+    assert big in artifact.content
+
+
+async def test_a_cancellation_notice_stops_the_running_attempt() -> None:
+    harness = Harness(runner=ScriptedRunner(hold=True))
+    worker = harness.worker()
+    running = asyncio.create_task(worker.on_step(request(), delivery()))
+    await harness.runner.started.wait()
+
+    await worker.on_cancel(StepCancelled(execution_id="01EX", step="measure", attempt=1))
+    await asyncio.wait_for(running, timeout=5)
+
+    result = harness.result()
+    assert result.outcome == "cancelled"
+    assert result.error == "cancelled"
+    assert worker.running == {}
+
+
+async def test_a_notice_for_another_attempt_leaves_the_running_one_alone() -> None:
+    harness = Harness(runner=ScriptedRunner(hold=True))
+    worker = harness.worker()
+    running = asyncio.create_task(worker.on_step(request(), delivery()))
+    await harness.runner.started.wait()
+
+    await worker.on_cancel(StepCancelled(execution_id="01EX", step="measure", attempt=2))
+    await asyncio.sleep(0)
+    assert not running.done()
+
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+
+async def test_a_request_whose_notice_came_first_is_settled_without_running() -> None:
+    harness = Harness()
+    worker = harness.worker()
+    await worker.on_cancel(StepCancelled(execution_id="01EX", step="measure", attempt=1))
+
+    await worker.on_step(request(), delivery())
+
+    assert harness.runner.runs == []
+    result = harness.result()
+    assert result.outcome == "cancelled"
+    assert result.error == "cancelled before it started"
+
+
+async def test_cancellation_notices_are_forgotten_after_ten_minutes() -> None:
+    harness = Harness()
+    worker = harness.worker()
+    await worker.on_cancel(StepCancelled(execution_id="01EX", step="old", attempt=1))
+    harness.clock.advance(11 * 60)
+    await worker.on_cancel(StepCancelled(execution_id="01EX", step="new", attempt=1))
+
+    assert list(worker.cancelled) == [("01EX", "new", 1)]
+
+
+async def test_shutdown_stops_the_attempt_and_publishes_nothing() -> None:
+    """The task is cancelled (the executor stops): the request must be redelivered."""
+    harness = Harness(runner=ScriptedRunner(hold=True))
+    worker = harness.worker()
+    running = asyncio.create_task(worker.on_step(request(), delivery()))
+    await harness.runner.started.wait()
+
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    assert harness.bus.published == []
+    assert worker.running == {}
+
+
+async def test_a_step_kind_without_a_runner_is_refused() -> None:
+    harness = Harness()
+    with pytest.raises(PermanentError, match="runs no cli steps"):
+        await harness.worker(runners={}).on_step(request(), delivery())
+
+
+async def test_a_publish_failure_leaves_the_request_to_be_redelivered() -> None:
+    harness = Harness()
+    harness.bus.fail_next()
+    with pytest.raises(TransientError):
+        await harness.worker().on_step(request(), delivery())
+    assert harness.bus.published == []
+
+
+async def test_the_local_runner_refuses_a_request_without_a_cli_body() -> None:
+    bare = request().model_copy(update={"cli": None})
+    with pytest.raises(InvalidInput, match="without a `cli` body"):
+        await LocalProcessRunner(output_limit=LIMIT).run(bare, asyncio.Event())

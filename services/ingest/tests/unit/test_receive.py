@@ -1,0 +1,272 @@
+"""Webhooks in (`Ingest.receive`) and the operate API, through the real ASGI app with the
+shipped fakes: what a sender gets back (status, message, `Retry-After`) and what was
+published. Nothing is published for a request that is answered 4xx."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from vigil.common.bus import ConsumerStats
+from vigil.common.definitions import DefinitionsView
+from vigil.common.messages import AlertReceived, CancelRequested, RunRequested
+from vigil.common.store import Store
+from vigil.common.testing import FakeClock, RecordingPublisher, definitions_view, sqlite_store
+from vigil.ingest.adapters.alertmanager import AlertmanagerSource
+from vigil.ingest.api import build_app
+from vigil.ingest.hooks import Ingest
+
+DEFINITIONS = """
+apiVersion: vigil.dev/v1alpha1
+kind: Source
+metadata: {name: am, namespace: ops}
+spec: {type: alertmanager}
+---
+apiVersion: vigil.dev/v1alpha1
+kind: Source
+metadata: {name: locked, namespace: ops}
+spec:
+  type: alertmanager
+  auth: {basicAuthSecretRef: {name: creds, usernameKey: user, passwordKey: password}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds, namespace: ops}
+stringData: {user: am, password: s3cret}
+---
+apiVersion: vigil.dev/v1alpha1
+kind: Workflow
+metadata: {name: disk, namespace: ops}
+spec:
+  steps:
+    - name: measure
+      cli: {command: ["df"]}
+"""
+MAX_BODY = 64 * 1024
+
+
+def payload(*fingerprints: str, status: str = "firing") -> dict[str, Any]:
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="DiskFull"}',
+        "status": status,
+        "receiver": "vigil",
+        "groupLabels": {"alertname": "DiskFull"},
+        "commonLabels": {"alertname": "DiskFull"},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [
+            {
+                "status": status,
+                "labels": {"alertname": "DiskFull", "instance": fp},
+                "annotations": {},
+                "startsAt": "2026-11-24T08:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "",
+                "fingerprint": fp,
+            }
+            for fp in fingerprints
+        ],
+    }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Edge:
+    http: httpx.AsyncClient
+    bus: RecordingPublisher
+    store: Store
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    folder: Path, *, definitions: DefinitionsView | None = None
+) -> AsyncIterator[Edge]:
+    async with sqlite_store(folder) as store:
+        bus = RecordingPublisher()
+        ingest = Ingest(
+            bus=bus,
+            store=store,
+            definitions=definitions or definitions_view(DEFINITIONS),
+            sources={"alertmanager": AlertmanagerSource()},
+            max_body_bytes=MAX_BODY,
+            clock=FakeClock(),
+        )
+        transport = httpx.ASGITransport(app=build_app(ingest, checks={}))
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+            yield Edge(http=http, bus=bus, store=store)
+
+
+async def test_an_accepted_body_is_answered_after_every_alert_is_published(
+    tmp_path: Path,
+) -> None:
+    async with serving(tmp_path) as edge:
+        response = await edge.http.post("/hooks/ops/am", json=payload("a", "b"))
+
+        assert response.status_code == 200
+        assert response.json() == {"accepted": 2, "new": 2}
+        assert edge.bus.subjects() == ["vigil.alerts.ops.am"] * 2
+        first, _ = edge.bus.messages(AlertReceived)
+        assert first.group.key == '{}:{alertname="DiskFull"}'
+        assert first.group.external_url == "http://alertmanager:9093"
+        assert edge.bus.published[0].msg_id == "ops/am/a/firing/2026-11-24T08:00:00+00:00"
+
+
+async def test_a_resent_body_is_accepted_again_and_counted_as_nothing_new(
+    tmp_path: Path,
+) -> None:
+    async with serving(tmp_path) as edge:
+        await edge.http.post("/hooks/ops/am", json=payload("a"))
+        response = await edge.http.post("/hooks/ops/am", json=payload("a"))
+
+        assert response.json() == {"accepted": 1, "new": 0}
+
+
+async def test_a_body_that_could_not_be_stored_is_a_503_to_retry(tmp_path: Path) -> None:
+    async with serving(tmp_path) as edge:
+        edge.bus.fail_next()
+
+        response = await edge.http.post("/hooks/ops/am", json=payload("a"))
+
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "1"
+        assert "could not be stored durably" in response.json()["error"]
+        assert edge.bus.published == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/hooks/ops/nope", payload("a"), 404, "no Source ops/nope is defined"),
+        ("/hooks/ops/am", b"{not json", 400, "body is not valid JSON"),
+        ("/hooks/ops/am", {"alerts": "x"}, 422, "not an Alertmanager webhook payload"),
+        ("/hooks/ops/am", b"x" * (MAX_BODY + 1), 413, f"larger than {MAX_BODY} bytes"),
+        ("/hooks/ops/locked", payload("a"), 401, "ops/locked requires valid credentials"),
+    ],
+)
+async def test_a_bad_request_is_a_4xx_naming_the_problem_and_nothing_is_published(
+    tmp_path: Path, path: str, body: dict[str, Any] | bytes, status: int, message: str
+) -> None:
+    async with serving(tmp_path) as edge:
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+
+        response = await edge.http.post(path, content=content)
+
+        assert response.status_code == status
+        assert message in response.json()["error"]
+        assert edge.bus.published == []
+
+
+async def test_a_422_names_the_field_that_is_wrong(tmp_path: Path) -> None:
+    async with serving(tmp_path) as edge:
+        body = payload("a")
+        del body["alerts"][0]["startsAt"]
+
+        response = await edge.http.post("/hooks/ops/am", json=body)
+
+        assert response.status_code == 422
+        assert "alerts[0].startsAt: Field required" in response.json()["error"]
+
+
+async def test_valid_credentials_open_a_protected_source(tmp_path: Path) -> None:
+    async with serving(tmp_path) as edge:
+        token = base64.b64encode(b"am:s3cret").decode()
+        response = await edge.http.post(
+            "/hooks/ops/locked", json=payload("a"), headers={"Authorization": f"Basic {token}"}
+        )
+        assert response.status_code == 200
+
+
+async def test_before_the_definitions_are_loaded_webhooks_are_asked_to_retry(
+    tmp_path: Path,
+) -> None:
+    async with serving(tmp_path, definitions=DefinitionsView()) as edge:
+        response = await edge.http.post("/hooks/ops/am", json=payload("a"))
+        assert response.status_code == 503
+        assert "not loaded yet" in response.json()["error"]
+
+
+async def test_a_source_type_this_build_cannot_read_is_a_501(tmp_path: Path) -> None:
+    async with sqlite_store(tmp_path) as store:
+        bus = RecordingPublisher()
+        ingest = Ingest(
+            bus=bus,
+            store=store,
+            definitions=definitions_view(DEFINITIONS),
+            sources={},
+            max_body_bytes=MAX_BODY,
+        )
+        transport = httpx.ASGITransport(app=build_app(ingest, checks={}))
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+            response = await http.post("/hooks/ops/am", json=payload("a"))
+        assert response.status_code == 501
+        assert response.json() == {
+            "error": "Source type alertmanager is not available in this build"
+        }
+        assert bus.published == []
+
+
+async def test_cancel_and_run_are_sent_to_the_engine_as_commands(tmp_path: Path) -> None:
+    async with serving(tmp_path) as edge:
+        missing = await edge.http.post("/api/v1/executions/01NOPE/cancel", json={})
+        assert missing.status_code == 404
+        assert missing.json() == {"error": "no execution 01NOPE"}
+
+        run = await edge.http.post(
+            "/api/v1/workflows/ops/disk/run", json={"labels": {"alertname": "DiskFull"}}
+        )
+        assert run.status_code == 202
+        execution_id = run.json()["executionId"]
+        (command,) = edge.bus.messages(RunRequested, "vigil.control.run")
+        assert command.execution_id == execution_id
+        assert command.alert.labels == {"alertname": "DiskFull"}
+        assert edge.bus.messages(CancelRequested) == []
+
+        unknown = await edge.http.post(
+            "/api/v1/workflows/ops/nope/run", json={"labels": {"alertname": "X"}}
+        )
+        assert unknown.status_code == 404
+
+
+async def test_stats_report_the_monitored_consumers_in_camel_case(tmp_path: Path) -> None:
+    async with serving(tmp_path) as edge:
+        edge.bus.stats[("ALERTS", "engine")] = ConsumerStats(
+            stream="ALERTS",
+            consumer="engine",
+            stream_messages=10,
+            acknowledged=7,
+            pending=2,
+            in_flight=1,
+        )
+
+        stats = (await edge.http.get("/api/v1/stats")).json()
+
+        assert stats == {
+            "alerts": {"received": 10, "recorded": 7},
+            "executions": {},
+            "consumers": [
+                {"stream": "ALERTS", "consumer": "engine", "lag": 3, "pending": 2, "inFlight": 1}
+            ],
+        }
+
+
+async def test_every_api_endpoint_documents_its_response_schema(tmp_path: Path) -> None:
+    async with serving(tmp_path) as edge:
+        schema = (await edge.http.get("/openapi.json")).json()
+
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            content = operation["responses"][
+                next(code for code in operation["responses"] if code.startswith("2"))
+            ].get("content", {})
+            ok_schema = content.get("application/json", {}).get("schema", {})
+            assert ok_schema.get("$ref") or ok_schema.get("type") == "array", (
+                f"{method.upper()} {path} has no response model"
+            )
