@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from tests.support.definitions import alertmanager_body, alertmanager_source, log_sink
 from tests.support.platform import Platform
 
 SECTION = "## Embedded platform"
@@ -34,17 +35,7 @@ UP_TIMEOUT_SECONDS = 90.0
 UP_EVENT = re.compile(r"\]\s+vigil_up\s")
 DISTURBED_SHARE = 0.05  # of the machine's CPU time, used by processes not of this run
 
-DEFINITIONS = """\
-apiVersion: vigil.dev/v1alpha1
-kind: Source
-metadata: {name: am, namespace: bench}
-spec: {type: alertmanager}
----
-apiVersion: vigil.dev/v1alpha1
-kind: Sink
-metadata: {name: log, namespace: bench}
-spec: {type: log}
----
+WORKFLOWS = """\
 # One trivial step: processing an alert measures record + match + execution.
 apiVersion: vigil.dev/v1alpha1
 kind: Workflow
@@ -69,6 +60,7 @@ spec:
     - name: tell
       notify: {sinks: [log], title: "{{ alert.labels.alertname }} {{ alert.labels.seq }}"}
 """
+DEFINITIONS = (alertmanager_source("bench"), log_sink("bench", "log"), WORKFLOWS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,14 +121,12 @@ class Payloads:
 
     def body(self) -> tuple[bytes, int]:
         alerts = [self.alert() for _ in range(self.size)]
-        document = {
-            "version": "4",
-            "status": "firing",
-            "receiver": "vigil",
-            "groupKey": f"{{}}:{{phase={self.phase!r}}}",
-            "groupLabels": {"phase": self.phase},
-            "alerts": alerts,
-        }
+        document = alertmanager_body(
+            alerts,
+            receiver="vigil",
+            groupKey=f"{{}}:{{phase={self.phase!r}}}",
+            groupLabels={"phase": self.phase},
+        )
         return json.dumps(document).encode(), len(alerts)
 
     def bodies(self, limit: int | None = None) -> Iterator[tuple[bytes, int]]:

@@ -73,6 +73,7 @@ from bench.harness import (
     until_drained,
     wait_until_up,
 )
+from tests.support.definitions import write_definitions
 from tests.support.platform import Platform, start_platform
 
 
@@ -505,8 +506,7 @@ def main() -> None:
     began = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="vigil-platform-bench-"))
     definitions, data_dir = work / "definitions", work / "data"
-    definitions.mkdir()
-    (definitions / "bench.yaml").write_text(DEFINITIONS)
+    write_definitions(definitions, *DEFINITIONS, file="bench.yaml")
     report = Report()
     print(f"starting vigil up (data in {data_dir})", flush=True)
     running = start_platform(

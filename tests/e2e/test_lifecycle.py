@@ -12,6 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.definitions import (
+    alertmanager_body,
+    alertmanager_source,
+    log_sink,
+    write_definitions,
+)
+from tests.support.definitions import firing_alert as alert
 from tests.support.platform import Platform, running_platform
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -19,17 +26,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 SETTLE_SECONDS = 60.0
 SLEEP_MARK = "31.739"  # a sleep duration no other process on the machine uses
 
-DEFINITIONS = """
-apiVersion: vigil.dev/v1alpha1
-kind: Source
-metadata: {name: am, namespace: ops}
-spec: {type: alertmanager}
----
-apiVersion: vigil.dev/v1alpha1
-kind: Sink
-metadata: {name: console, namespace: ops}
-spec: {type: log}
----
+WORKFLOWS = """
 apiVersion: vigil.dev/v1alpha1
 kind: Workflow
 metadata: {name: flaky, namespace: ops}
@@ -126,7 +123,7 @@ spec:
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     definitions = tmp_path_factory.mktemp("definitions")
-    (definitions / "all.yaml").write_text(DEFINITIONS)
+    write_definitions(definitions, alertmanager_source("ops"), log_sink("ops"), WORKFLOWS)
     with running_platform(
         definitions=definitions, data_dir=tmp_path_factory.mktemp("data")
     ) as running:
@@ -134,20 +131,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 
 
 def send(platform: Platform, *alerts: dict[str, Any], status: str = "firing") -> None:
-    body = {"version": "4", "status": status, "alerts": list(alerts)}
+    body = alertmanager_body(list(alerts), status=status)
     answer = httpx.post(f"{platform.url}/hooks/ops/am", json=body, timeout=10)
     assert answer.status_code == 200, answer.text
-
-
-def alert(
-    name: str, *, status: str = "firing", starts: str = "2026-11-24T09:00:00Z", **labels: str
-) -> dict[str, Any]:
-    return {
-        "status": status,
-        "labels": {"alertname": name, **labels},
-        "annotations": {},
-        "startsAt": starts,
-    }
 
 
 def of_workflow(platform: Platform, workflow: str) -> list[dict[str, Any]]:

@@ -19,6 +19,12 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.definitions import (
+    alertmanager_body,
+    alertmanager_source,
+    firing_alert,
+    write_definitions,
+)
 from tests.support.nats import free_port
 from tests.support.platform import Platform, WebhookReceiver, running_platform
 
@@ -30,11 +36,6 @@ SEND_INTERVAL = 0.12  # seconds between payloads: ~30 alerts/s for ~8 s
 SETTLE_SECONDS = 180.0
 
 DEFINITIONS = """
-apiVersion: vigil.dev/v1alpha1
-kind: Source
-metadata: {name: am, namespace: chaos}
-spec: {type: alertmanager}
----
 apiVersion: vigil.dev/v1alpha1
 kind: Sink
 metadata: {name: hook, namespace: chaos}
@@ -70,18 +71,9 @@ class Sender(threading.Thread):
         self.failures: Counter[str] = Counter()
 
     def payload(self, first: int) -> dict[str, Any]:
-        return {
-            "version": "4",
-            "status": "firing",
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": {"alertname": "Chaos", "n": str(n)},
-                    "startsAt": "2026-11-24T09:00:00Z",
-                }
-                for n in range(first, first + BATCH)
-            ],
-        }
+        return alertmanager_body(
+            [firing_alert("Chaos", n=str(n)) for n in range(first, first + BATCH)]
+        )
 
     def run(self) -> None:
         with httpx.Client(timeout=5.0) as client:
@@ -148,10 +140,10 @@ def test_no_accepted_alert_is_lost_and_nothing_runs_twice_under_sigkill(
     tmp_path: Path, receiver: WebhookReceiver
 ) -> None:
     runs = tmp_path / "runs.log"
-    definitions = tmp_path / "definitions"
-    definitions.mkdir()
-    (definitions / "chaos.yaml").write_text(
-        DEFINITIONS.replace("RECEIVER_URL", receiver.url).replace("RUNS_FILE", str(runs))
+    definitions = write_definitions(
+        tmp_path / "definitions",
+        alertmanager_source("chaos"),
+        DEFINITIONS.replace("RECEIVER_URL", receiver.url).replace("RUNS_FILE", str(runs)),
     )
     with running_platform(definitions=definitions, data_dir=tmp_path / "data") as platform:
         sender = Sender(f"{platform.url}/hooks/chaos/am")

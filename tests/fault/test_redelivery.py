@@ -12,16 +12,17 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.definitions import (
+    alertmanager_body,
+    alertmanager_source,
+    firing_alert,
+    write_definitions,
+)
 from tests.support.platform import Platform, running_platform
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-DEFINITIONS = """
-apiVersion: vigil.dev/v1alpha1
-kind: Source
-metadata: {name: am, namespace: ops}
-spec: {type: alertmanager}
----
+WORKFLOW = """
 apiVersion: vigil.dev/v1alpha1
 kind: Workflow
 metadata: {name: long, namespace: ops}
@@ -36,17 +37,7 @@ spec:
 
 
 def start(platform: Platform, name: str, seconds: str) -> None:
-    body = {
-        "version": "4",
-        "status": "firing",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": {"alertname": "Long", "name": name, "seconds": seconds},
-                "startsAt": "2026-11-24T09:00:00Z",
-            }
-        ],
-    }
+    body = alertmanager_body([firing_alert("Long", name=name, seconds=seconds)])
     answer = httpx.post(f"{platform.url}/hooks/ops/am", json=body, timeout=10)
     assert answer.status_code == 200, answer.text
 
@@ -64,10 +55,11 @@ def finished(platform: Platform, timeout: float = 90.0) -> dict[str, Any]:
 
 @pytest.fixture
 def definitions(tmp_path: Path) -> Path:
-    folder = tmp_path / "definitions"
-    folder.mkdir()
-    (folder / "long.yaml").write_text(DEFINITIONS.replace("RUNS", str(tmp_path / "runs.log")))
-    return folder
+    return write_definitions(
+        tmp_path / "definitions",
+        alertmanager_source("ops"),
+        WORKFLOW.replace("RUNS", str(tmp_path / "runs.log")),
+    )
 
 
 def test_a_long_step_heartbeats_and_runs_once(definitions: Path, tmp_path: Path) -> None:

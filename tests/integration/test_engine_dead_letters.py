@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.bus import consuming, eventually
+from tests.support.definitions import alertmanager_source, documents
 from vigil.common import streams, subjects
 from vigil.common.adapters.jetstream import JetStreamBus
 from vigil.common.adapters.stores import open_store
@@ -19,17 +20,12 @@ from vigil.common.bus import Delivery
 from vigil.common.documents import Execution, ExecutionFilter
 from vigil.common.errors import TransientError
 from vigil.common.messages import Alert, AlertReceived, StepRequest
-from vigil.common.validation import RawDocument, load_yaml_documents, validate_documents
+from vigil.common.testing import validated
 from vigil.controller.publishing import publish_report
 from vigil.engine.app import run
 from vigil.engine.settings import EngineSettings
 
-DEFINITIONS = """
-apiVersion: vigil.dev/v1alpha1
-kind: Source
-metadata: {name: am, namespace: ops}
-spec: {type: alertmanager}
----
+WORKFLOW = """
 apiVersion: vigil.dev/v1alpha1
 kind: Workflow
 metadata: {name: wf, namespace: ops}
@@ -44,11 +40,8 @@ async def test_a_dead_lettered_step_fails_its_execution_with_the_reason(
     nats_url: str, tmp_path: Path, bus: JetStreamBus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store_url = f"sqlite:///{tmp_path / 'vigil.db'}"
-    documents = [
-        RawDocument(origin=f"test#{n}", body=body)
-        for n, body in enumerate(load_yaml_documents(DEFINITIONS))
-    ]
-    await publish_report(await bus.config_bucket(), validate_documents(documents))
+    report = validated(documents(alertmanager_source("ops"), WORKFLOW))
+    await publish_report(await bus.config_bucket(), report)
     monkeypatch.setenv("VIGIL_NATS_URL", nats_url)
     monkeypatch.setenv("VIGIL_STORE_URL", store_url)
     stop = asyncio.Event()

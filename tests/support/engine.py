@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from tests.support.definitions import alertmanager_source, documents
 from vigil.common.definitions import DefinitionsView
 from vigil.common.documents import Execution, ExecutionFilter
 from vigil.common.messages import Alert, AlertReceived, StepRequest, StepResult
@@ -29,13 +30,6 @@ from vigil.engine.commands import Commands
 from vigil.engine.progress import Progress
 from vigil.engine.results import Results
 from vigil.engine.timers import TimerLoop
-
-SOURCE = """
-apiVersion: vigil.dev/v1alpha1
-kind: Source
-metadata: {name: am, namespace: ops}
-spec: {type: alertmanager}
-"""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,7 +118,7 @@ async def running_engine(
             store = await stack.enter_async_context(sqlite_store(folder))
         bus = RecordingPublisher()
         clock = FakeClock()
-        definitions = definitions_view(SOURCE + "---\n" + workflows)
+        definitions = definitions_view(documents(alertmanager_source("ops"), workflows))
         progress = Progress(store=store, bus=bus)
         yield Engine(
             store=store,

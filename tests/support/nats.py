@@ -12,17 +12,16 @@ import contextlib
 import json
 import shutil
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+
+from tests.support.process import ServerProcess, free_port, spawn_logged, start_server
+
+__all__ = ["NatsServer", "free_port", "nats_server_binary", "running_nats", "start_nats"]
 
 READY_TIMEOUT_SECONDS = 10.0
-STOP_TIMEOUT_SECONDS = 5.0
-_PORT_ATTEMPTS = 5
 
 
 def nats_server_binary() -> Path:
@@ -37,60 +36,15 @@ def nats_server_binary() -> Path:
     return Path(found)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass(kw_only=True)
-class NatsServer:
+class NatsServer(ServerProcess):
     """One running nats-server process with JetStream."""
 
-    port: int
     store_dir: Path
-    log_path: Path
-    process: subprocess.Popen[bytes]
-    _log_file: IO[bytes] = field(repr=False)
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
-        """Terminate gracefully (SIGTERM), kill if it has not exited within `timeout`."""
-        try:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(timeout=timeout)
-        finally:
-            self._log_file.close()
-
-    def kill(self) -> None:
-        """SIGKILL, for fault tests: no graceful shutdown, the store is left as it is."""
-        try:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        finally:
-            self._log_file.close()
 
 
 def start_nats(
@@ -104,25 +58,18 @@ def start_nats(
     With `port=None` a free port is chosen (and another one tried if that one was taken in
     the meantime); with a given port — a restart — that port is used as is.
     """
-    attempts = 1 if port is not None else _PORT_ATTEMPTS
-    failure = ""
-    for _ in range(attempts):
-        server = _spawn(store_dir, port=port if port is not None else free_port())
-        try:
-            _wait_ready(server, ready_timeout)
-        except RuntimeError as exc:
-            failure = str(exc)
-            server.stop()
-            continue
-        return server
-    msg = f"nats-server did not become ready: {failure}"
-    raise RuntimeError(msg)
+    return start_server(
+        lambda free: _spawn(store_dir, port=free),
+        lambda server, left: _probe_jetstream(server.port, timeout=left),
+        what="nats-server",
+        port=port,
+        ready_timeout=ready_timeout,
+    )
 
 
 def _spawn(store_dir: Path, *, port: int) -> NatsServer:
     store_dir.mkdir(parents=True, exist_ok=True)
     log_path = store_dir.parent / f"{store_dir.name}-nats-{port}.log"
-    log_file = log_path.open("ab")
     argv = [
         str(nats_server_binary()),
         "-js",
@@ -133,28 +80,10 @@ def _spawn(store_dir: Path, *, port: int) -> NatsServer:
         "-p",
         str(port),
     ]
-    process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
+    process, log_file = spawn_logged(argv, log_path)
     return NatsServer(
         port=port, store_dir=store_dir, log_path=log_path, process=process, _log_file=log_file
     )
-
-
-def _wait_ready(server: NatsServer, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last_error = "no answer"
-    while time.monotonic() < deadline:
-        if not server.running:
-            msg = f"exited with {server.process.returncode}:\n{server.log_tail()}"
-            raise RuntimeError(msg)
-        try:
-            _probe_jetstream(server.port, timeout=max(deadline - time.monotonic(), 0.1))
-        except (OSError, ValueError) as exc:
-            last_error = repr(exc)
-            time.sleep(0.02)
-            continue
-        return
-    msg = f"not ready on port {server.port} after {timeout} s ({last_error}):\n{server.log_tail()}"
-    raise RuntimeError(msg)
 
 
 def _probe_jetstream(port: int, *, timeout: float) -> None:

@@ -20,9 +20,12 @@ async def test_the_publisher_deduplicates_by_message_id_as_jetstream_does() -> N
     bus = RecordingPublisher()
     assert await bus.publish("s", notice("a"), msg_id="1") is True
     assert await bus.publish("s", notice("a"), msg_id="1") is False
-    assert await bus.publish_all(
-        [Outgoing(subject="s", message=notice("b"), msg_id=i) for i in ("1", "2")]
-    ) == 1
+    assert (
+        await bus.publish_all(
+            [Outgoing(subject="s", message=notice("b"), msg_id=i) for i in ("1", "2")]
+        )
+        == 1
+    )
     assert [m.step for m in bus.messages(StepCancelled)] == ["a", "b"]
 
 

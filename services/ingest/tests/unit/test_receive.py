@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.definitions import alertmanager_body, alertmanager_source, firing_alert
 from vigil.common.bus import ConsumerStats
 from vigil.common.definitions import DefinitionsView
 from vigil.common.messages import AlertReceived, CancelRequested, RunRequested
@@ -24,12 +25,9 @@ from vigil.ingest.adapters.alertmanager import AlertmanagerSource
 from vigil.ingest.api import build_app
 from vigil.ingest.hooks import Ingest
 
-DEFINITIONS = """
-apiVersion: vigil.dev/v1alpha1
-kind: Source
-metadata: {name: am, namespace: ops}
-spec: {type: alertmanager}
----
+DEFINITIONS = (
+    alertmanager_source("ops")
+    + """---
 apiVersion: vigil.dev/v1alpha1
 kind: Source
 metadata: {name: locked, namespace: ops}
@@ -50,32 +48,22 @@ spec:
     - name: measure
       cli: {command: ["df"]}
 """
+)
 MAX_BODY = 64 * 1024
 
 
 def payload(*fingerprints: str, status: str = "firing") -> dict[str, Any]:
-    return {
-        "version": "4",
-        "groupKey": '{}:{alertname="DiskFull"}',
-        "status": status,
-        "receiver": "vigil",
-        "groupLabels": {"alertname": "DiskFull"},
-        "commonLabels": {"alertname": "DiskFull"},
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093",
-        "alerts": [
-            {
-                "status": status,
-                "labels": {"alertname": "DiskFull", "instance": fp},
-                "annotations": {},
-                "startsAt": "2026-11-24T08:00:00Z",
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "",
-                "fingerprint": fp,
-            }
+    return alertmanager_body(
+        [
+            {**firing_alert("DiskFull", status=status, instance=fp), "fingerprint": fp}
             for fp in fingerprints
         ],
-    }
+        status=status,
+        groupKey='{}:{alertname="DiskFull"}',
+        receiver="vigil",
+        groupLabels={"alertname": "DiskFull"},
+        externalURL="http://alertmanager:9093",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,7 +104,7 @@ async def test_an_accepted_body_is_answered_after_every_alert_is_published(
         first, _ = edge.bus.messages(AlertReceived)
         assert first.group.key == '{}:{alertname="DiskFull"}'
         assert first.group.external_url == "http://alertmanager:9093"
-        assert edge.bus.published[0].msg_id == "ops/am/a/firing/2026-11-24T08:00:00+00:00"
+        assert edge.bus.published[0].msg_id == "ops/am/a/firing/2026-11-24T09:00:00+00:00"
 
 
 async def test_a_resent_body_is_accepted_again_and_counted_as_nothing_new(

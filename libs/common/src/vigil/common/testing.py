@@ -6,8 +6,8 @@
 - `FakeClock`: the `Clock` port; time moves only by `advance()` or by a `sleep()` on it.
 - `delivery()`: the `Delivery` a handler gets with a message (which attempt, how many).
 - `sqlite_store()`: the real SQLite store adapter on a file in a folder of the test's.
-- `definitions_view()`: a loaded `DefinitionsView` of YAML definitions, validated as the
-  controller validates them (an invalid one fails the test at once).
+- `validated()`, `definitions_view()`: YAML definitions validated as the controller
+  validates them (an invalid one fails the test at once), and loaded into a view.
 
 The handler code under test is the production code: only the edges are replaced.
 """
@@ -26,7 +26,12 @@ from vigil.common.definitions import DefinitionsView
 from vigil.common.errors import InvalidInput, TransientError
 from vigil.common.messages import Contract
 from vigil.common.store import Retention, Store
-from vigil.common.validation import RawDocument, load_yaml_documents, validate_documents
+from vigil.common.validation import (
+    RawDocument,
+    ValidationReport,
+    load_yaml_documents,
+    validate_documents,
+)
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -140,8 +145,8 @@ async def sqlite_store(folder: Path, *, retention: Retention | None = None) -> A
         await store.close()
 
 
-def definitions_view(yaml_text: str, *, ready: bool = True) -> DefinitionsView:
-    """The definitions of `yaml_text` (`---`-separated), validated and loaded into a view.
+def validated(yaml_text: str) -> ValidationReport:
+    """The definitions of `yaml_text` (`---`-separated), validated as the controller does.
 
     Raises InvalidInput naming the problem if any document is invalid: a test must not
     run against fewer definitions than it wrote.
@@ -154,6 +159,12 @@ def definitions_view(yaml_text: str, *, ready: bool = True) -> DefinitionsView:
     problems = report.problems()
     if problems:
         raise InvalidInput("; ".join(problems))
+    return report
+
+
+def definitions_view(yaml_text: str, *, ready: bool = True) -> DefinitionsView:
+    """`validated(yaml_text)` loaded into a view, ready unless told otherwise."""
+    report = validated(yaml_text)
     view = DefinitionsView()
     for definition in report.definitions:
         view.add(definition)
