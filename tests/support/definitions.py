@@ -1,12 +1,13 @@
 """Definitions and Alertmanager bodies for tests and benchmarks, written once.
 
-`alertmanager_source` and `log_sink` are the YAML every suite starts from;
+`alertmanager_source`, `log_sink` and `workflow` are the YAML every suite starts from;
 `write_definitions` puts documents into a folder `vigil up` reads; `alertmanager_body` and
 `firing_alert` build what Alertmanager posts (webhook version 4).
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,29 @@ apiVersion: vigil.dev/v1alpha1
 kind: Sink
 metadata: {{name: {name}, namespace: {namespace}}}
 spec: {{type: log}}
+"""
+
+
+def workflow(
+    name: str,
+    steps: str,
+    *,
+    namespace: str = "ops",
+    matcher: str = 'alertname="DiskFull"',
+    spec: str = "",
+) -> str:
+    """A Workflow triggered by `matcher`; `steps` is the YAML list of its steps and `spec`
+    more fields of its spec, both written from the left margin."""
+    more = textwrap.indent(textwrap.dedent(spec).strip("\n"), "  ")
+    return f"""\
+apiVersion: vigil.dev/v1alpha1
+kind: Workflow
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  trigger:
+    matchers: ['{matcher}']
+{more + chr(10) if more else ""}  steps:
+{textwrap.indent(textwrap.dedent(steps).strip(chr(10)), "    ")}
 """
 
 

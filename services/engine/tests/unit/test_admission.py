@@ -8,37 +8,36 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.definitions import workflow
 from tests.support.engine import running_engine
 from vigil.common.errors import TransientError
 from vigil.common.messages import ExecutionEvent, StepCancelled
 
-ONE_CLI_STEP = """
-apiVersion: vigil.dev/v1alpha1
-kind: Workflow
-metadata: {name: disk, namespace: ops}
-spec:
-  trigger:
-    matchers: ['alertname="DiskFull"']
-  steps:
+ONE_CLI_STEP = workflow(
+    "disk",
+    """
     - name: measure
       cli: {command: ["df", "-P", "{{ alert.labels.mount | default('/') }}"], timeout: 30s}
-"""
+    """,
+)
+SETTLE = workflow(
+    "settle",
+    """
+    - name: settle
+      wait: {duration: 1h, until: 'alert.status == "resolved"'}
+    """,
+)
 
 
 def guarded(policy: str, cooldown: str | None = None) -> str:
-    return f"""
-apiVersion: vigil.dev/v1alpha1
-kind: Workflow
-metadata: {{name: guarded, namespace: ops}}
-spec:
-  trigger:
-    matchers: ['alertname="DiskFull"']
-  concurrency: {{key: "{{{{ alert.labels.host }}}}", policy: {policy}}}
-  {f"cooldown: {cooldown}" if cooldown else ""}
-  steps:
-    - name: measure
-      cli: {{command: ["true"], timeout: 30s}}
-"""
+    return workflow(
+        "guarded",
+        '- {name: measure, cli: {command: ["true"], timeout: 30s}}',
+        spec=f"""
+        concurrency: {{key: "{{{{ alert.labels.host }}}}", policy: {policy}}}
+        {f"cooldown: {cooldown}" if cooldown else ""}
+        """,
+    )
 
 
 async def test_a_matching_alert_starts_an_execution_and_dispatches_its_first_step(
@@ -152,18 +151,7 @@ async def test_cooldown_suppresses_a_repeat_until_it_has_passed(tmp_path: Path) 
 
 
 async def test_a_resolved_alert_ends_the_wait_of_its_running_execution(tmp_path: Path) -> None:
-    workflow = """
-apiVersion: vigil.dev/v1alpha1
-kind: Workflow
-metadata: {name: settle, namespace: ops}
-spec:
-  trigger:
-    matchers: ['alertname="DiskFull"']
-  steps:
-    - name: settle
-      wait: {duration: 1h, until: 'alert.status == "resolved"'}
-"""
-    async with running_engine(tmp_path, workflow) as engine:
+    async with running_engine(tmp_path, SETTLE) as engine:
         await engine.receive(engine.alert("DiskFull"))
         assert (await engine.only_execution()).step("settle").state == "running"
 
@@ -178,18 +166,7 @@ spec:
 async def test_a_firing_and_its_resolve_in_one_batch_reach_the_new_execution(
     tmp_path: Path,
 ) -> None:
-    workflow = """
-apiVersion: vigil.dev/v1alpha1
-kind: Workflow
-metadata: {name: settle, namespace: ops}
-spec:
-  trigger:
-    matchers: ['alertname="DiskFull"']
-  steps:
-    - name: settle
-      wait: {duration: 1h, until: 'alert.status == "resolved"'}
-"""
-    async with running_engine(tmp_path, workflow) as engine:
+    async with running_engine(tmp_path, SETTLE) as engine:
         firing = engine.alert("DiskFull")
         engine.clock.advance(1)
         resolved = engine.alert("DiskFull", status="resolved")

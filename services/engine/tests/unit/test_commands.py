@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.definitions import workflow
 from tests.support.engine import running_engine
 from vigil.common.definitions import DefinitionsView
 from vigil.common.errors import PermanentError, TransientError
@@ -13,17 +14,7 @@ from vigil.common.messages import Alert, CancelRequested, RunRequested, StepCanc
 from vigil.common.testing import EPOCH, delivery
 from vigil.engine.commands import Commands
 
-WORKFLOW = """
-apiVersion: vigil.dev/v1alpha1
-kind: Workflow
-metadata: {name: disk, namespace: ops}
-spec:
-  trigger:
-    matchers: ['alertname="DiskFull"']
-  steps:
-    - name: measure
-      cli: {command: ["df"], timeout: 30s}
-"""
+WORKFLOW = workflow("disk", '- {name: measure, cli: {command: ["df"], timeout: 30s}}')
 
 
 def run_command(workflow: str = "disk", execution_id: str = "01MANUAL") -> RunRequested:

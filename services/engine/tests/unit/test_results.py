@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.definitions import workflow
 from tests.support.engine import Engine, running_engine
 from vigil.common.adapters.sqlite import SqliteStore
 from vigil.common.documents import Execution
@@ -16,19 +17,16 @@ from vigil.common.messages import DeadLetter, ExecutionEvent, StepRequest
 from vigil.common.store import Retention
 from vigil.common.testing import delivery
 
-TWO_STEPS = """
-apiVersion: vigil.dev/v1alpha1
-kind: Workflow
-metadata: {name: disk, namespace: ops}
-spec:
-  trigger:
-    matchers: ['alertname=~"Disk.*"']
-  steps:
+TWO_STEPS = workflow(
+    "disk",
+    """
     - name: measure
       cli: {command: ["df"], timeout: 30s}
     - name: clean
       cli: {command: ["echo", "{{ steps.measure.output.stdout }}"], timeout: 30s}
-"""
+    """,
+    matcher='alertname=~"Disk.*"',
+)
 
 
 async def started(engine: Engine, *names: str) -> list[StepRequest]:

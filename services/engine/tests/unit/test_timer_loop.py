@@ -5,25 +5,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.support.definitions import workflow
 from tests.support.engine import running_engine
 from vigil.common.definitions import definition_key
 from vigil.common.messages import StepCancelled
 from vigil.engine.domain.machine import WORKER_GRACE
 
-WORKFLOW = """
-apiVersion: vigil.dev/v1alpha1
-kind: Workflow
-metadata: {name: disk, namespace: ops}
-spec:
-  trigger:
-    matchers: ['alertname="DiskFull"']
-  steps:
+WORKFLOW = workflow(
+    "disk",
+    """
     - name: measure
       cli: {command: ["df"], timeout: 30s}
       retry: {attempts: 2, backoff: 10s}
     - name: settle
       wait: {duration: 5m}
-"""
+    """,
+)
 
 
 async def test_nothing_is_claimed_before_it_is_due(tmp_path: Path) -> None:

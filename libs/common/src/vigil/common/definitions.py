@@ -12,10 +12,9 @@ from datetime import datetime
 from typing import ClassVar, Protocol
 
 import structlog
-from pydantic import ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import Field, ValidationError
 
-from vigil.common.messages import Contract
+from vigil.common.messages import CAMEL_CASE, Contract
 from vigil.common.resources import AnyResource, Sink, Source, Workflow
 
 log = structlog.get_logger(__name__)
@@ -37,13 +36,7 @@ class Definition(Contract):
 class DefinitionStatus(Contract):
     """Validation state of one resource, valid or not (for the API and `vigil validate`)."""
 
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-    )
+    model_config = CAMEL_CASE
     schema_name: ClassVar[str] = "definition-status.v1"
 
     kind: str

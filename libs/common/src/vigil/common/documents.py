@@ -10,11 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, Field
 
 from vigil.common.alertmanager import AlertStatus
-from vigil.common.messages import Alert, ExecutionState, Group, Output
+from vigil.common.messages import CAMEL_CASE, Alert, ExecutionState, Group, Output
 
 StepState = Literal[
     "pending", "running", "succeeded", "failed", "skipped", "cancelled", "timed_out"
@@ -31,13 +30,7 @@ OUTPUT_LIMIT_BYTES = 64 * 1024
 class Document(BaseModel):
     """Stored under its field names; shown by the API in camelCase (`by_alias=True`)."""
 
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-    )
+    model_config = CAMEL_CASE
 
 
 class StepRecord(Document):

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic.alias_generators import to_camel
 
 from vigil.common.alertmanager import AlertStatus, WebhookAlert, WebhookPayload
 
@@ -18,6 +19,15 @@ StepOutcome = Literal["succeeded", "failed", "timed_out", "cancelled"]
 ExecutionState = Literal["pending", "running", "succeeded", "failed", "cancelled", "timed_out"]
 
 Output = dict[str, JsonValue]
+
+# Models read and written under their field names, shown by the API in camelCase.
+CAMEL_CASE = ConfigDict(
+    frozen=True,
+    extra="forbid",
+    alias_generator=to_camel,
+    validate_by_name=True,
+    validate_by_alias=True,
+)
 
 
 class Contract(BaseModel):

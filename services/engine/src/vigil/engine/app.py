@@ -84,47 +84,39 @@ async def _consume_when_ready(
     """The engine's consumers, started once the definitions are loaded."""
     await definitions.ready.wait()
     deliver = settings.max_deliver
+    consumers = [
+        bus.consume_batches(
+            replace(
+                streams.ENGINE_ALERTS,
+                max_deliver=deliver,
+                max_in_flight=settings.alerts_in_flight,
+                batch=settings.alerts_batch,
+            ),
+            AlertReceived,
+            admission.on_alerts,
+        ),
+        bus.consume_batches(
+            replace(
+                streams.ENGINE_RESULTS,
+                max_deliver=deliver,
+                max_in_flight=settings.results_in_flight,
+                batch=settings.results_batch,
+            ),
+            StepResult,
+            results.on_results,
+        ),
+        bus.consume(
+            replace(streams.ENGINE_CANCEL, max_deliver=deliver), CancelRequested, commands.on_cancel
+        ),
+        bus.consume(
+            replace(streams.ENGINE_RUN, max_deliver=deliver), RunRequested, commands.on_run
+        ),
+        bus.consume(
+            replace(streams.ENGINE_DEAD_STEPS, max_deliver=deliver),
+            DeadLetter,
+            results.on_dead_letter,
+        ),
+    ]
     async with asyncio.TaskGroup() as group:
-        group.create_task(
-            bus.consume_batches(
-                replace(
-                    streams.ENGINE_ALERTS,
-                    max_deliver=deliver,
-                    max_in_flight=settings.alerts_in_flight,
-                    batch=settings.alerts_batch,
-                ),
-                AlertReceived,
-                admission.on_alerts,
-            )
-        )
-        group.create_task(
-            bus.consume_batches(
-                replace(
-                    streams.ENGINE_RESULTS,
-                    max_deliver=deliver,
-                    max_in_flight=settings.results_in_flight,
-                    batch=settings.results_batch,
-                ),
-                StepResult,
-                results.on_results,
-            )
-        )
-        group.create_task(
-            bus.consume(
-                replace(streams.ENGINE_CANCEL, max_deliver=deliver),
-                CancelRequested,
-                commands.on_cancel,
-            )
-        )
-        group.create_task(
-            bus.consume(
-                replace(streams.ENGINE_RUN, max_deliver=deliver), RunRequested, commands.on_run
-            )
-        )
-        group.create_task(
-            bus.consume(
-                replace(streams.ENGINE_DEAD_STEPS, max_deliver=deliver),
-                DeadLetter,
-                results.on_dead_letter,
-            )
-        )
+        for consumer in consumers:
+            group.create_task(consumer)
