@@ -9,9 +9,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.definitions import workflow
+from tests.support.documents import make_execution
 from tests.support.engine import running_engine
-from vigil.common.errors import TransientError
+from vigil.common.adapters.sqlite import SqliteStore
+from vigil.common.documents import Execution
+from vigil.common.errors import Conflict, TransientError
 from vigil.common.messages import ExecutionEvent, StepCancelled
+from vigil.common.store import Retention
 
 ONE_CLI_STEP = workflow(
     "disk",
@@ -174,3 +178,48 @@ async def test_a_firing_and_its_resolve_in_one_batch_reach_the_new_execution(
         assert await engine.receive(firing, resolved) == [None, None]
 
         assert (await engine.only_execution()).state == "succeeded"
+
+
+class RivalReplicaStore(SqliteStore):
+    """The SQLite store where another engine replica inserts an execution for the same
+    concurrency key just before this one does (both passed the policy check)."""
+
+    rival: Execution | None = None
+
+    async def insert_execution(self, execution: Execution) -> bool:
+        if self.rival is not None:
+            rival, self.rival = self.rival, None
+            assert await super().insert_execution(
+                rival.model_copy(update={"exclusive_key": execution.exclusive_key})
+            )
+        return await super().insert_execution(execution)
+
+
+async def test_a_concurrency_key_taken_by_another_replica_meanwhile_is_retried_then_obeyed(
+    tmp_path: Path,
+) -> None:
+    store = await RivalReplicaStore.open(
+        f"sqlite:///{tmp_path / 'rival.db'}", retention=Retention()
+    )
+    assert isinstance(store, RivalReplicaStore)
+    try:
+        async with running_engine(tmp_path, guarded("Forbid"), store=store) as engine:
+            store.rival = make_execution(
+                "01RIVAL",
+                at=engine.clock.now(),
+                namespace="ops",
+                workflow="guarded",
+                state="running",
+                concurrency_key="db-1",
+            )
+            alert = engine.alert("DiskFull", fingerprint="a", host="db-1")
+
+            (outcome,) = await engine.receive(alert)
+            assert isinstance(outcome, Conflict), "the alert is redelivered"
+            assert engine.requests() == []
+
+            assert await engine.receive(alert, attempt=2) == [None]
+            (only,) = await engine.executions()
+            assert only.id == "01RIVAL", "the redelivered alert obeyed Forbid"
+    finally:
+        await store.close()

@@ -14,7 +14,7 @@ from typing import ClassVar, Protocol
 import structlog
 from pydantic import Field, ValidationError
 
-from vigil.common.messages import CAMEL_CASE, Contract
+from vigil.common.messages import SHOWN_IN_CAMEL_CASE, Contract
 from vigil.common.resources import AnyResource, Sink, Source, Workflow
 
 log = structlog.get_logger(__name__)
@@ -36,7 +36,7 @@ class Definition(Contract):
 class DefinitionStatus(Contract):
     """Validation state of one resource, valid or not (for the API and `vigil validate`)."""
 
-    model_config = CAMEL_CASE
+    model_config = SHOWN_IN_CAMEL_CASE
     schema_name: ClassVar[str] = "definition-status.v1"
 
     kind: str

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from vigil.common.alertmanager import AlertStatus
-from vigil.common.messages import CAMEL_CASE, Alert, ExecutionState, Group, Output
+from vigil.common.messages import SHOWN_IN_CAMEL_CASE, Alert, ExecutionState, Group, Output
 
 StepState = Literal[
     "pending", "running", "succeeded", "failed", "skipped", "cancelled", "timed_out"
@@ -28,9 +28,7 @@ OUTPUT_LIMIT_BYTES = 64 * 1024
 
 
 class Document(BaseModel):
-    """Stored under its field names; shown by the API in camelCase (`by_alias=True`)."""
-
-    model_config = CAMEL_CASE
+    model_config = SHOWN_IN_CAMEL_CASE
 
 
 class StepRecord(Document):

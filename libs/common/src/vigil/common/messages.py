@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
 from vigil.common.alertmanager import AlertStatus, WebhookAlert, WebhookPayload
@@ -20,13 +20,10 @@ ExecutionState = Literal["pending", "running", "succeeded", "failed", "cancelled
 
 Output = dict[str, JsonValue]
 
-# Models read and written under their field names, shown by the API in camelCase.
-CAMEL_CASE = ConfigDict(
-    frozen=True,
-    extra="forbid",
-    alias_generator=to_camel,
-    validate_by_name=True,
-    validate_by_alias=True,
+# Stored and read under their field names, shown by the API in camelCase (`by_alias=True`).
+# Serialization aliases only: reading a stored document looks up one name per field.
+SHOWN_IN_CAMEL_CASE = ConfigDict(
+    frozen=True, extra="forbid", alias_generator=AliasGenerator(serialization_alias=to_camel)
 )
 
 

@@ -9,15 +9,23 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from vigil.common.alertmanager import AlertStatus, label_fingerprint
 from vigil.common.definitions import DefinitionStatus
 from vigil.common.documents import AlertRecord, DeliveryRecord
-from vigil.common.messages import CAMEL_CASE, Alert, ExecutionState
+from vigil.common.messages import Alert, ExecutionState
 
 
 class View(BaseModel):
-    model_config = CAMEL_CASE | ConfigDict(serialize_by_alias=True)
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
 
 
 class ErrorBody(View):
