@@ -16,11 +16,18 @@ import httpx
 import pytest
 
 from tests.support.definitions import alertmanager_body, alertmanager_source, firing_alert
+from tests.support.documents import make_execution
 from vigil.common.bus import ConsumerStats
-from vigil.common.definitions import DefinitionsView
+from vigil.common.definitions import DefinitionStatus, DefinitionsView, status_key
 from vigil.common.messages import AlertReceived, CancelRequested, RunRequested
 from vigil.common.store import Store
-from vigil.common.testing import FakeClock, RecordingPublisher, definitions_view, sqlite_store
+from vigil.common.testing import (
+    EPOCH,
+    FakeClock,
+    RecordingPublisher,
+    definitions_view,
+    sqlite_store,
+)
 from vigil.ingest.adapters.alertmanager import AlertmanagerSource
 from vigil.ingest.api import build_app
 from vigil.ingest.hooks import Ingest
@@ -258,3 +265,56 @@ async def test_every_api_endpoint_documents_its_response_schema(tmp_path: Path) 
             assert ok_schema.get("$ref") or ok_schema.get("type") == "array", (
                 f"{method.upper()} {path} has no response model"
             )
+
+
+async def test_documents_and_definitions_are_shown_in_camel_case(tmp_path: Path) -> None:
+    view = definitions_view(DEFINITIONS)
+    status = DefinitionStatus(
+        kind="Workflow",
+        namespace="ops",
+        name="disk",
+        ready=True,
+        message="valid",
+        observed_at=EPOCH,
+    )
+    view.apply(status_key("Workflow", "ops", "disk"), status.model_dump_json().encode())
+    async with serving(tmp_path, definitions=view) as edge:
+        stored = make_execution("01EX", at=EPOCH, namespace="ops", workflow="disk")
+        assert await edge.store.insert_execution(stored)
+
+        execution = (await edge.http.get("/api/v1/executions/01EX")).json()
+        page = (await edge.http.get("/api/v1/executions", params={"workflow": "disk"})).json()
+        definitions = (await edge.http.get("/api/v1/definitions")).json()
+
+    assert execution["id"] == "01EX"
+    assert {"createdAt", "concurrencyKey", "triggerKey", "alertId"} <= execution.keys()
+    assert "created_at" not in execution
+    assert {"startedAt", "finishedAt", "onFailure"} <= execution["steps"][0].keys()
+    assert execution["alert"]["startsAt"] == "2025-12-31T23:55:00Z"
+    assert [item["id"] for item in page["items"]] == ["01EX"]
+    assert page["next"] is None
+    assert definitions == {
+        "items": [
+            {
+                "kind": "Workflow",
+                "namespace": "ops",
+                "name": "disk",
+                "ready": True,
+                "message": "valid",
+                "origin": "",
+                "observedAt": "2026-01-01T00:00:00Z",
+            }
+        ]
+    }
+
+
+async def test_an_unknown_execution_or_artifact_is_a_404_naming_it(tmp_path: Path) -> None:
+    async with serving(tmp_path) as edge:
+        execution = await edge.http.get("/api/v1/executions/01NOPE")
+        artifact = await edge.http.get("/api/v1/artifacts/01NOPE/measure/1/output")
+
+    assert (execution.status_code, execution.json()) == (404, {"error": "no execution 01NOPE"})
+    assert (artifact.status_code, artifact.json()) == (
+        404,
+        {"error": "no artifact 01NOPE/measure/1/output"},
+    )
