@@ -18,7 +18,7 @@ BOOT_PYTHON := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.
 RUN := $(UV) run --frozen
 ARGS ?=
 
-.PHONY: help dev up test test-slow test-all lint typecheck fmt clean bench-store bench
+.PHONY: help dev up test test-slow test-all lint typecheck fmt crds clean bench-store bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ lint: dev ## ruff, formatting check, import-linter contracts, cyclomatic complex
 
 typecheck: dev ## mypy --strict over sources and tests
 	$(RUN) mypy libs/common/src services/*/src cli/src $(wildcard libs/common/tests services/*/tests cli/tests) tests
+
+crds: dev ## regenerate crds/ from the resource models (a test fails when they are stale)
+	$(RUN) python -m vigil.common.crds crds
 
 fmt: dev ## format and autofix
 	$(RUN) ruff format .

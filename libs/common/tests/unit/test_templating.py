@@ -132,3 +132,9 @@ def test_compile_honours_a_narrower_set_of_allowed_names() -> None:
 def test_render_of_a_template_with_an_unknown_name_raises_invalid_input() -> None:
     with pytest.raises(InvalidInput):
         render("{{ nope }}", CONTEXT)
+
+
+def test_an_unknown_filter_is_refused_when_the_template_is_compiled() -> None:
+    """Found by the CRD corpus: it used to escape as a Jinja error and crash validation."""
+    with pytest.raises(InvalidInput, match="No filter named 'shout'"):
+        compile_template("{{ alert.labels.x | shout }}")

@@ -1,17 +1,28 @@
 """The resources of group `vigil.dev/v1alpha1`: Source, Workflow, Sink (DESIGN §4).
 
 These models are the single definition of the schema: the controller validates YAML with
-them (file mode) and the CRDs in `crds/` must agree with them. Structural checks live here;
-compiling templates and CEL and resolving references is the controller's job
+them, and the CRDs in `crds/` are generated from them (`vigil.common.crds`, `make crds`).
+Structural checks live here, each model validator beside the CEL rule
+(`x-kubernetes-validations`) that lets the API server make the same check; compiling
+templates and CEL and resolving references is the controller's job
 (`vigil.common.validation`).
 """
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    WithJsonSchema,
+    model_validator,
+)
 
 from vigil.common.alertmanager import AlertStatus
 from vigil.common.durations import parse_duration
@@ -19,6 +30,9 @@ from vigil.common.durations import parse_duration
 API_VERSION = "vigil.dev/v1alpha1"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The same rules for the API server (OpenAPI patterns are ECMA-262 regular expressions).
+DURATION_PATTERN = r"^\s*([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+\s*$"
+MAX_STEPS = 64
 
 
 def _dns_label(value: str) -> str:
@@ -43,9 +57,24 @@ def _step_name(value: str) -> str:
     return value
 
 
-DnsLabel = Annotated[str, AfterValidator(_dns_label)]
-Duration = Annotated[str, AfterValidator(_duration)]
-StepName = Annotated[str, AfterValidator(_step_name)]
+DnsLabel = Annotated[
+    str,
+    AfterValidator(_dns_label),
+    WithJsonSchema({"type": "string", "pattern": _DNS_LABEL.pattern, "maxLength": 63}),
+]
+Duration = Annotated[
+    str, AfterValidator(_duration), WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN})
+]
+StepName = Annotated[
+    str,
+    AfterValidator(_step_name),
+    WithJsonSchema({"type": "string", "pattern": _STEP_NAME.pattern, "maxLength": 63}),
+]
+
+
+def _rules(*rules: tuple[str, str]) -> dict[str, JsonValue]:
+    """CEL rules the API server checks (`x-kubernetes-validations`): (rule, message)."""
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
 
 
 class Spec(BaseModel):
@@ -95,6 +124,22 @@ class ScheduleSpec(Spec):
 
 
 class SourceSpec(Spec):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra=_rules(
+            (
+                "self.type != 'webhook' || has(self.webhook)",
+                "type webhook needs a `webhook` mapping block",
+            ),
+            (
+                "self.type != 'schedule' || has(self.schedule)",
+                "type schedule needs a `schedule` block",
+            ),
+        ),
+    )
+
     type: Literal["alertmanager", "webhook", "schedule"]
     auth: SourceAuth | None = None
     webhook: WebhookMapping | None = None
@@ -160,7 +205,25 @@ class AgentSpec(Spec):
 StepKindName = Literal["cli", "condition", "wait", "notify", "agent"]
 
 
+_STEP_KINDS_RULE = (
+    "[has(self.cli), has(self.condition), has(self.wait), has(self.notify), has(self.agent)]"
+    ".filter(k, k).size() == 1"
+)
+
+
 class Step(Spec):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra=_rules(
+            (
+                _STEP_KINDS_RULE,
+                "a step must have exactly one of cli, condition, wait, notify, agent",
+            )
+        ),
+    )
+
     name: StepName
     when: str | None = None
     timeout: Duration | None = None
@@ -192,13 +255,27 @@ class Step(Spec):
         raise AssertionError("validated step has a kind")
 
 
+_UNIQUE_STEP_NAMES_RULE = (
+    "(has(self.onFailure) ? self.steps + self.onFailure : self.steps)"
+    ".all(s, (has(self.onFailure) ? self.steps + self.onFailure : self.steps)"
+    ".exists_one(t, t.name == s.name))"
+)
+
+
 class WorkflowSpec(Spec):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra=_rules((_UNIQUE_STEP_NAMES_RULE, "step names must be unique")),
+    )
+
     trigger: Trigger = Field(default_factory=Trigger)
     concurrency: Concurrency = Field(default_factory=Concurrency)
     cooldown: Duration | None = None
     timeout: Duration | None = None
-    steps: list[Step] = Field(min_length=1)
-    on_failure: list[Step] = Field(default_factory=list, alias="onFailure")
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+    on_failure: list[Step] = Field(default_factory=list, alias="onFailure", max_length=MAX_STEPS)
 
     @model_validator(mode="after")
     def _unique_step_names(self) -> WorkflowSpec:
@@ -215,6 +292,18 @@ class WorkflowSpec(Spec):
 
 
 class WebhookSinkSpec(Spec):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra=_rules(
+            (
+                "has(self.url) != has(self.urlSecretRef)",
+                "webhook sink needs exactly one of `url` and `urlSecretRef`",
+            )
+        ),
+    )
+
     url: str | None = None
     url_secret_ref: SecretKeyRef | None = Field(default=None, alias="urlSecretRef")
     headers: dict[str, str] = Field(default_factory=dict)
@@ -236,6 +325,16 @@ class RateLimit(Spec):
 
 
 class SinkSpec(Spec):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra=_rules(
+            ("self.type != 'webhook' || has(self.webhook)", "type webhook needs a `webhook` block"),
+            ("self.type != 'slack' || has(self.slack)", "type slack needs a `slack` block"),
+        ),
+    )
+
     type: Literal["slack", "msteams", "pagerduty", "email", "webhook", "log"]
     webhook: WebhookSinkSpec | None = None
     slack: SlackSinkSpec | None = None
@@ -247,6 +346,35 @@ class SinkSpec(Spec):
             msg = f"type {self.type} needs a `{self.type}` block"
             raise ValueError(msg)
         return self
+
+
+# --- Status (written by the controller in Kubernetes mode) ---------------------------------
+
+
+class Condition(Spec):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: datetime = Field(alias="lastTransitionTime")
+    observed_generation: int | None = Field(default=None, alias="observedGeneration")
+
+
+class LastExecution(Spec):
+    id: str
+    state: str
+    time: datetime
+
+
+class ResourceStatus(Spec):
+    """`status` of the three kinds; each kind fills what concerns it."""
+
+    observed_generation: int | None = Field(default=None, alias="observedGeneration")
+    conditions: list[Condition] = Field(default_factory=list)
+    webhook_path: str | None = Field(default=None, alias="webhookPath")  # Source
+    trigger: str | None = None  # Workflow: a one-line summary of its trigger
+    last_execution: LastExecution | None = Field(default=None, alias="lastExecution")
+    executions: dict[str, int] = Field(default_factory=dict)  # Workflow: finished, by state
 
 
 # --- Envelopes ----------------------------------------------------------------------------
