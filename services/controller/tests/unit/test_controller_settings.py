@@ -60,3 +60,20 @@ def test_the_other_shared_settings_given_as_keyword_arguments_are_used(
         "json",
         "debug",
     )
+
+
+def test_kubernetes_mode_reads_its_namespaces_comma_separated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VIGIL_CONTROLLER_SOURCE", "kubernetes")
+    monkeypatch.setenv("VIGIL_CONTROLLER_NAMESPACES", "monitoring, team-a,")
+
+    settings = ControllerSettings()
+
+    assert settings.source == "kubernetes"
+    assert settings.namespaces == ["monitoring", "team-a"]
+
+
+def test_by_default_the_controller_reads_a_folder_and_would_watch_every_namespace() -> None:
+    settings = ControllerSettings()
+    assert (settings.source, settings.namespaces) == ("file", [])
