@@ -102,6 +102,10 @@ class CliStep(Contract):
     argv: list[str] = Field(min_length=1)
     timeout_seconds: float
     env: dict[str, str] = Field(default_factory=dict)
+    # Kubernetes mode only; a local runner ignores them.
+    image: str | None = None
+    resources: dict[str, dict[str, str]] = Field(default_factory=dict)  # requests, limits
+    service_account: str | None = None
 
 
 class NotifyStep(Contract):

@@ -178,11 +178,19 @@ class Retry(Spec):
     backoff: Duration = "10s"
 
 
+class ComputeResources(Spec):
+    """Kubernetes mode: the step pod's container resources (quantities such as `100m`)."""
+
+    requests: dict[str, str] = Field(default_factory=dict)
+    limits: dict[str, str] = Field(default_factory=dict)
+
+
 class CliSpec(Spec):
     command: list[str] = Field(min_length=1)
     timeout: Duration | None = None
     env: dict[str, str] = Field(default_factory=dict)
-    image: str | None = None
+    image: str | None = None  # Kubernetes mode: the step pod's image (default: the agent image)
+    resources: ComputeResources | None = None
 
 
 class WaitSpec(Spec):
@@ -276,6 +284,8 @@ class WorkflowSpec(Spec):
     timeout: Duration | None = None
     steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
     on_failure: list[Step] = Field(default_factory=list, alias="onFailure", max_length=MAX_STEPS)
+    # Kubernetes mode: the service account the workflow's step pods run as.
+    service_account_name: DnsLabel | None = Field(default=None, alias="serviceAccountName")
 
     @model_validator(mode="after")
     def _unique_step_names(self) -> WorkflowSpec:

@@ -43,6 +43,9 @@ def build_request(
             argv=[render(arg, context) for arg in spec.cli.command],
             timeout_seconds=step_timeout_seconds(spec),
             env={name: render(value, context) for name, value in spec.cli.env.items()},
+            image=spec.cli.image,
+            resources=spec.cli.resources.model_dump() if spec.cli.resources else {},
+            service_account=workflow.spec.service_account_name,
         )
     elif spec.notify is not None:
         notify = NotifyStep(
