@@ -4,6 +4,7 @@
   records what was published, deduplicates by `msg_id` as JetStream does, and can be told
   to fail the next publishes with a `TransientError`.
 - `FakeClock`: the `Clock` port; time moves only by `advance()` or by a `sleep()` on it.
+- `MemoryBucket`: the `ConfigBucket` port (definitions) in memory.
 - `delivery()`: the `Delivery` a handler gets with a message (which attempt, how many).
 - `sqlite_store()`: the real SQLite store adapter on a file in a folder of the test's.
 - `validated()`, `definitions_view()`: YAML definitions validated as the controller
@@ -116,6 +117,33 @@ class FakeClock:
         self.slept.append(seconds)
         self.current += timedelta(seconds=max(seconds, 0.0))
         await asyncio.sleep(0)
+
+
+@dataclass(slots=True)
+class MemoryBucket:
+    """The `ConfigBucket` port in memory: what the controller published, by key."""
+
+    values: dict[str, bytes] = field(default_factory=dict)
+    writes: int = 0
+
+    async def put(self, key: str, value: bytes) -> None:
+        self.values[key] = value
+        self.writes += 1
+
+    async def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+        self.writes += 1
+
+    async def keys(self) -> list[str]:
+        return sorted(self.values)
+
+    async def watch(self) -> AsyncIterator[tuple[str, bytes | None] | None]:
+        for key, value in sorted(self.values.items()):
+            yield key, value
+        yield None  # the initial values are all there
+
+    def definition_keys(self) -> list[str]:
+        return sorted(key for key in self.values if key.startswith("def."))
 
 
 def delivery(

@@ -38,6 +38,13 @@ class Tally:
         if event.state in FINAL_EXECUTION_STATES:
             runs.finished[event.state] += 1
 
+    def restore(self, key: WorkflowKey, runs: Runs) -> None:
+        """Put back what could not be written, under what gathered since."""
+        pending = self.pending.setdefault(key, Runs())
+        pending.finished.update(runs.finished)
+        if runs.last is not None and (pending.last is None or runs.last.at > pending.last.at):
+            pending.last = runs.last
+
     def take(self) -> dict[WorkflowKey, Runs]:
         """What gathered since the last call; the tally starts empty again."""
         taken, self.pending = self.pending, {}
