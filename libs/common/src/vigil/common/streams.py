@@ -60,6 +60,13 @@ ENGINE_DEAD_STEPS = ConsumerSpec(
     filter_subject=subjects.dlq(subjects.STEPS_STREAM, "*"),
     max_in_flight=8,
 )
+# Kubernetes mode: execution lifecycle events into each Workflow's status.
+CONTROLLER_EVENTS = ConsumerSpec(
+    stream=subjects.EVENTS_STREAM,
+    durable="controller-status",
+    filter_subject=subjects.all_events(),
+    max_in_flight=256,
+)
 SINK_NOTIFY = ConsumerSpec(
     stream=subjects.STEPS_STREAM, durable="sink-notify", filter_subject=subjects.steps("notify")
 )

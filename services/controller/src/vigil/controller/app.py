@@ -1,69 +1,88 @@
-"""Controller composition root (file mode): read, validate, publish, watch for changes."""
+"""Controller composition root: definitions from a folder (file mode) or from the
+cluster's custom resources (Kubernetes mode), validated and published to the config
+bucket; in Kubernetes mode also the resources' status, from validation and executions."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import structlog
-import watchfiles
 
+from vigil.common import streams
+from vigil.common.adapters.jetstream import JetStreamBus
+from vigil.common.adapters.ops import ReadinessCheck
 from vigil.common.adapters.service import connected_bus, ops_server, readiness_checks
-from vigil.common.definitions import ConfigBucket
 from vigil.common.errors import TransientError
+from vigil.common.messages import ExecutionEvent
 from vigil.common.runtime import run_tasks
-from vigil.common.validation import read_documents, validate_documents
-from vigil.controller.publishing import publish_report
+from vigil.controller.adapters import kubernetes
+from vigil.controller.adapters.folder import follow_folder
+from vigil.controller.cluster import ClusterDefinitions, summary
 from vigil.controller.settings import ControllerSettings
 
 log = structlog.get_logger(__name__)
 
-WATCH_TICK_MS = 500
 
+def _published_check(published: asyncio.Event) -> ReadinessCheck:
+    async def definitions_published() -> None:
+        if not published.is_set():
+            raise TransientError("definitions not published yet")
 
-async def reconcile(settings: ControllerSettings, bucket: ConfigBucket) -> None:
-    documents, errors = await asyncio.to_thread(read_documents, settings.definitions)
-    report = validate_documents(documents)
-    report.errors[:0] = errors
-    await publish_report(bucket, report)
-    log.info(
-        "definitions_published",
-        path=str(settings.definitions),
-        valid=len(report.definitions),
-        invalid=sum(1 for s in report.statuses if not s.ready),
-    )
+    return definitions_published
 
 
 async def run(settings: ControllerSettings, stop: asyncio.Event) -> None:
     async with connected_bus(settings, service="controller") as bus:
+        if settings.source == "kubernetes":
+            await _run_in_cluster(settings, stop, bus)
+            return
         bucket = await bus.config_bucket()
         published = asyncio.Event()
-
-        async def definitions_published() -> None:
-            if not published.is_set():
-                raise TransientError("definitions not published yet")
-
-        checks = {**readiness_checks(bus=bus), "definitions": definitions_published}
-        log.info("controller_starting", definitions=str(settings.definitions))
-
-        async def watch() -> None:
-            await reconcile(settings, bucket)
-            published.set()
-            if not settings.watch:
-                return
-            watching = False
-            async for changes in watchfiles.awatch(
+        checks = {**readiness_checks(bus=bus), "definitions": _published_check(published)}
+        log.info("controller_starting", source="file", definitions=str(settings.definitions))
+        await run_tasks(
+            stop,
+            ops_server(settings, checks).serve(),
+            follow_folder(
                 settings.definitions,
-                stop_event=stop,
-                yield_on_timeout=True,
-                rust_timeout=WATCH_TICK_MS,
-            ):
-                if changes:
-                    log.info("definitions_changed", files=sorted({path for _, path in changes}))
-                elif watching:
-                    continue
-                # The first tick (changes or not) proves the watcher runs: read once more,
-                # so an edit made between the first read and the watcher is not missed.
-                watching = True
-                await reconcile(settings, bucket)
+                bucket,
+                published=published,
+                stop=stop,
+                watch=settings.watch,
+            ),
+        )
 
-        await run_tasks(stop, ops_server(settings, checks).serve(), watch())
+
+async def _run_in_cluster(
+    settings: ControllerSettings, stop: asyncio.Event, bus: JetStreamBus
+) -> None:
+    async with kubernetes.api_client() as api:
+        cluster = ClusterDefinitions(
+            bucket=await bus.config_bucket(), writer=kubernetes.KubernetesStatusWriter(api)
+        )
+        listed = await kubernetes.list_everything(api, settings.namespaces)
+        log.info(
+            "controller_starting",
+            source="kubernetes",
+            namespaces=settings.namespaces or "all",
+            found=summary(listed),
+        )
+        cluster.seed(listed)
+        await cluster.reconcile()
+        checks = {
+            **readiness_checks(bus=bus),
+            "definitions": _published_check(cluster.published),
+        }
+        await run_tasks(
+            stop,
+            ops_server(settings, checks).serve(),
+            cluster.run(),
+            kubernetes.watch(cluster, api, settings.namespaces, shutdown=stop),
+            bus.consume(
+                replace(streams.CONTROLLER_EVENTS, max_deliver=20),
+                ExecutionEvent,
+                cluster.on_execution_event,
+            ),
+            cluster.write_executions(settings.status_interval_seconds),
+        )

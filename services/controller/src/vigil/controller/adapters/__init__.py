@@ -1,0 +1,1 @@
+"""Where definitions come from: a folder of YAML (`folder`) or the cluster (`kubernetes`)."""
