@@ -6,8 +6,8 @@ kmock 0.8 stores what a client sends as it is; a real API server also sets
 spells it). `VigilApiServer` adds those, and `declare` puts the three kinds, pods (with
 `status` and `log`), Secrets, Events and namespaces (kopf waits for it) into discovery.
 
-Suites use it through the `kmock_options` override (`kubernetes_fixtures`), and reach the
-controller or the executor to it with `kubeconfig()` (a file for `KUBECONFIG`).
+Suites import the `kmock_options` override and the `k8s` fixture into their conftest, and
+point the controller or the executor at it with `kubeconfig()` (a file for `KUBECONFIG`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from typing import Any
 import aiohttp
 import aiohttp.web
 import kmock
+import pytest
 import yaml
+from kmock import KubernetesError
 
 VIGIL = {"sources": "Source", "workflows": "Workflow", "sinks": "Sink"}
 CORE = {"pods": "Pod", "secrets": "Secret", "events": "Event"}
@@ -102,12 +104,19 @@ def kubeconfig(path: Path, server: kmock.KubernetesEmulator) -> Path:
     return path
 
 
-async def k8s_fixture(server: kmock.KubernetesEmulator) -> AsyncIterator[kmock.KubernetesEmulator]:
-    """The body of a suite's `k8s` fixture: declared, and checked for server errors."""
-    declare(server)
-    yield server
+@pytest.fixture
+def kmock_options(kmock_options: dict[str, Any]) -> dict[str, Any]:
+    """kmock's plugin builds `VigilApiServer`, with a client that keeps no idle connection."""
+    return {**kmock_options, "cls": VigilApiServer, "client_fct": closing_client}
+
+
+@pytest.fixture
+async def k8s(kmock: kmock.KubernetesEmulator) -> AsyncIterator[kmock.KubernetesEmulator]:
+    """The API server, declared; fails the test if it met an error it did not mean."""
+    declare(kmock)
+    yield kmock
     # kmock records the 404/409 it answered on purpose; anything else is a bug.
-    unexpected = [e for e in server.errors if not isinstance(e, kmock.KubernetesError)]
+    unexpected = [e for e in kmock.errors if not isinstance(e, KubernetesError)]
     assert not unexpected, unexpected
 
 

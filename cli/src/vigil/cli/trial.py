@@ -105,6 +105,9 @@ class DryRunRunner:
         stdout = given.read_text(encoding="utf-8") if given else ""
         return ProcessOutcome(exit_code=0, stdout=stdout)
 
+    async def release(self, request: StepRequest) -> None:
+        """Nothing ran."""
+
 
 class Trial:
     def __init__(self, options: TrialOptions, out: TextIO) -> None:

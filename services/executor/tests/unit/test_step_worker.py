@@ -43,6 +43,7 @@ class ScriptedRunner:
     hold: bool = False
     started: asyncio.Event = field(default_factory=asyncio.Event)
     runs: list[StepRequest] = field(default_factory=list)
+    released: list[StepRequest] = field(default_factory=list)
 
     async def run(self, request: StepRequest, cancel: asyncio.Event) -> ProcessOutcome:
         self.runs.append(request)
@@ -51,6 +52,9 @@ class ScriptedRunner:
             await cancel.wait()
             return ProcessOutcome(exit_code=None, cancelled=True)
         return self.outcome
+
+    async def release(self, request: StepRequest) -> None:
+        self.released.append(request)
 
 
 @dataclass(slots=True)
@@ -104,6 +108,7 @@ async def test_a_finished_attempt_publishes_its_result_under_the_requests_key() 
         "artifactId": None,
     }
     assert harness.artifacts.stored == {}
+    assert harness.runner.released == [request()], "released once the result is out"
 
 
 async def test_output_beyond_the_limit_is_cut_and_kept_whole_in_an_artifact() -> None:
@@ -189,6 +194,7 @@ async def test_shutdown_stops_the_attempt_and_publishes_nothing() -> None:
 
     assert harness.bus.published == []
     assert worker.running == {}
+    assert harness.runner.released == [], "a pod stays for the redelivery to find"
 
 
 async def test_a_step_kind_without_a_runner_is_refused() -> None:

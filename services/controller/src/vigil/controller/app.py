@@ -11,6 +11,7 @@ import structlog
 
 from vigil.common import streams
 from vigil.common.adapters.jetstream import JetStreamBus
+from vigil.common.adapters.kubernetes import api_client
 from vigil.common.adapters.ops import ReadinessCheck
 from vigil.common.adapters.service import connected_bus, ops_server, readiness_checks
 from vigil.common.errors import TransientError
@@ -57,7 +58,7 @@ async def run(settings: ControllerSettings, stop: asyncio.Event) -> None:
 async def _run_in_cluster(
     settings: ControllerSettings, stop: asyncio.Event, bus: JetStreamBus
 ) -> None:
-    async with kubernetes.api_client() as api:
+    async with api_client() as api:
         cluster = ClusterDefinitions(
             bucket=await bus.config_bucket(), writer=kubernetes.KubernetesStatusWriter(api)
         )

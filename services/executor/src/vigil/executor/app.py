@@ -1,10 +1,14 @@
-"""Executor composition root: the runners by step kind, one consumer per kind, cancellation
-notices, ops server."""
+"""Executor composition root: the runners by step kind (a local process or a Kubernetes pod
+for `cli`, by settings), one consumer per kind, cancellation notices, ops server."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import replace
+from datetime import timedelta
+from typing import Any
 
 import structlog
 
@@ -15,9 +19,12 @@ from vigil.common.adapters.service import (
     ops_server,
     readiness_checks,
 )
+from vigil.common.errors import TransientError
 from vigil.common.messages import StepCancelled, StepRequest
 from vigil.common.runtime import run_tasks
+from vigil.common.store import ExecutionStore
 from vigil.executor.adapters.local import LocalProcessRunner
+from vigil.executor.domain.pods import PodDefaults
 from vigil.executor.handlers import StepWorker
 from vigil.executor.runners import Runners
 from vigil.executor.settings import ExecutorSettings
@@ -25,15 +32,54 @@ from vigil.executor.settings import ExecutorSettings
 log = structlog.get_logger(__name__)
 
 
-def build_runners(settings: ExecutorSettings) -> Runners:
-    """The runner of each step kind this executor takes."""
-    artifact_limit = max(settings.artifact_limit_bytes, settings.output_limit_bytes)
-    return {"cli": LocalProcessRunner(output_limit=artifact_limit)}
+@contextlib.asynccontextmanager
+async def built_runners(
+    settings: ExecutorSettings, store: ExecutionStore
+) -> AsyncIterator[tuple[Runners, list[Coroutine[Any, Any, None]]]]:
+    """The runner of each step kind, and the loops the runners need (orphan collection)."""
+    output_limit = max(settings.artifact_limit_bytes, settings.output_limit_bytes)
+    if settings.runner == "local":
+        yield {"cli": LocalProcessRunner(output_limit=output_limit)}, []
+        return
+    from vigil.common.adapters.kubernetes import api_client
+    from vigil.executor.adapters.kubernetes import PodRunner, collect_orphans
+
+    async with api_client() as api:
+        defaults = PodDefaults(
+            image=settings.step_image,
+            resources={
+                "requests": {
+                    "cpu": settings.step_cpu_request,
+                    "memory": settings.step_memory_request,
+                },
+                "limits": {"memory": settings.step_memory_limit},
+            },
+        )
+        runner = PodRunner(
+            api=api,
+            defaults=defaults,
+            output_limit=output_limit,
+            patience=timedelta(seconds=settings.pod_patience_seconds),
+        )
+
+        async def orphans() -> None:
+            grace = timedelta(seconds=settings.orphan_grace_seconds)
+            while True:
+                try:
+                    await collect_orphans(api, store, grace=grace)
+                except TransientError as exc:
+                    log.warning("orphan_collection_failed", error=str(exc))
+                await asyncio.sleep(settings.orphan_interval_seconds)
+
+        yield {"cli": runner}, [orphans()]
 
 
 async def run(settings: ExecutorSettings, stop: asyncio.Event) -> None:
-    async with opened_store(settings) as store, connected_bus(settings, service="executor") as bus:
-        runners = build_runners(settings)
+    async with (
+        opened_store(settings) as store,
+        connected_bus(settings, service="executor") as bus,
+        built_runners(settings, store) as (runners, loops),
+    ):
         worker = StepWorker(
             bus=bus, store=store, runners=runners, output_limit=settings.output_limit_bytes
         )
@@ -51,10 +97,11 @@ async def run(settings: ExecutorSettings, stop: asyncio.Event) -> None:
             )
             for kind in runners
         ]
-        log.info("executor_starting", runners=sorted(runners))
+        log.info("executor_starting", runners=sorted(runners), runner=settings.runner)
         await run_tasks(
             stop,
             ops_server(settings, readiness_checks(bus=bus, store=store)).serve(),
             bus.listen(subjects.step_cancellations(), StepCancelled, worker.on_cancel),
             *consumers,
+            *loops,
         )

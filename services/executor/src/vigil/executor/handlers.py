@@ -111,6 +111,7 @@ class StepWorker:
         STEP_DURATION.labels(kind=request.kind, outcome=result.outcome).observe(seconds)
         STEPS_RUN.labels(kind=request.kind, outcome=result.outcome).inc()
         await self._publish(result, request)
+        await runner.release(request)
         log.info("step_finished", outcome=result.outcome, seconds=round(seconds, 3))
 
     async def _publish(self, result: StepResult, request: StepRequest) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -23,4 +25,32 @@ class ExecutorSettings(ServiceSettings):
     max_deliver: int = Field(default=5, ge=2, description="Deliveries before dead-lettering.")
     ack_wait_seconds: float = Field(
         default=30.0, gt=1, description="Seconds without a heartbeat before redelivery."
+    )
+
+    runner: Literal["local", "kubernetes"] = Field(
+        default="local",
+        description="How cli steps run: local processes (embedded mode) or Kubernetes pods.",
+    )
+    step_image: str = Field(
+        default="busybox:1.37",
+        description="Kubernetes mode: the image of a step that names none (until the agent "
+        "image with kubectl, curl, jq and dig is published, a small shell image).",
+    )
+    step_cpu_request: str = Field(default="50m", description="Kubernetes mode: step pod CPU.")
+    step_memory_request: str = Field(default="64Mi", description="Step pod memory request.")
+    step_memory_limit: str = Field(default="256Mi", description="Step pod memory limit.")
+    pod_patience_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a step pod may stay unschedulable or fail to pull its image "
+        "before the step fails with the reason.",
+    )
+    orphan_grace_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="Age in seconds after which a Vigil pod whose execution is finished or "
+        "unknown is deleted.",
+    )
+    orphan_interval_seconds: float = Field(
+        default=60.0, gt=0, description="Seconds between looks for orphaned step pods."
     )

@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import kopf
 import structlog
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from vigil.common.errors import InvalidInput, NotFound, TransientError
+from vigil.common.errors import NotFound, TransientError
 from vigil.controller.cluster import ClusterDefinitions
 from vigil.controller.reconciling import Body, Key
 
@@ -38,27 +37,6 @@ _API_ERRORS = (ApiException, aiohttp.ClientError, TimeoutError, OSError)
 KOPF_STOP_SECONDS = 10.0
 # A dict body is a JSON merge patch; the client would otherwise send it as a JSON patch.
 MERGE_PATCH: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
-
-
-@contextlib.asynccontextmanager
-async def api_client() -> AsyncIterator[client.ApiClient]:
-    """A client configured from `KUBECONFIG` (or ~/.kube/config), else in-cluster."""
-    configuration = client.Configuration()
-    kubeconfig = os.environ.get("KUBECONFIG") or "~/.kube/config"  # expanded by the loader
-    try:
-        await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    except (config.ConfigException, FileNotFoundError, TypeError) as from_file:
-        try:
-            # kubernetes-asyncio leaves this one unannotated.
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except config.ConfigException as in_cluster:
-            msg = (
-                f"Kubernetes mode needs a kubeconfig ({kubeconfig}: {from_file}) or to run in a "
-                f"pod with a service account ({in_cluster})"
-            )
-            raise InvalidInput(msg) from in_cluster
-    async with client.ApiClient(configuration=configuration) as api:
-        yield api
 
 
 def connection_info(api: client.ApiClient) -> kopf.ConnectionInfo:

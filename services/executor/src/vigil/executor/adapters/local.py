@@ -46,6 +46,9 @@ class LocalProcessRunner:
         except PermanentError as exc:
             return ProcessOutcome(exit_code=None, not_started=str(exc))
 
+    async def release(self, request: StepRequest) -> None:
+        """Nothing outlives a local process."""
+
 
 @dataclass(slots=True)
 class _Kept:
