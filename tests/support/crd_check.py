@@ -25,7 +25,7 @@ type Schema = dict[str, Any]
 @cache
 def crd_schema(kind: str) -> Schema:
     """The `openAPIV3Schema` of the committed CRD of `kind`."""
-    for path in CRDS.glob("*.yaml"):
+    for path in CRDS.glob("*.vigil.dev.yaml"):
         crd = yaml.safe_load(path.read_text(encoding="utf-8"))
         if crd["spec"]["names"]["kind"] == kind:
             schema: Schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

@@ -19,7 +19,14 @@ from typing import Any
 
 import yaml
 
-from vigil.common.resources import ResourceStatus, SinkSpec, SourceSpec, Spec, WorkflowSpec
+from vigil.common.resources import (
+    YAML11_ON,
+    ResourceStatus,
+    SinkSpec,
+    SourceSpec,
+    Spec,
+    WorkflowSpec,
+)
 
 GROUP = "vigil.dev"
 VERSION = "v1alpha1"
@@ -86,7 +93,24 @@ def structural(model: type[Spec]) -> Schema:
     """The model's JSON schema as a Kubernetes structural schema."""
     schema = model.model_json_schema(by_alias=True, mode="validation")
     definitions: dict[str, Schema] = schema.pop("$defs", {})
-    return _convert(schema, definitions)
+    return _with_yaml11_on(_convert(schema, definitions))
+
+
+def _with_yaml11_on(node: Schema) -> Schema:
+    """Accept `on` also under the key kubectl turns it into (`"true"`, YAML 1.1)."""
+    properties = node.get("properties")
+    if isinstance(properties, dict):
+        for sub in properties.values():
+            _with_yaml11_on(sub)
+        if "on" in properties:
+            properties[YAML11_ON] = {
+                **properties["on"],
+                "description": "`on`, as kubectl reads an unquoted `on:` key (YAML 1.1)",
+            }
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            _with_yaml11_on(node[key])
+    return node
 
 
 def _convert(node: Schema, definitions: dict[str, Schema]) -> Schema:

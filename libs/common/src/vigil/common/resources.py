@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -33,6 +34,7 @@ _STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The same rules for the API server (OpenAPI patterns are ECMA-262 regular expressions).
 DURATION_PATTERN = r"^\s*([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+\s*$"
 MAX_STEPS = 64
+YAML11_ON = "true"  # the key `on` as YAML 1.1 parsers (kubectl's) read it
 
 
 def _dns_label(value: str) -> str:
@@ -165,7 +167,13 @@ class Trigger(Spec):
     sources: list[DnsLabel] | None = None
     matchers: list[str] = Field(default_factory=list)
     filter: str | None = None
-    on: list[AlertStatus] = Field(default_factory=_firing_only, min_length=1)
+    # kubectl reads YAML as YAML 1.1, where an unquoted `on` key is the boolean true: what
+    # `on: [firing]` becomes on its way to the API server is `"true": [firing]`.
+    on: list[AlertStatus] = Field(
+        default_factory=_firing_only,
+        min_length=1,
+        validation_alias=AliasChoices("on", YAML11_ON),
+    )
 
 
 class Concurrency(Spec):

@@ -79,7 +79,7 @@ async def _run_in_cluster(
             stop,
             ops_server(settings, checks).serve(),
             cluster.run(),
-            kubernetes.watch(cluster, api, settings.namespaces, shutdown=stop),
+            kubernetes.watch(cluster, api, settings.namespaces),
             bus.consume(
                 replace(streams.CONTROLLER_EVENTS, max_deliver=20),
                 ExecutionEvent,

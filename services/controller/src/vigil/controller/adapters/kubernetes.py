@@ -1,7 +1,8 @@
 """The Kubernetes API for the controller: kopf watches, kubernetes-asyncio writes.
 
 kopf lists and watches Sources, Workflows, Sinks and Secrets (relisting, reconnecting and
-retrying are its job) and hands every event to `ClusterDefinitions.on_event`. Status is
+retrying are its job), in a thread of its own, and hands every event to
+`ClusterDefinitions.on_event` on the service's loop. Status is
 written here through kubernetes-asyncio rather than through kopf's per-handler `patch`:
 readiness crosses objects (a Sink's Secret appearing makes a Workflow ready), so the
 object whose status changes is often not the one whose event arrived. A full listing seeds
@@ -14,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -141,8 +143,11 @@ async def list_everything(api: client.ApiClient, namespaces: Sequence[str]) -> l
     return bodies
 
 
-def registry_for(cluster: ClusterDefinitions, api: client.ApiClient) -> kopf.OperatorRegistry:
-    """kopf's handlers: every event of the four kinds goes to `cluster`."""
+type Deliver = Callable[[str | None, Body], None]
+
+
+def registry_for(deliver: Deliver, api: client.ApiClient) -> kopf.OperatorRegistry:
+    """kopf's handlers: every event of the four kinds goes to `deliver`."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -150,19 +155,15 @@ def registry_for(cluster: ClusterDefinitions, api: client.ApiClient) -> kopf.Ope
         return connection_info(api)
 
     async def on_event(event: kopf.RawEvent, **_: Any) -> None:
-        cluster.on_event(event["type"], dict(event["object"]))
+        deliver(event["type"], dict(event["object"]))
+
+    async def on_secret(event: kopf.RawEvent, **_: Any) -> None:
+        deliver(event["type"], {**event["object"], "kind": "Secret"})
 
     for plural in PLURALS.values():
         kopf.on.event(GROUP, VERSION, plural, registry=registry)(on_event)
-    kopf.on.event("", "v1", "secrets", registry=registry)(on_secret_event(cluster))
+    kopf.on.event("", "v1", "secrets", registry=registry)(on_secret)
     return registry
-
-
-def on_secret_event(cluster: ClusterDefinitions) -> Any:
-    async def handler(event: kopf.RawEvent, **_: Any) -> None:
-        cluster.on_event(event["type"], {**event["object"], "kind": "Secret"})
-
-    return handler
 
 
 def operator_settings() -> kopf.OperatorSettings:
@@ -174,34 +175,39 @@ def operator_settings() -> kopf.OperatorSettings:
 
 
 async def watch(
-    cluster: ClusterDefinitions,
-    api: client.ApiClient,
-    namespaces: Sequence[str],
-    *,
-    shutdown: asyncio.Event,
+    cluster: ClusterDefinitions, api: client.ApiClient, namespaces: Sequence[str]
 ) -> None:
-    """Run kopf's watches until cancelled; then stop it as it wants to be stopped.
+    """Run kopf's watches until cancelled, in a thread with an event loop of its own.
 
-    kopf installs its own SIGTERM/SIGINT handlers: when it stops by itself, a signal
-    came, and `shutdown` is set so that the whole service stops as it would have.
+    Embedded in the service's loop, kopf would take over SIGTERM and SIGINT and, when it
+    stops, cancel every task started after it (the service's own). In its own thread it
+    only watches; its events reach `cluster` on the service's loop.
     """
-    stop = asyncio.Event()
-    operator = asyncio.ensure_future(
-        kopf.operator(
-            registry=registry_for(cluster, api),
-            settings=operator_settings(),
-            clusterwide=not namespaces,
-            namespaces=list(namespaces),
-            standalone=True,
-            stop_flag=stop,
+    loop = asyncio.get_running_loop()
+    stop = threading.Event()
+
+    def deliver(kind: str | None, body: Body) -> None:
+        loop.call_soon_threadsafe(cluster.on_event, kind, body)
+
+    def operate() -> None:
+        asyncio.run(
+            kopf.operator(
+                registry=registry_for(deliver, api),
+                settings=operator_settings(),
+                clusterwide=not namespaces,
+                namespaces=list(namespaces),
+                standalone=True,
+                stop_flag=stop,
+            )
         )
-    )
+
+    operator = loop.run_in_executor(None, operate)
     try:
         await asyncio.shield(operator)
     except asyncio.CancelledError:
-        stop.set()  # kopf finishes its watches itself; cancelling it would leave them hanging
+        stop.set()  # kopf ends its watches itself; its thread cannot be cancelled
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(operator, timeout=KOPF_STOP_SECONDS)
+            await asyncio.wait_for(asyncio.shield(operator), timeout=KOPF_STOP_SECONDS)
         raise
-    log.info("kubernetes_watch_stopped")
-    shutdown.set()
+    msg = "the Kubernetes watches stopped on their own"
+    raise TransientError(msg)  # the service exits, and is restarted
