@@ -18,7 +18,14 @@ import kmock
 from kubernetes_asyncio import client
 
 from bench.document import DOCUMENT, write_section
-from tests.support.kubernetes import VigilApiServer, closing_client, declare
+from tests.support.kubernetes import (
+    VigilApiServer,
+    closing_client,
+    declare,
+    exited,
+    kubelet_sets,
+    waiting,
+)
 from vigil.common.messages import CliStep, StepRequest
 from vigil.executor.adapters.kubernetes import PodRunner
 from vigil.executor.domain.pods import PodDefaults, pod_name
@@ -43,39 +50,16 @@ def request(n: int) -> StepRequest:
     )
 
 
-def _container(state: dict[str, object]) -> dict[str, object]:
-    """A container status as a kubelet writes it."""
-    return {
-        "name": "step",
-        "image": DEFAULTS.image,
-        "imageID": "",
-        "ready": False,
-        "restartCount": 0,
-        "state": state,
-    }
-
-
-async def _status(api: kmock.KubernetesEmulator, name: str, status: dict[str, object]) -> None:
-    async with api.patch(
-        f"/api/v1/namespaces/bench/pods/{name}/status",
-        json={"status": status},
-        headers={"Content-Type": "application/merge-patch+json"},
-    ) as response:
-        assert response.status == 200
-
-
 async def succeeds(api: kmock.KubernetesEmulator, name: str) -> None:
-    ended = _container({"terminated": {"exitCode": 0}})
-    await _status(api, name, {"phase": "Succeeded", "containerStatuses": [ended]})
+    await kubelet_sets(api, "bench", name, exited(0))
 
 
 async def cannot_pull(api: kmock.KubernetesEmulator, name: str) -> None:
-    waiting = {"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}}
-    await _status(api, name, {"phase": "Pending", "containerStatuses": [_container(waiting)]})
+    await kubelet_sets(api, "bench", name, waiting("ImagePullBackOff", "no such image"))
 
 
 async def times_out(api: kmock.KubernetesEmulator, name: str) -> None:
-    await _status(api, name, {"phase": "Failed", "reason": "DeadlineExceeded"})
+    await kubelet_sets(api, "bench", name, {"phase": "Failed", "reason": "DeadlineExceeded"})
 
 
 async def one_step(

@@ -124,3 +124,48 @@ def custom_resource(text: str) -> dict[str, Any]:
     body = yaml.safe_load(text)
     assert isinstance(body, dict)
     return body
+
+
+# --- playing the kubelet ------------------------------------------------------------------
+
+
+def container_status(state: dict[str, Any], *, image: str = "busybox:1.37") -> dict[str, Any]:
+    """The status of a step pod's container as a kubelet writes it."""
+    return {
+        "name": "step",
+        "image": image,
+        "imageID": "",
+        "ready": False,
+        "restartCount": 0,
+        "state": state,
+    }
+
+
+def exited(code: int) -> dict[str, Any]:
+    """A pod whose step container exited with `code`."""
+    return {
+        "phase": "Succeeded" if code == 0 else "Failed",
+        "containerStatuses": [container_status({"terminated": {"exitCode": code}})],
+    }
+
+
+def waiting(reason: str, message: str) -> dict[str, Any]:
+    """A pod whose step container waits for `reason` (an image pull, a bad config)."""
+    return {
+        "phase": "Pending",
+        "containerStatuses": [
+            container_status({"waiting": {"reason": reason, "message": message}})
+        ],
+    }
+
+
+async def kubelet_sets(
+    server: kmock.KubernetesEmulator, namespace: str, name: str, status: dict[str, Any]
+) -> None:
+    """What a kubelet does: write the pod's status through the API, so watchers see it."""
+    async with server.patch(
+        f"/api/v1/namespaces/{namespace}/pods/{name}/status",
+        json={"status": status},
+        headers={"Content-Type": "application/merge-patch+json"},
+    ) as response:
+        assert response.status == 200, await response.text()

@@ -11,13 +11,13 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import kmock
 import pytest
 from kubernetes_asyncio import client
 
 from tests.support.documents import make_execution
+from tests.support.kubernetes import exited, kubelet_sets, waiting
 from vigil.common.messages import CliStep, StepRequest
 from vigil.common.store import ExecutionStore
 from vigil.common.testing import sqlite_store
@@ -72,42 +72,6 @@ def pod_exists(k8s: kmock.KubernetesEmulator, name: str) -> bool:
         return False
 
 
-async def kubelet_sets(k8s: kmock.KubernetesEmulator, name: str, status: dict[str, Any]) -> None:
-    """What the kubelet does: write the pod's status through the API (watchers see it)."""
-    async with k8s.patch(
-        f"/api/v1/namespaces/ops/pods/{name}/status",
-        json={"status": status},
-        headers={"Content-Type": "application/merge-patch+json"},
-    ) as response:
-        assert response.status == 200
-
-
-def container(state: dict[str, Any]) -> dict[str, Any]:
-    """A container status as a kubelet writes it."""
-    return {
-        "name": "step",
-        "image": DEFAULTS.image,
-        "imageID": "",
-        "ready": False,
-        "restartCount": 0,
-        "state": state,
-    }
-
-
-def exited(code: int) -> dict[str, Any]:
-    return {
-        "phase": "Succeeded" if code == 0 else "Failed",
-        "containerStatuses": [container({"terminated": {"exitCode": code}})],
-    }
-
-
-def waiting(reason: str, message: str) -> dict[str, Any]:
-    return {
-        "phase": "Pending",
-        "containerStatuses": [container({"waiting": {"reason": reason, "message": message}})],
-    }
-
-
 def client_requests(k8s: kmock.KubernetesEmulator) -> list[tuple[str, str]]:
     return [
         (str(r.action.value if r.action else "-"), r.subresource or "")
@@ -136,7 +100,7 @@ async def test_a_step_runs_as_its_pod_and_costs_four_requests(
         created = dict(k8s.objects["v1/pods", "ops", name])
         assert created["spec"] == pod_manifest(step, DEFAULTS)["spec"]
 
-        await kubelet_sets(k8s, name, exited(0))
+        await kubelet_sets(k8s, "ops", name, exited(0))
         outcome = await asyncio.wait_for(running, WITHIN)
         await runner.release(step)
 
@@ -163,7 +127,7 @@ async def test_the_exit_code_of_a_failing_step_comes_from_the_container(
     step = request()
     async with pod_runner(k8s) as runner:
         running = await run_until_created(runner, k8s, step, asyncio.Event())
-        await kubelet_sets(k8s, pod_name(step), exited(3))
+        await kubelet_sets(k8s, "ops", pod_name(step), exited(3))
         outcome = await asyncio.wait_for(running, WITHIN)
     assert (outcome.exit_code, outcome.stdout, outcome.timed_out) == (3, "no such mount\n", False)
 
@@ -174,7 +138,9 @@ async def test_a_pod_killed_at_its_deadline_is_a_timed_out_step(
     step = request()
     async with pod_runner(k8s) as runner:
         running = await run_until_created(runner, k8s, step, asyncio.Event())
-        await kubelet_sets(k8s, pod_name(step), {"phase": "Failed", "reason": "DeadlineExceeded"})
+        await kubelet_sets(
+            k8s, "ops", pod_name(step), {"phase": "Failed", "reason": "DeadlineExceeded"}
+        )
         outcome = await asyncio.wait_for(running, WITHIN)
     assert (outcome.timed_out, outcome.exit_code) == (True, None)
 
@@ -186,7 +152,7 @@ async def test_an_image_that_cannot_be_pulled_fails_the_step_with_the_reason_at_
     async with pod_runner(k8s) as runner:
         running = await run_until_created(runner, k8s, step, asyncio.Event())
         await kubelet_sets(
-            k8s, pod_name(step), waiting("ImagePullBackOff", 'Back-off pulling image "nope"')
+            k8s, "ops", pod_name(step), waiting("ImagePullBackOff", 'Back-off pulling image "nope"')
         )
         outcome = await asyncio.wait_for(running, WITHIN)
     assert outcome.not_started == 'ImagePullBackOff: Back-off pulling image "nope"'
@@ -205,7 +171,9 @@ async def test_an_unschedulable_pod_fails_the_step_after_the_patience(
             "reason": "Unschedulable",
             "message": "0/3 nodes are available: 3 Insufficient memory.",
         }
-        await kubelet_sets(k8s, pod_name(step), {"phase": "Pending", "conditions": [condition]})
+        await kubelet_sets(
+            k8s, "ops", pod_name(step), {"phase": "Pending", "conditions": [condition]}
+        )
         outcome = await asyncio.wait_for(running, WITHIN)
     assert outcome.not_started == "Unschedulable: 0/3 nodes are available: 3 Insufficient memory."
 
@@ -220,7 +188,7 @@ async def test_a_redelivered_request_attaches_to_the_pod_already_running(
         assert response.status == 201
     async with pod_runner(k8s) as runner:
         running = await run_until_created(runner, k8s, step, asyncio.Event())
-        await kubelet_sets(k8s, pod_name(step), exited(0))
+        await kubelet_sets(k8s, "ops", pod_name(step), exited(0))
         outcome = await asyncio.wait_for(running, WITHIN)
 
     assert outcome.exit_code == 0
