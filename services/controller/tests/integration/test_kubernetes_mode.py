@@ -23,6 +23,7 @@ from vigil.common import subjects
 from vigil.common.adapters.jetstream import JetStreamBus
 from vigil.common.bus import Outgoing
 from vigil.common.definitions import DefinitionsView
+from vigil.common.errors import TransientError
 from vigil.common.messages import ExecutionEvent
 from vigil.controller.app import run
 from vigil.controller.settings import ControllerSettings
@@ -133,10 +134,11 @@ async def controller_in(
 
 
 async def _has_bucket(bus: JetStreamBus) -> bool:
+    """The controller has published its first definitions (the bucket has keys)."""
     try:
         bucket = await bus.config_bucket()
         return bool(await bucket.keys())
-    except Exception:  # noqa: BLE001 - not created yet
+    except TransientError:  # not reachable yet
         return False
 
 
