@@ -1,0 +1,233 @@
+"""The agent step's models through the real SDKs against fake servers over HTTP: an
+OpenAI-compatible primary and Anthropic's Messages API as the fallback. What is checked is
+what the transcript will say: which model answered, why each one before it did not, the
+tool calls as the model wrote them, and the tokens used."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tests.support.llm import (
+    FakeModelServer,
+    Reply,
+    anthropic_reply,
+    openai_error,
+    openai_reply,
+    serving,
+)
+from tests.support.nats import free_port
+from vigil.executor.adapters.anthropic_chat import AnthropicChatModel
+from vigil.executor.adapters.openai_chat import OpenAIChatModel
+from vigil.executor.failover import Failover
+from vigil.executor.models import Conversation, ModelUnavailable, ToolCall, ToolSpec, Turn
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+LOGS = ToolSpec(
+    name="logs",
+    description="Read a pod's log.",
+    parameters={
+        "type": "object",
+        "properties": {"pod": {"type": "string"}, "tail": {"type": "integer"}},
+        "required": ["pod"],
+    },
+)
+QUESTION = Conversation(
+    system="You investigate alerts with read-only tools.",
+    turns=(Turn(role="user", content="Why is pod api-7f9c crash-looping?"),),
+    tools=(LOGS,),
+    max_tokens=512,
+)
+
+
+@pytest.fixture
+def primary() -> Iterator[FakeModelServer]:
+    with serving("/v1/chat/completions") as server:
+        yield server
+
+
+@pytest.fixture
+def fallback() -> Iterator[FakeModelServer]:
+    with serving("/v1/messages") as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def chain(
+    primary_url: str, fallback: FakeModelServer, *, timeout: float = 5.0
+) -> AsyncIterator[Failover]:
+    local = OpenAIChatModel(
+        base_url=f"{primary_url}/v1", model="qwen2.5:7b", timeout=timeout, max_retries=1
+    )
+    claude = AnthropicChatModel(
+        base_url=fallback.base_url, model="claude-sonnet", api_key="test-key", max_retries=0
+    )
+    try:
+        yield Failover(models=[local, claude])
+    finally:
+        await local.close()
+        await claude.close()
+
+
+async def test_the_primary_answers_with_tool_calls_and_tokens(
+    primary: FakeModelServer, fallback: FakeModelServer
+) -> None:
+    primary.answer(openai_reply(calls=[("logs", {"pod": "api-7f9c", "tail": 50})]))
+
+    async with chain(primary.base_url, fallback) as models:
+        answer = await models.complete(QUESTION)
+
+    assert answer.answered_by == "openai-compatible/qwen2.5:7b"
+    assert answer.failovers == ()
+    assert answer.reply.tool_calls == (
+        ToolCall(id="call_0", name="logs", arguments='{"pod": "api-7f9c", "tail": 50}'),
+    )
+    assert (answer.reply.usage.input_tokens, answer.reply.usage.output_tokens) == (100, 20)
+    (sent,) = primary.requests
+    assert sent["model"] == "qwen2.5:7b"
+    assert sent["messages"][0] == {"role": "system", "content": QUESTION.system}
+    assert sent["tools"][0]["function"]["name"] == "logs"
+    assert sent["tools"][0]["function"]["parameters"] == LOGS.parameters
+    assert fallback.requests == []
+
+
+async def test_a_primary_that_cannot_be_reached_gives_way_to_the_fallback(
+    fallback: FakeModelServer,
+) -> None:
+    fallback.answer(anthropic_reply("The container exits with code 137: OOMKilled."))
+
+    async with chain(f"http://127.0.0.1:{free_port()}", fallback) as models:
+        answer = await models.complete(QUESTION)
+
+    assert answer.answered_by == "anthropic/claude-sonnet"
+    assert answer.reply.content == "The container exits with code 137: OOMKilled."
+    (reason,) = answer.failovers
+    assert reason.startswith("openai-compatible/qwen2.5:7b: cannot connect")
+    (sent,) = fallback.requests
+    assert sent["system"] == QUESTION.system
+    assert sent["tools"] == [
+        {"name": "logs", "description": "Read a pod's log.", "input_schema": LOGS.parameters}
+    ]
+    assert fallback.headers[0]["authorization"] == "Bearer test-key"  # the key, sent by the SDK
+
+
+async def test_a_primary_that_times_out_gives_way_to_the_fallback(
+    primary: FakeModelServer, fallback: FakeModelServer
+) -> None:
+    primary.answer(Reply(body={}, delay=2.0))
+    fallback.answer(anthropic_reply("done"))
+
+    async with chain(primary.base_url, fallback, timeout=0.3) as models:
+        answer = await models.complete(QUESTION)
+
+    assert answer.answered_by == "anthropic/claude-sonnet"
+    assert answer.failovers == ("openai-compatible/qwen2.5:7b: timed out",)
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (openai_error(500, "model crashed"), "answered 500"),
+        (openai_error(429, "slow down"), "answered 429"),
+        (
+            openai_error(
+                400,
+                "This model's maximum context length is 4096 tokens",
+                code="context_length_exceeded",
+            ),
+            "context too long (400)",
+        ),
+    ],
+    ids=["server-error", "rate-limited", "context-too-long"],
+)
+async def test_errors_worth_another_model_give_way_to_the_fallback(
+    primary: FakeModelServer, fallback: FakeModelServer, reply: Reply, reason: str
+) -> None:
+    primary.answer(reply)
+    fallback.answer(anthropic_reply("done"))
+
+    async with chain(primary.base_url, fallback) as models:
+        answer = await models.complete(QUESTION)
+
+    assert answer.answered_by == "anthropic/claude-sonnet"
+    (failover,) = answer.failovers
+    assert reason in failover
+    # 5xx and 429 are retried by the SDK first (its retry budget, here one retry).
+    expected = 1 if reason.startswith("context") else 2
+    assert len(primary.requests) == expected
+
+
+async def test_when_both_are_down_the_turn_fails_with_both_reasons(
+    primary: FakeModelServer, fallback: FakeModelServer
+) -> None:
+    primary.answer(openai_error(503, "loading"))
+    fallback.answer(
+        Reply(
+            status=529,
+            body={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+        )
+    )
+
+    async with chain(primary.base_url, fallback) as models:
+        with pytest.raises(ModelUnavailable) as failed:
+            await models.complete(QUESTION)
+
+    message = str(failed.value)
+    assert "openai-compatible/qwen2.5:7b: answered 503" in message
+    assert "anthropic/claude-sonnet: answered 529" in message
+
+
+async def test_a_tool_round_trip_is_sent_as_each_provider_expects(
+    primary: FakeModelServer, fallback: FakeModelServer
+) -> None:
+    primary.answer(openai_reply("It was OOMKilled."))
+    fallback.answer(anthropic_reply("It was OOMKilled."))
+    call = ToolCall(id="call_0", name="logs", arguments='{"pod": "api-7f9c"}')
+    conversation = Conversation(
+        system=QUESTION.system,
+        turns=(
+            *QUESTION.turns,
+            Turn(role="assistant", content="", tool_calls=(call,)),
+            Turn(role="tool", tool_call_id="call_0", tool_name="logs", content="OOMKilled"),
+        ),
+        tools=(LOGS,),
+    )
+
+    async with chain(primary.base_url, fallback) as models:
+        await models.complete(conversation)
+        await models.complete(conversation, skip=1)  # the fallback alone
+
+    sent = primary.requests[0]["messages"]
+    assert sent[2] == {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {
+                "id": "call_0",
+                "type": "function",
+                "function": {"name": "logs", "arguments": '{"pod": "api-7f9c"}'},
+            }
+        ],
+    }
+    assert sent[3] == {"role": "tool", "tool_call_id": "call_0", "content": "OOMKilled"}
+    claude = fallback.requests[0]["messages"]
+    assert claude[1] == {
+        "role": "assistant",
+        "content": [
+            {"type": "tool_use", "id": "call_0", "name": "logs", "input": {"pod": "api-7f9c"}}
+        ],
+    }
+    assert claude[2] == {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": "call_0", "content": "OOMKilled"}],
+    }
+    assert json.loads(json.dumps(claude))  # what was sent is plain JSON
+
+
+async def test_with_no_model_configured_the_turn_fails_saying_so() -> None:
+    with pytest.raises(ModelUnavailable, match="no model is configured"):
+        await Failover(models=[]).complete(QUESTION)

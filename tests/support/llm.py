@@ -1,0 +1,178 @@
+"""Fake model servers over HTTP, for the agent step: an OpenAI-compatible one
+(`/v1/chat/completions`) and an Anthropic one (`/v1/messages`).
+
+Each is a real HTTP server on a free loopback port that answers a script of replies in
+order (the last one repeats), each with a status and an optional delay, and records every
+request it got: the real SDKs talk to them exactly as to the real services.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reply:
+    status: int = 200
+    body: dict[str, Any] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        return  # a client that gave up (timeout tests) makes the late answer fail
+
+
+@dataclass(slots=True, kw_only=True)
+class FakeModelServer:
+    """Answers POSTs to `path` with `script`, in order; records each request's JSON."""
+
+    path: str
+    script: list[Reply] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: _Server | None = None
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def answer(self, *replies: Reply) -> None:
+        with self._lock:
+            self.script = list(replies)
+            self.requests.clear()
+
+    def _next(self, body: dict[str, Any], headers: dict[str, str]) -> Reply:
+        with self._lock:
+            reply = self.script[min(len(self.requests), len(self.script) - 1)]
+            self.requests.append(body)
+            self.headers.append(headers)
+            return reply
+
+    def start(self) -> None:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if not self.path.startswith(fake.path):
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                reply = fake._next(json.loads(raw), {k.lower(): v for k, v in self.headers.items()})
+                if reply.delay:
+                    time.sleep(reply.delay)
+                payload = json.dumps(reply.body).encode()
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = _Server(("127.0.0.1", 0), Handler)
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+@contextlib.contextmanager
+def serving(path: str) -> Iterator[FakeModelServer]:
+    server = FakeModelServer(path=path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def openai_reply(
+    content: str = "",
+    *,
+    calls: list[tuple[str, dict[str, Any]]] | None = None,
+    model: str = "local-model",
+    tokens: tuple[int, int] = (100, 20),
+) -> Reply:
+    """A chat completion: text, and tool calls `(name, arguments)`."""
+    tool_calls = [
+        {
+            "id": f"call_{n}",
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps(arguments)},
+        }
+        for n, (name, arguments) in enumerate(calls or [])
+    ]
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return Reply(
+        body={
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": "tool_calls" if tool_calls else "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": tokens[0],
+                "completion_tokens": tokens[1],
+                "total_tokens": sum(tokens),
+            },
+        }
+    )
+
+
+def openai_error(status: int, message: str, code: str | None = None) -> Reply:
+    return Reply(
+        status=status,
+        body={"error": {"message": message, "type": "invalid_request_error", "code": code}},
+    )
+
+
+def anthropic_reply(
+    content: str = "",
+    *,
+    calls: list[tuple[str, dict[str, Any]]] | None = None,
+    model: str = "claude-fallback",
+    tokens: tuple[int, int] = (120, 30),
+) -> Reply:
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if content else []
+    blocks += [
+        {"type": "tool_use", "id": f"toolu_{n}", "name": name, "input": arguments}
+        for n, (name, arguments) in enumerate(calls or [])
+    ]
+    return Reply(
+        body={
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": blocks,
+            "stop_reason": "tool_use" if calls else "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": tokens[0], "output_tokens": tokens[1]},
+        }
+    )
