@@ -41,5 +41,5 @@ class Failover:
                 continue
             return Answer(reply=reply, answered_by=model.name, failovers=tuple(reasons))
         if not self.models[skip:]:
-            reasons.append("no model is configured")
+            reasons.append("no model is configured" if skip == 0 else "no model is left")
         raise ModelUnavailable("; ".join(reasons))
