@@ -108,6 +108,19 @@ class CliStep(Contract):
     service_account: str | None = None
 
 
+class AgentStep(Contract):
+    """An investigation: the rendered goal, the tools it may use (empty: every configured
+    read-only tool) and its budgets."""
+
+    goal: str = Field(min_length=1)
+    tools: list[str] = Field(default_factory=list)
+    max_iterations: int = Field(default=8, ge=1)
+    max_tokens: int = Field(default=32_000, ge=1)
+    timeout_seconds: float = Field(gt=0)
+    model: str | None = None  # overrides the configured model id of the provider used
+    provider: str | None = None  # "openai" or "anthropic": use this provider only
+
+
 class NotifyStep(Contract):
     sinks: list[str] = Field(min_length=1)
     title: str
@@ -129,10 +142,13 @@ class StepRequest(Contract):
     idempotency_key: str
     cli: CliStep | None = None
     notify: NotifyStep | None = None
+    agent: AgentStep | None = None
 
     @property
-    def kind(self) -> Literal["cli", "notify"]:
-        return "cli" if self.cli is not None else "notify"
+    def kind(self) -> Literal["cli", "notify", "agent"]:
+        if self.cli is not None:
+            return "cli"
+        return "agent" if self.agent is not None else "notify"
 
 
 class StepResult(Contract):

@@ -69,6 +69,7 @@ class Budgets:
     max_iterations: int = 8
     max_tokens: int = 32_000
     reply_tokens: int = 2_048
+    model: str | None = None  # the step's model id, instead of each provider's configured one
 
 
 @dataclass(slots=True, kw_only=True)
@@ -117,6 +118,7 @@ class Investigation:
             turns=tuple(turns),
             tools=self.toolbox.specs(),
             max_tokens=self.budgets.reply_tokens,
+            model=self.budgets.model,
         )
         try:
             answer = await self.models.complete(conversation, skip=self._skip)

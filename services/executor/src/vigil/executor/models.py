@@ -54,6 +54,7 @@ class Conversation:
     turns: tuple[Turn, ...]
     tools: tuple[ToolSpec, ...] = ()
     max_tokens: int = 2048
+    model: str | None = None  # the step's own model id, instead of the configured one
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

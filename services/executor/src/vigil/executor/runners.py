@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from vigil.common.messages import StepRequest
-from vigil.executor.domain.results import ProcessOutcome
+from vigil.executor.domain.results import RunOutcome
 
 
 class StepRunner(Protocol):
-    async def run(self, request: StepRequest, cancel: asyncio.Event) -> ProcessOutcome:
+    async def run(self, request: StepRequest, cancel: asyncio.Event) -> RunOutcome:
         """Run one attempt. Raises InvalidInput when the request is not one for it."""
 
     async def release(self, request: StepRequest) -> None:

@@ -106,7 +106,7 @@ class AnthropicChatModel:
             for spec in conversation.tools
         ]
         request: dict[str, Any] = {
-            "model": self._model,
+            "model": conversation.model or self._model,
             "max_tokens": conversation.max_tokens,
             "system": conversation.system,
             "messages": _messages(conversation.turns),

@@ -92,7 +92,7 @@ class OpenAIChatModel:
         options: dict[str, Any] = {"tools": tools, "tool_choice": "auto"} if tools else {}
         try:
             response = await self._client.chat.completions.create(
-                model=self._model,
+                model=conversation.model or self._model,
                 messages=messages,  # type: ignore[arg-type]
                 max_tokens=conversation.max_tokens,
                 **options,

@@ -9,8 +9,12 @@ the caller stores before it publishes the result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
+
+from pydantic import JsonValue
 
 from vigil.common.documents import Artifact
 from vigil.common.messages import Output, StepOutcome, StepRequest, StepResult
@@ -27,6 +31,23 @@ class ProcessOutcome:
     timed_out: bool = False
     cancelled: bool = False
     not_started: str | None = None  # why the command could not be started at all
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentOutcome:
+    """What an investigation did: its finding (camelCase, as the step output shows it), or
+    why there is none, and the whole transcript."""
+
+    finding: dict[str, JsonValue] | None = None
+    error: str | None = None
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+    tokens: int = 0
+    tool_calls: int = 0
+    timed_out: bool = False
+    cancelled: bool = False
+
+
+type RunOutcome = ProcessOutcome | AgentOutcome
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,13 +85,15 @@ def _state(request: StepRequest, outcome: ProcessOutcome) -> tuple[StepOutcome, 
 
 def step_result(
     request: StepRequest,
-    outcome: ProcessOutcome,
+    outcome: RunOutcome,
     *,
     started_at: datetime,
     finished_at: datetime,
     output_limit: int,
 ) -> SettledStep:
-    """The result of one attempt; its output bounded to `output_limit` per stream."""
+    """The result of one attempt; a command's output bounded to `output_limit` per stream."""
+    if isinstance(outcome, AgentOutcome):
+        return _agent_result(request, outcome, started_at=started_at, finished_at=finished_at)
     state, error = _state(request, outcome)
     output: Output | None = None
     artifact: Artifact | None = None
@@ -116,3 +139,47 @@ def _bounded_output(
         "artifactId": artifact.id if artifact is not None else None,
     }
     return output, artifact
+
+
+def _agent_result(
+    request: StepRequest, outcome: AgentOutcome, *, started_at: datetime, finished_at: datetime
+) -> SettledStep:
+    """An investigation's result: its finding, and its transcript kept as an artifact."""
+    transcript = Artifact(
+        id=f"{request.idempotency_key}/transcript",
+        execution_id=request.execution_id,
+        step=request.step,
+        kind="agent-transcript",
+        content_type="application/json",
+        content=json.dumps(outcome.transcript, indent=1, default=str),
+        created_at=finished_at,
+    )
+    state: StepOutcome
+    if outcome.cancelled:
+        state, error = "cancelled", "cancelled"
+    elif outcome.timed_out:
+        timeout = request.agent.timeout_seconds if request.agent is not None else 0.0
+        state, error = "timed_out", f"timed out after {timeout:g}s"
+    elif outcome.finding is None:
+        state, error = "failed", outcome.error or "no finding"
+    else:
+        state, error = "succeeded", None
+    output: Output = {
+        **(outcome.finding or {}),
+        "toolCalls": outcome.tool_calls,
+        "tokens": outcome.tokens,
+        "transcriptId": transcript.id,
+    }
+    return SettledStep(
+        result=StepResult(
+            execution_id=request.execution_id,
+            step=request.step,
+            attempt=request.attempt,
+            outcome=state,
+            output=output,
+            error=error,
+            started_at=started_at,
+            finished_at=finished_at,
+        ),
+        artifact=transcript,
+    )
