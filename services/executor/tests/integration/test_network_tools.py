@@ -1,0 +1,128 @@
+"""The agent's network tools against real sockets on loopback: what they read, and what
+they refuse (hosts off the allow-list, link-local and metadata addresses, redirects)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from tests.support.nats import free_port
+from vigil.executor.adapters.network_tools import (
+    Dns,
+    DnsArguments,
+    HttpGet,
+    HttpGetArguments,
+    NoArguments,
+    Runbook,
+    TcpCheck,
+    TcpCheckArguments,
+)
+from vigil.executor.tools import ToolError
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
+
+
+@pytest.fixture
+def site() -> Iterator[str]:
+    """A web server on loopback: /runbook answers a page, /moved redirects."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+                self.end_headers()
+                return
+            body = b"# Disk full\n1. Check df -h\n2. Clean /var/log\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/markdown")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as http:
+        yield http
+
+
+async def test_http_get_reads_an_allow_listed_page(site: str, client: httpx.AsyncClient) -> None:
+    tool = HttpGet(client=client, allowed_hosts=["127.0.0.1"])
+    page = await tool(HttpGetArguments(url=f"{site}/runbook"))
+    assert page.startswith("HTTP 200 text/markdown\n\n# Disk full")
+
+
+async def test_http_get_refuses_a_host_off_the_allow_list(
+    site: str, client: httpx.AsyncClient
+) -> None:
+    tool = HttpGet(client=client, allowed_hosts=["runbooks.example.com"])
+    with pytest.raises(ToolError, match=r"host 127\.0\.0\.1 is not allow-listed"):
+        await tool(HttpGetArguments(url=f"{site}/runbook"))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+    ],
+)
+async def test_metadata_endpoints_are_refused_even_when_allow_listed(
+    url: str, client: httpx.AsyncClient
+) -> None:
+    tool = HttpGet(client=client, allowed_hosts=["169.254.169.254", "metadata.google.internal"])
+    with pytest.raises(ToolError, match="refused"):
+        await tool(HttpGetArguments(url=url))
+
+
+async def test_a_redirect_is_reported_not_followed(site: str, client: httpx.AsyncClient) -> None:
+    tool = HttpGet(client=client, allowed_hosts=["127.0.0.1"])
+    page = await tool(HttpGetArguments(url=f"{site}/moved"))
+    assert page.startswith("HTTP 302")
+    assert "Location: http://169.254.169.254/latest/meta-data/ (not followed)" in page
+
+
+async def test_the_runbook_is_the_alerts_own_url(site: str, client: httpx.AsyncClient) -> None:
+    assert "# Disk full" in await Runbook(
+        client=client, url=f"{site}/runbook", allowed_hosts=["127.0.0.1"]
+    )(NoArguments())
+    with pytest.raises(ToolError, match="no runbook_url annotation"):
+        await Runbook(client=client, url=None, allowed_hosts=["127.0.0.1"])(NoArguments())
+
+
+async def test_dns_resolves_a_name() -> None:
+    answer = await Dns()(DnsArguments(name="localhost"))
+    assert answer.startswith("localhost: ")
+    assert "127.0.0.1" in answer or "::1" in answer
+
+
+async def test_tcp_check_tells_open_from_refused_and_refuses_metadata() -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        opened = await TcpCheck()(TcpCheckArguments(host="127.0.0.1", port=port))
+        closed = await TcpCheck()(TcpCheckArguments(host="127.0.0.1", port=free_port()))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert opened.startswith(f"127.0.0.1:{port}: open in ")
+    assert "refused" in closed
+    with pytest.raises(ToolError, match="link-local or metadata"):
+        await TcpCheck()(TcpCheckArguments(host="169.254.169.254", port=80))
