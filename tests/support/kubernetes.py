@@ -80,9 +80,17 @@ def declare(server: kmock.KubernetesEmulator) -> None:
             verbs=VERBS,
             subresources={"status", "log"} if plural == "pods" else set(),
         )
-    server.resources["v1/namespaces"] = kmock.ResourceInfo(
-        kind="Namespace", singular="namespace", namespaced=False, verbs=VERBS
+    for plural, kind in (("deployments", "Deployment"), ("replicasets", "ReplicaSet")):
+        server.resources[f"apps/v1/{plural}"] = kmock.ResourceInfo(
+            kind=kind, singular=kind.lower(), namespaced=True, verbs=VERBS
+        )
+    server.resources["v1/services"] = kmock.ResourceInfo(
+        kind="Service", singular="service", namespaced=True, verbs=VERBS
     )
+    for plural, kind in (("namespaces", "Namespace"), ("nodes", "Node")):
+        server.resources[f"v1/{plural}"] = kmock.ResourceInfo(
+            kind=kind, singular=kind.lower(), namespaced=False, verbs=VERBS
+        )
 
 
 def closing_client(base_url: Any) -> aiohttp.ClientSession:
