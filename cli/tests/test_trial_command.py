@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.support.llm import openai_reply, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart"
 
 
-def vigil_test(*args: str) -> subprocess.CompletedProcess[str]:
+def vigil_test(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "vigil.cli", "test", *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -108,3 +112,56 @@ def test_bad_arguments_are_reported_clearly(tmp_path: Path) -> None:
     )
     assert no_file.returncode == 2
     assert "must be NAME=FILE" in no_file.stderr
+
+
+INVESTIGATION = """
+apiVersion: vigil.dev/v1alpha1
+kind: Workflow
+metadata: {name: crashloop, namespace: ops}
+spec:
+  steps:
+    - name: investigate
+      agent: {goal: "Why does {{ alert.labels.pod }} crash?", tools: [dns]}
+    - name: tell
+      condition: 'steps.investigate.output.rootCause != ""'
+"""
+
+
+def test_an_agent_step_asks_the_configured_model(tmp_path: Path) -> None:
+    definitions = tmp_path / "defs.yaml"
+    definitions.write_text(INVESTIGATION)
+    alert = tmp_path / "alert.json"
+    alert.write_text(json.dumps({"labels": {"alertname": "CrashLoop", "pod": "api-7f9c"}}))
+    finding = {
+        "summary": "api-7f9c runs out of memory",
+        "rootCause": "memory limit too low",
+        "evidence": [],
+        "recommendations": ["raise it"],
+        "confidence": 0.6,
+    }
+    with serving("/v1/chat/completions") as model:
+        model.answer(openai_reply(json.dumps(finding)))
+        run = vigil_test(
+            str(definitions),
+            "--workflow",
+            "ops/crashloop",
+            "--alert",
+            str(alert),
+            env={"VIGIL_EXECUTOR_AGENT_BASE_URL": f"{model.base_url}/v1"},
+        )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "agent investigate (attempt 1): Why does api-7f9c crash?" in run.stdout
+    assert "memory limit too low" in run.stdout
+    assert "execution succeeded" in run.stdout
+    (asked,) = model.requests
+    assert [t["function"]["name"] for t in asked["tools"]] == ["dns"]
+
+
+def test_an_agent_step_without_a_model_fails_saying_how_to_configure_one(tmp_path: Path) -> None:
+    definitions = tmp_path / "defs.yaml"
+    definitions.write_text(INVESTIGATION)
+    alert = tmp_path / "alert.json"
+    alert.write_text(json.dumps({"labels": {"alertname": "CrashLoop", "pod": "api-7f9c"}}))
+    run = vigil_test(str(definitions), "--workflow", "ops/crashloop", "--alert", str(alert))
+    assert run.returncode == 1
+    assert "VIGIL_EXECUTOR_AGENT_BASE_URL" in run.stdout

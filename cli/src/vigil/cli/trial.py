@@ -36,9 +36,13 @@ from vigil.common.resources import Workflow
 from vigil.common.validation import format_validation_error, read_documents, validate_documents
 from vigil.engine.domain.machine import advance, apply_result, new_execution, on_timer
 from vigil.engine.domain.matching import match, trigger_key
+from vigil.executor.adapters.agents import step_tools
 from vigil.executor.adapters.local import LocalProcessRunner
-from vigil.executor.domain.results import ProcessOutcome, step_result
+from vigil.executor.agent import AgentRunner
+from vigil.executor.configuration import configured_models, configured_tools
+from vigil.executor.domain.results import ProcessOutcome, RunOutcome, step_result
 from vigil.executor.runners import StepRunner
+from vigil.executor.settings import ExecutorSettings
 
 OUTPUT_LIMIT = 64 * 1024
 MAX_TRANSITIONS = 1000
@@ -113,6 +117,7 @@ class Trial:
     def __init__(self, options: TrialOptions, out: TextIO) -> None:
         self.options = options
         self.out = out
+        self.agent: AgentRunner | None = None
         self.runner: StepRunner = (
             DryRunRunner(step_outputs=options.step_outputs)
             if options.dry_run
@@ -123,6 +128,17 @@ class Trial:
         self.out.write(text + "\n")
 
     async def run(self) -> int:
+        settings = ExecutorSettings()
+        async with (
+            configured_models(settings) as models,
+            configured_tools(settings) as tools,
+        ):
+            # Agent steps ask the models the executor would (VIGIL_EXECUTOR_AGENT_* and
+            # VIGIL_EXECUTOR_ANTHROPIC_*); without one they fail saying how to configure one.
+            self.agent = AgentRunner(models=models, tools=tools, step_tools=step_tools(tools))
+            return await self._run()
+
+    async def _run(self) -> int:
         workflow = load_workflow(self.options.definitions, self.options.workflow)
         alerts, group = load_alerts(self.options.alert_file)
         source = self.options.source or (workflow.spec.trigger.sources or ["test"])[0]
@@ -196,10 +212,16 @@ class Trial:
                 started_at=now,
                 finished_at=later,
             )
-        assert request.cli is not None
-        argv = request.cli.argv
-        self.say(f"  cli {request.step} (attempt {request.attempt}): {json.dumps(argv)}")
-        outcome = await self.runner.run(request, asyncio.Event())
+        outcome: RunOutcome
+        if request.agent is not None:
+            self.say(f"  agent {request.step} (attempt {request.attempt}): {request.agent.goal}")
+            assert self.agent is not None, "set by run()"
+            outcome = await self.agent.run(request, asyncio.Event())
+        else:
+            assert request.cli is not None
+            argv = request.cli.argv
+            self.say(f"  cli {request.step} (attempt {request.attempt}): {json.dumps(argv)}")
+            outcome = await self.runner.run(request, asyncio.Event())
         settled = step_result(
             request, outcome, started_at=now, finished_at=later, output_limit=OUTPUT_LIMIT
         )

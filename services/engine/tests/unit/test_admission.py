@@ -223,3 +223,31 @@ async def test_a_concurrency_key_taken_by_another_replica_meanwhile_is_retried_t
             assert only.id == "01RIVAL", "the redelivered alert obeyed Forbid"
     finally:
         await store.close()
+
+
+async def test_an_agent_step_is_dispatched_to_the_agent_workers_with_its_goal_rendered(
+    tmp_path: Path,
+) -> None:
+    investigate = workflow(
+        "crashloop",
+        """
+        - name: investigate
+          timeout: 5m
+          agent:
+            goal: "Find why {{ alert.labels.pod }} crash-loops."
+            tools: [kubernetes, logs]
+            maxIterations: 5
+        """,
+    )
+    async with running_engine(tmp_path, investigate) as engine:
+        alert = engine.alert("DiskFull", pod="api-7f9c")
+        runbook = alert.alert.model_copy(update={"annotations": {"runbook_url": "https://rb/x"}})
+        await engine.receive(alert.model_copy(update={"alert": runbook}))
+
+        (request,) = engine.requests("agent")
+        assert engine.bus.subjects() == ["vigil.steps.agent", "vigil.events.ops.crashloop"]
+        assert request.agent is not None
+        assert request.agent.goal == "Find why api-7f9c crash-loops."
+        assert request.agent.tools == ["kubernetes", "logs"]
+        assert (request.agent.max_iterations, request.agent.timeout_seconds) == (5, 300.0)
+        assert request.agent.runbook_url == "https://rb/x"

@@ -119,6 +119,7 @@ class AgentStep(Contract):
     timeout_seconds: float = Field(gt=0)
     model: str | None = None  # overrides the configured model id of the provider used
     provider: str | None = None  # "openai" or "anthropic": use this provider only
+    runbook_url: str | None = None  # the alert's `runbook_url` annotation
 
 
 class NotifyStep(Contract):

@@ -212,10 +212,17 @@ class NotifySpec(Spec):
     message: str | None = None
 
 
+AGENT_TOOLS = ("kubernetes", "logs", "http_get", "runbook", "dns", "tcp_check")
+
+
 class AgentSpec(Spec):
     goal: str
-    tools: list[str] = Field(default_factory=list)
-    max_iterations: int = Field(default=8, alias="maxIterations", ge=1)
+    tools: list[str] = Field(default_factory=list)  # empty: every configured tool
+    max_iterations: int = Field(default=8, alias="maxIterations", ge=1, le=50)
+    max_tokens: int = Field(default=32_000, alias="maxTokens", ge=1)
+    timeout: Duration | None = None
+    model: str | None = None  # replaces the configured model id
+    provider: Literal["openai", "anthropic"] | None = None  # use this provider only
 
 
 StepKindName = Literal["cli", "condition", "wait", "notify", "agent"]

@@ -23,7 +23,16 @@ from vigil.common.definitions import Definition, DefinitionStatus
 from vigil.common.errors import InvalidInput
 from vigil.common.expressions import compile_expression
 from vigil.common.matchers import parse_matcher
-from vigil.common.resources import KINDS, AnyResource, SecretKeyRef, Sink, Source, Step, Workflow
+from vigil.common.resources import (
+    AGENT_TOOLS,
+    KINDS,
+    AnyResource,
+    SecretKeyRef,
+    Sink,
+    Source,
+    Step,
+    Workflow,
+)
 from vigil.common.templating import compile_template
 
 _RESOURCE = TypeAdapter[AnyResource](AnyResource)
@@ -385,5 +394,9 @@ def _check_step(where: str, step: Step, namespace: str, catalog: _Catalog) -> li
             if problem:
                 problems.append(problem)
     if step.agent is not None:
-        problems.append(f"{where}: agent steps are not available in this build yet")
+        for tool in step.agent.tools:
+            if tool not in AGENT_TOOLS:
+                problems.append(
+                    f"{where}.agent.tools: no tool {tool!r} (tools: {', '.join(AGENT_TOOLS)})"
+                )
     return problems

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +35,16 @@ NO_MODEL = (
 )
 
 
+def _no_step_tools(step: AgentStep) -> list[Tool]:
+    return []
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentRunner:
     models: Sequence[ChatModel]  # in order of preference
     tools: Sequence[Tool]
+    # Tools made for the step itself (the runbook of its alert).
+    step_tools: Callable[[AgentStep], Sequence[Tool]] = _no_step_tools
     tool_output_limit: int = 16 * 1024
 
     async def run(self, request: StepRequest, cancel: asyncio.Event) -> AgentOutcome:
@@ -73,9 +79,10 @@ class AgentRunner:
         return [m for m in self.models if m.name.startswith(prefix)]
 
     def _tools(self, step: AgentStep) -> tuple[list[Tool], list[str]]:
+        configured = [*self.tools, *self.step_tools(step)]
         if not step.tools:
-            return list(self.tools), []
-        by_name = {tool.name: tool for tool in self.tools}
+            return configured, []
+        by_name = {tool.name: tool for tool in configured}
         unknown = [name for name in step.tools if name not in by_name]
         return [by_name[name] for name in step.tools if name in by_name], unknown
 

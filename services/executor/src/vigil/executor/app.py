@@ -23,10 +23,13 @@ from vigil.common.errors import TransientError
 from vigil.common.messages import StepCancelled, StepRequest
 from vigil.common.runtime import run_tasks
 from vigil.common.store import ExecutionStore
+from vigil.executor.adapters import agents
 from vigil.executor.adapters.local import LocalProcessRunner
+from vigil.executor.agent import AgentRunner
+from vigil.executor.configuration import configured_models, configured_tools
 from vigil.executor.domain.pods import PodDefaults
 from vigil.executor.handlers import StepWorker
-from vigil.executor.runners import Runners
+from vigil.executor.runners import Runners, StepRunner
 from vigil.executor.settings import ExecutorSettings
 
 log = structlog.get_logger(__name__)
@@ -38,40 +41,53 @@ async def built_runners(
 ) -> AsyncIterator[tuple[Runners, list[Coroutine[Any, Any, None]]]]:
     """The runner of each step kind, and the loops the runners need (orphan collection)."""
     output_limit = max(settings.artifact_limit_bytes, settings.output_limit_bytes)
-    if settings.runner == "local":
-        yield {"cli": LocalProcessRunner(output_limit=output_limit)}, []
-        return
-    from vigil.common.adapters.kubernetes import api_client
+    async with contextlib.AsyncExitStack() as stack:
+        models = await stack.enter_async_context(configured_models(settings))
+        tools = await stack.enter_async_context(configured_tools(settings))
+        in_cluster = settings.runner == "kubernetes"
+        loops: list[Coroutine[Any, Any, None]] = []
+        cli: StepRunner = LocalProcessRunner(output_limit=output_limit)
+        if in_cluster or settings.agent_kubernetes_tools:
+            from vigil.common.adapters.kubernetes import api_client
+
+            api = await stack.enter_async_context(api_client())
+            tools += agents.cluster_tools(api)
+            if in_cluster:
+                cli, orphans = _pod_runner(settings, api, store, output_limit)
+                loops.append(orphans)
+        agent = AgentRunner(models=models, tools=tools, step_tools=agents.step_tools(tools))
+        yield {"cli": cli, "agent": agent}, loops
+
+
+def _pod_runner(
+    settings: ExecutorSettings, api: Any, store: ExecutionStore, output_limit: int
+) -> tuple[StepRunner, Coroutine[Any, Any, None]]:
     from vigil.executor.adapters.kubernetes import PodRunner, collect_orphans
 
-    async with api_client() as api:
-        defaults = PodDefaults(
-            image=settings.step_image,
-            resources={
-                "requests": {
-                    "cpu": settings.step_cpu_request,
-                    "memory": settings.step_memory_request,
-                },
-                "limits": {"memory": settings.step_memory_limit},
-            },
-        )
-        runner = PodRunner(
-            api=api,
-            defaults=defaults,
-            output_limit=output_limit,
-            patience=timedelta(seconds=settings.pod_patience_seconds),
-        )
+    defaults = PodDefaults(
+        image=settings.step_image,
+        resources={
+            "requests": {"cpu": settings.step_cpu_request, "memory": settings.step_memory_request},
+            "limits": {"memory": settings.step_memory_limit},
+        },
+    )
+    runner = PodRunner(
+        api=api,
+        defaults=defaults,
+        output_limit=output_limit,
+        patience=timedelta(seconds=settings.pod_patience_seconds),
+    )
 
-        async def orphans() -> None:
-            grace = timedelta(seconds=settings.orphan_grace_seconds)
-            while True:
-                try:
-                    await collect_orphans(api, store, grace=grace)
-                except TransientError as exc:
-                    log.warning("orphan_collection_failed", error=str(exc))
-                await asyncio.sleep(settings.orphan_interval_seconds)
+    async def orphans() -> None:
+        grace = timedelta(seconds=settings.orphan_grace_seconds)
+        while True:
+            try:
+                await collect_orphans(api, store, grace=grace)
+            except TransientError as exc:
+                log.warning("orphan_collection_failed", error=str(exc))
+            await asyncio.sleep(settings.orphan_interval_seconds)
 
-        yield {"cli": runner}, [orphans()]
+    return runner, orphans()
 
 
 async def run(settings: ExecutorSettings, stop: asyncio.Event) -> None:

@@ -79,3 +79,6 @@ class ChatModel(Protocol):
 
     async def complete(self, conversation: Conversation) -> ModelReply:
         """One reply; raises ModelUnavailable when the model could not answer."""
+
+    async def close(self) -> None:
+        """Let go of the connections."""

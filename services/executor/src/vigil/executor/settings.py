@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from vigil.common.settings import ServiceSettings
 
@@ -54,3 +54,37 @@ class ExecutorSettings(ServiceSettings):
     orphan_interval_seconds: float = Field(
         default=60.0, gt=0, description="Seconds between looks for orphaned step pods."
     )
+    agent_base_url: str | None = Field(
+        default=None,
+        description="Agent steps, primary model: an OpenAI-compatible server's base URL "
+        "(e.g. Ollama's http://127.0.0.1:11434/v1).",
+    )
+    agent_model: str = Field(default="qwen2.5:7b", description="The primary model's id.")
+    agent_api_key: SecretStr | None = Field(
+        default=None, description="The primary server's API key, if it wants one."
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, description="Agent steps, fallback model: an Anthropic API key."
+    )
+    anthropic_model: str = Field(default="claude-sonnet-4-5", description="The fallback's id.")
+    anthropic_base_url: str | None = Field(
+        default=None, description="The Anthropic API's base URL (default: Anthropic's)."
+    )
+    agent_request_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="Seconds one model request may take."
+    )
+    agent_http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts (and their subdomains) the http_get and runbook tools may read.",
+    )
+    agent_kubernetes_tools: bool | None = Field(
+        default=None,
+        description="Give agents the kubernetes and logs tools (default: in Kubernetes mode).",
+    )
+
+    @field_validator("agent_http_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

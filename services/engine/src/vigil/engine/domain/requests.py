@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from vigil.common.documents import Execution
 from vigil.common.durations import parse_duration
-from vigil.common.messages import CliStep, NotifyStep, StepRequest
+from vigil.common.messages import AgentStep, CliStep, NotifyStep, StepRequest
 from vigil.common.resources import Step, Workflow
 from vigil.common.templating import render
 from vigil.engine.domain.context import execution_context
@@ -19,7 +19,7 @@ DEFAULT_TITLE = "{{ alert.labels.alertname | default('alert') }} is {{ alert.sta
 DEFAULT_MESSAGE = (
     "{{ alert.annotations.summary | default(alert.annotations.description | default('')) }}"
 )
-WORKER_KINDS = frozenset({"cli", "notify"})
+WORKER_KINDS = frozenset({"cli", "notify", "agent"})
 
 
 def request_id(execution_id: str, step: str, attempt: int) -> str:
@@ -27,8 +27,9 @@ def request_id(execution_id: str, step: str, attempt: int) -> str:
 
 
 def step_timeout_seconds(spec: Step) -> float:
-    """The step's own time limit: `cli.timeout`, else `timeout`, else the default."""
-    timeout = (spec.cli.timeout if spec.cli else None) or spec.timeout
+    """The step's own time limit: its kind's `timeout`, else `timeout`, else the default."""
+    own = spec.cli.timeout if spec.cli else spec.agent.timeout if spec.agent else None
+    timeout = own or spec.timeout
     return parse_duration(timeout) if timeout else DEFAULT_STEP_TIMEOUT_SECONDS
 
 
@@ -37,7 +38,7 @@ def build_request(
 ) -> StepRequest:
     """Render the step's templates into a request; raises TemplateError."""
     context = execution_context(execution, workflow)
-    cli = notify = None
+    cli = notify = agent = None
     if spec.cli is not None:
         cli = CliStep(
             argv=[render(arg, context) for arg in spec.cli.command],
@@ -46,6 +47,17 @@ def build_request(
             image=spec.cli.image,
             resources=spec.cli.resources.model_dump() if spec.cli.resources else {},
             service_account=workflow.spec.service_account_name,
+        )
+    elif spec.agent is not None:
+        agent = AgentStep(
+            goal=render(spec.agent.goal, context),
+            tools=list(spec.agent.tools),
+            max_iterations=spec.agent.max_iterations,
+            max_tokens=spec.agent.max_tokens,
+            timeout_seconds=step_timeout_seconds(spec),
+            model=spec.agent.model,
+            provider=spec.agent.provider,
+            runbook_url=execution.alert.annotations.get("runbook_url"),
         )
     elif spec.notify is not None:
         notify = NotifyStep(
@@ -66,6 +78,7 @@ def build_request(
         idempotency_key=request_id(execution.id, spec.name, attempt),
         cli=cli,
         notify=notify,
+        agent=agent,
     )
 
 
