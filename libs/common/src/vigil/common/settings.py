@@ -7,12 +7,22 @@ read under one global name so that `vigil up` and a Kubernetes ConfigMap set the
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, Field
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vigil.common.store import Retention
+
+
+def _comma_separated(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+# A list set in the environment as `a,b,c` (not as JSON).
+type CommaSeparated = Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)]
 
 
 def _global(name: str) -> AliasChoices:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from vigil.common.settings import ServiceSettings
+from vigil.common.settings import CommaSeparated, ServiceSettings
 
 
 class ControllerSettings(ServiceSettings):
@@ -23,7 +23,7 @@ class ControllerSettings(ServiceSettings):
         description="File mode: folder (or file) of Source/Workflow/Sink/Secret YAML.",
     )
     watch: bool = Field(default=True, description="Reload when files under `definitions` change.")
-    namespaces: Annotated[list[str], NoDecode] = Field(
+    namespaces: CommaSeparated = Field(
         default_factory=list,
         description="Kubernetes mode: namespaces to watch, comma-separated; empty = all.",
     )
@@ -33,10 +33,3 @@ class ControllerSettings(ServiceSettings):
         description="Kubernetes mode: seconds between writes of execution counters to a "
         "Workflow's status (a burst of runs costs one patch per interval).",
     )
-
-    @field_validator("namespaces", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value

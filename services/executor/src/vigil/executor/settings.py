@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
-from vigil.common.settings import ServiceSettings
+from vigil.common.settings import CommaSeparated, ServiceSettings
 
 
 class ExecutorSettings(ServiceSettings):
@@ -73,7 +73,7 @@ class ExecutorSettings(ServiceSettings):
     agent_request_timeout_seconds: float = Field(
         default=120.0, gt=0, description="Seconds one model request may take."
     )
-    agent_http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+    agent_http_allowed_hosts: CommaSeparated = Field(
         default_factory=list,
         description="Hosts (and their subdomains) the http_get and runbook tools may read.",
     )
@@ -81,10 +81,3 @@ class ExecutorSettings(ServiceSettings):
         default=None,
         description="Give agents the kubernetes and logs tools (default: in Kubernetes mode).",
     )
-
-    @field_validator("agent_http_allowed_hosts", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
