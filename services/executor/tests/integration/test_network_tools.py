@@ -4,9 +4,11 @@ they refuse (hosts off the allow-list, link-local and metadata addresses, redire
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +20,8 @@ from vigil.executor.adapters.network_tools import (
     HttpGet,
     HttpGetArguments,
     NoArguments,
+    PrometheusArguments,
+    PrometheusTool,
     Runbook,
     TcpCheck,
     TcpCheckArguments,
@@ -126,3 +130,69 @@ async def test_tcp_check_tells_open_from_refused_and_refuses_metadata() -> None:
     assert "refused" in closed
     with pytest.raises(ToolError, match="link-local or metadata"):
         await TcpCheck()(TcpCheckArguments(host="169.254.169.254", port=80))
+
+
+@pytest.fixture
+def prometheus() -> Iterator[str]:
+    """A Prometheus HTTP API on loopback answering one instant and one range query."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body: dict[str, Any]
+            if "query=bad" in self.path:
+                body = {
+                    "status": "error",
+                    "errorType": "bad_data",
+                    "error": "parse error at char 4",
+                }
+            elif self.path.startswith("/api/v1/query_range"):
+                values = [[1, "0.5"], [2, "0.9"], [3, "0.7"]]
+                body = {
+                    "status": "success",
+                    "data": {
+                        "resultType": "matrix",
+                        "result": [{"metric": {"pod": "api-7f9c"}, "values": values}],
+                    },
+                }
+            else:
+                body = {
+                    "status": "success",
+                    "data": {
+                        "resultType": "vector",
+                        "result": [
+                            {
+                                "metric": {"__name__": "up", "job": "api"},
+                                "value": [1, "0"],
+                            }
+                        ],
+                    },
+                }
+            payload = json.dumps(body).encode()
+            self.send_response(200 if body["status"] == "success" else 400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_prometheus_answers_now_and_over_a_range_summarised(
+    prometheus: str, client: httpx.AsyncClient
+) -> None:
+    tool = PrometheusTool(client=client, url=prometheus)
+    assert await tool(PrometheusArguments(query="up")) == 'up{job="api"}: 0'
+    assert await tool(PrometheusArguments(query="rate(x[5m])", minutes=30)) == (
+        '{pod="api-7f9c"}: last 0.7, min 0.5, max 0.9 over 3 points'
+    )
+    with pytest.raises(ToolError, match="parse error at char 4"):
+        await tool(PrometheusArguments(query="bad"))

@@ -212,7 +212,7 @@ class NotifySpec(Spec):
     message: str | None = None
 
 
-AGENT_TOOLS = ("kubernetes", "logs", "http_get", "runbook", "dns", "tcp_check")
+AGENT_TOOLS = ("kubernetes", "logs", "prometheus", "http_get", "runbook", "dns", "tcp_check")
 
 
 class AgentSpec(Spec):

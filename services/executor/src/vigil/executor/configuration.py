@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from vigil.executor.adapters.network_tools import Dns, HttpGet, TcpCheck
+from vigil.executor.adapters.network_tools import Dns, HttpGet, PrometheusTool, TcpCheck
 from vigil.executor.models import ChatModel
 from vigil.executor.settings import ExecutorSettings
 from vigil.executor.tools import Tool
@@ -55,10 +55,14 @@ async def configured_models(settings: ExecutorSettings) -> AsyncIterator[list[Ch
 
 @contextlib.asynccontextmanager
 async def configured_tools(settings: ExecutorSettings) -> AsyncIterator[list[Tool]]:
-    """The network tools: `dns`, `tcp_check`, and `http_get` for the allow-listed hosts."""
+    """The network tools: `dns`, `tcp_check`, `http_get` for the allow-listed hosts, and
+    `prometheus` where one is configured."""
     async with httpx.AsyncClient(headers={"User-Agent": "vigil-agent"}) as client:
-        yield [
+        tools: list[Tool] = [
             Dns(),
             TcpCheck(),
             HttpGet(client=client, allowed_hosts=settings.agent_http_allowed_hosts),
         ]
+        if settings.agent_prometheus_url:
+            tools.append(PrometheusTool(client=client, url=settings.agent_prometheus_url))
+        yield tools

@@ -77,6 +77,9 @@ class ExecutorSettings(ServiceSettings):
         default_factory=list,
         description="Hosts (and their subdomains) the http_get and runbook tools may read.",
     )
+    agent_prometheus_url: str | None = Field(
+        default=None, description="The Prometheus the prometheus tool queries (its base URL)."
+    )
     agent_kubernetes_tools: bool | None = Field(
         default=None,
         description="Give agents the kubernetes and logs tools (default: in Kubernetes mode).",

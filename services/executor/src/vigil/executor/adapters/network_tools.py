@@ -172,3 +172,82 @@ class TcpCheck:
         except OSError as exc:
             return f"{target}: refused ({exc.strerror or exc})"
         return f"{target}: {verdict} in {(time.monotonic() - started) * 1000:.0f} ms"
+
+
+SERIES_SHOWN = 20
+
+
+class PrometheusArguments(_Arguments):
+    query: str = Field(description="A PromQL expression.", min_length=1, max_length=2000)
+    minutes: int | None = Field(
+        default=None,
+        ge=1,
+        le=24 * 60,
+        description="Omitted: the value now. Given: the range over the last N minutes.",
+    )
+
+
+def _labels(metric: dict[str, str]) -> str:
+    name = metric.get("__name__", "")
+    rest = ", ".join(f'{k}="{v}"' for k, v in sorted(metric.items()) if k != "__name__")
+    return f"{name}{{{rest}}}"
+
+
+def _summary(result: dict[str, object]) -> str:
+    kind = result.get("resultType")
+    series = result.get("result")
+    if not isinstance(series, list):
+        return f"{kind}: {series}"
+    lines = []
+    for item in series[:SERIES_SHOWN]:
+        metric = _labels(item.get("metric") or {})
+        if "values" in item:
+            values = [float(v) for _, v in item["values"]]
+            last = values[-1] if values else float("nan")
+            lines.append(
+                f"{metric}: last {last:g}, min {min(values, default=last):g}, "
+                f"max {max(values, default=last):g} over {len(values)} points"
+            )
+        else:
+            lines.append(f"{metric}: {item.get('value', [None, '?'])[1]}")
+    if len(series) > SERIES_SHOWN:
+        lines.append(f"… {len(series) - SERIES_SHOWN} more series")
+    return "\n".join(lines) or "no series"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrometheusTool:
+    """Instant and range PromQL queries against the configured Prometheus, summarised."""
+
+    client: httpx.AsyncClient
+    url: str
+    name: str = "prometheus"
+    description: str = (
+        "Run a PromQL query against Prometheus: the value now, or min/max/last over the "
+        "last N minutes."
+    )
+    arguments: type[BaseModel] = PrometheusArguments
+
+    async def __call__(self, arguments: BaseModel) -> str:
+        assert isinstance(arguments, PrometheusArguments)
+        base = self.url.rstrip("/")
+        params: dict[str, str | float] = {"query": arguments.query}
+        path = "/api/v1/query"
+        if arguments.minutes is not None:
+            end = time.time()
+            params |= {
+                "start": end - arguments.minutes * 60,
+                "end": end,
+                "step": max(15, arguments.minutes * 60 // 100),
+            }
+            path = "/api/v1/query_range"
+        try:
+            response = await self.client.get(base + path, params=params, timeout=TIMEOUT_SECONDS)
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            msg = f"Prometheus at {base} did not answer: {exc}"
+            raise ToolError(msg) from exc
+        if body.get("status") != "success":
+            msg = f"Prometheus refused the query: {body.get('error', response.status_code)}"
+            raise ToolError(msg)
+        return _summary(body.get("data") or {})
