@@ -3,7 +3,9 @@
 
 Each is a real HTTP server on a free loopback port that answers a script of replies in
 order (the last one repeats), each with a status and an optional delay, and records every
-request it got: the real SDKs talk to them exactly as to the real services.
+request it got: the real SDKs talk to them exactly as to the real services. The
+`primary` and `fallback` fixtures serve one of each; `fake_models` points the real adapters
+at them.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import pytest
+
+from vigil.executor.models import ChatModel
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,3 +182,49 @@ def anthropic_reply(
             "usage": {"input_tokens": tokens[0], "output_tokens": tokens[1]},
         }
     )
+
+
+@pytest.fixture
+def primary() -> Iterator[FakeModelServer]:
+    """A fake OpenAI-compatible server: the agent's primary model."""
+    with serving("/v1/chat/completions") as server:
+        yield server
+
+
+@pytest.fixture
+def fallback() -> Iterator[FakeModelServer]:
+    """A fake Anthropic Messages API: the agent's fallback model."""
+    with serving("/v1/messages") as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def fake_models(
+    primary_url: str,
+    fallback: FakeModelServer,
+    *,
+    primary_model: str = "local",
+    fallback_model: str = "claude",
+    api_key: str = "k",
+    timeout: float = 5.0,
+    primary_retries: int = 0,
+) -> AsyncIterator[list[ChatModel]]:
+    """The two real SDK adapters pointed at the fake servers, primary first; closed on exit."""
+    # The SDKs take seconds to import: only the suites that talk to a model pay for it.
+    from vigil.executor.adapters.anthropic_chat import AnthropicChatModel
+    from vigil.executor.adapters.openai_chat import OpenAIChatModel
+
+    local = OpenAIChatModel(
+        base_url=f"{primary_url}/v1",
+        model=primary_model,
+        timeout=timeout,
+        max_retries=primary_retries,
+    )
+    claude = AnthropicChatModel(
+        base_url=fallback.base_url, model=fallback_model, api_key=api_key, max_retries=0
+    )
+    try:
+        yield [local, claude]
+    finally:
+        await local.close()
+        await claude.close()

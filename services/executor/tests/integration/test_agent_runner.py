@@ -7,15 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.support.llm import FakeModelServer, Reply, anthropic_reply, openai_reply, serving
+from tests.support.llm import FakeModelServer, Reply, anthropic_reply, fake_models, openai_reply
 from vigil.common.messages import AgentStep, StepRequest
 from vigil.common.testing import EPOCH
-from vigil.executor.adapters.anthropic_chat import AnthropicChatModel
-from vigil.executor.adapters.openai_chat import OpenAIChatModel
 from vigil.executor.agent import AgentRunner
 from vigil.executor.domain.results import AgentOutcome, step_result
 
@@ -46,29 +44,10 @@ def request(**agent: object) -> StepRequest:
     )
 
 
-@pytest.fixture
-def primary() -> Iterator[FakeModelServer]:
-    with serving("/v1/chat/completions") as server:
-        yield server
-
-
-@pytest.fixture
-def fallback() -> Iterator[FakeModelServer]:
-    with serving("/v1/messages") as server:
-        yield server
-
-
 @contextlib.asynccontextmanager
 async def runner(primary: FakeModelServer, fallback: FakeModelServer) -> AsyncIterator[AgentRunner]:
-    local = OpenAIChatModel(base_url=f"{primary.base_url}/v1", model="local", max_retries=0)
-    claude = AnthropicChatModel(
-        base_url=fallback.base_url, model="claude", api_key="k", max_retries=0
-    )
-    try:
-        yield AgentRunner(models=[local, claude], tools=[])
-    finally:
-        await local.close()
-        await claude.close()
+    async with fake_models(primary.base_url, fallback) as models:
+        yield AgentRunner(models=models, tools=[])
 
 
 async def test_a_finding_becomes_the_step_output_with_its_transcript_kept(

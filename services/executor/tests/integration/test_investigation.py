@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field
 
-from tests.support.llm import FakeModelServer, anthropic_reply, openai_reply, serving
-from vigil.executor.adapters.anthropic_chat import AnthropicChatModel
-from vigil.executor.adapters.openai_chat import OpenAIChatModel
+from tests.support.llm import FakeModelServer, anthropic_reply, fake_models, openai_reply
 from vigil.executor.failover import Failover
 from vigil.executor.investigation import Budgets, Investigation, InvestigationFailed
 from vigil.executor.tools import Toolbox
@@ -62,18 +60,6 @@ def finding(*cited: str, **extra: Any) -> str:
     )
 
 
-@pytest.fixture
-def primary() -> Iterator[FakeModelServer]:
-    with serving("/v1/chat/completions") as server:
-        yield server
-
-
-@pytest.fixture
-def fallback() -> Iterator[FakeModelServer]:
-    with serving("/v1/messages") as server:
-        yield server
-
-
 @contextlib.asynccontextmanager
 async def investigation(
     primary: FakeModelServer,
@@ -83,19 +69,12 @@ async def investigation(
     budgets: Budgets | None = None,
     output_limit: int = 16 * 1024,
 ) -> AsyncIterator[Investigation]:
-    local = OpenAIChatModel(base_url=f"{primary.base_url}/v1", model="local", max_retries=0)
-    claude = AnthropicChatModel(
-        base_url=fallback.base_url, model="claude", api_key="k", max_retries=0
-    )
-    try:
+    async with fake_models(primary.base_url, fallback) as models:
         yield Investigation(
-            models=Failover(models=[local, claude]),
+            models=Failover(models=models),
             toolbox=Toolbox.of([logs], output_limit=output_limit),
             budgets=budgets or Budgets(),
         )
-    finally:
-        await local.close()
-        await claude.close()
 
 
 async def test_the_model_reads_a_log_and_answers_citing_the_call(

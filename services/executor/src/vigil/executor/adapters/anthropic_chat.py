@@ -12,6 +12,7 @@ from typing import Any
 
 import anthropic
 
+from vigil.executor.adapters import model_errors
 from vigil.executor.models import (
     Conversation,
     ModelReply,
@@ -68,14 +69,14 @@ def _messages(turns: tuple[Turn, ...]) -> list[dict[str, Any]]:
 
 
 def unavailable(exc: anthropic.AnthropicError, model: str) -> ModelUnavailable:
-    if isinstance(exc, anthropic.APITimeoutError):
-        return ModelUnavailable("timed out", model=model)
-    if isinstance(exc, anthropic.APIConnectionError):
-        return ModelUnavailable(f"cannot connect: {exc}", model=model)
-    if isinstance(exc, anthropic.APIStatusError):
-        body = json.dumps(exc.body)[:300] if exc.body is not None else exc.message
-        return ModelUnavailable(f"answered {exc.status_code}: {body}", model=model)
-    return ModelUnavailable(f"{type(exc).__name__}: {exc}", model=model)
+    """The reason the server gave no answer."""
+    return model_errors.unavailable(
+        exc,
+        model,
+        timeout=anthropic.APITimeoutError,
+        connection=anthropic.APIConnectionError,
+        status=anthropic.APIStatusError,
+    )
 
 
 class AnthropicChatModel:

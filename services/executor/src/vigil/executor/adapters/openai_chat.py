@@ -7,11 +7,11 @@ SDK's own retries (connection errors, 429, 5xx) run first, `max_retries` times.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import openai
 
+from vigil.executor.adapters import model_errors
 from vigil.executor.models import (
     Conversation,
     ModelReply,
@@ -40,17 +40,14 @@ def _message(turn: Turn) -> dict[str, Any]:
 
 
 def unavailable(exc: openai.OpenAIError, model: str) -> ModelUnavailable:
-    """The reason an OpenAI-compatible server gave no answer, in a person's words."""
-    if isinstance(exc, openai.APITimeoutError):
-        return ModelUnavailable("timed out", model=model)
-    if isinstance(exc, openai.APIConnectionError):
-        return ModelUnavailable(f"cannot connect: {exc}", model=model)
-    if isinstance(exc, openai.APIStatusError):
-        body = json.dumps(exc.body)[:300] if exc.body is not None else exc.message
-        if "context" in body.lower() and "length" in body.lower():
-            return ModelUnavailable(f"context too long ({exc.status_code}): {body}", model=model)
-        return ModelUnavailable(f"answered {exc.status_code}: {body}", model=model)
-    return ModelUnavailable(f"{type(exc).__name__}: {exc}", model=model)
+    """The reason the server gave no answer."""
+    return model_errors.unavailable(
+        exc,
+        model,
+        timeout=openai.APITimeoutError,
+        connection=openai.APIConnectionError,
+        status=openai.APIStatusError,
+    )
 
 
 class OpenAIChatModel:

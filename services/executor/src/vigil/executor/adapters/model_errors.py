@@ -1,0 +1,34 @@
+"""Why a model gave no answer, in a person's words, for both SDKs (written once).
+
+The openai and anthropic SDKs share the shape of their errors (a timeout, a connection
+error, a status error with `status_code` and `body`); each adapter passes its own classes.
+"""
+
+from __future__ import annotations
+
+import json
+
+from vigil.executor.models import ModelUnavailable
+
+
+def unavailable(
+    exc: Exception,
+    model: str,
+    *,
+    timeout: type[Exception],
+    connection: type[Exception],
+    status: type[Exception],
+) -> ModelUnavailable:
+    if isinstance(exc, timeout):
+        return ModelUnavailable("timed out", model=model)
+    if isinstance(exc, connection):
+        return ModelUnavailable(f"cannot connect: {exc}", model=model)
+    if isinstance(exc, status):
+        code = getattr(exc, "status_code", "?")
+        raw = getattr(exc, "body", None)
+        body = json.dumps(raw)[:300] if raw is not None else str(getattr(exc, "message", exc))
+        lowered = body.lower()
+        if ("context" in lowered and "length" in lowered) or "too long" in lowered:
+            return ModelUnavailable(f"context too long ({code}): {body}", model=model)
+        return ModelUnavailable(f"answered {code}: {body}", model=model)
+    return ModelUnavailable(f"{type(exc).__name__}: {exc}", model=model)
