@@ -456,3 +456,56 @@ def test_secret_with_malformed_metadata_is_reported_not_raised() -> None:
     )
 
     assert not report.ok
+
+
+def _agent_step(output_schema: Any) -> dict[str, Any]:
+    return {
+        "name": "investigate",
+        "agent": {"goal": "Why?", "tools": ["logs"], "outputSchema": output_schema},
+    }
+
+
+def test_an_agent_step_with_an_output_schema_is_ready() -> None:
+    spec = workflow_spec()
+    spec["steps"].insert(
+        0,
+        _agent_step(
+            {
+                "type": "object",
+                "properties": {
+                    "affectedService": {"type": "string"},
+                    "blastRadius": {"enum": ["pod", "namespace", "cluster"]},
+                },
+                "required": ["affectedService"],
+            }
+        ),
+    )
+
+    assert validate_workflow(spec).ready
+
+
+@pytest.mark.parametrize(
+    ("output_schema", "problem"),
+    [
+        ({"type": "string"}, 'must be a JSON Schema of "type": "object"'),
+        ({"type": "object"}, "must name the fields it adds under `properties`"),
+        (
+            {"type": "object", "properties": {"rootCause": {"type": "string"}}},
+            "redefines the finding's own fields: rootCause",
+        ),
+        (
+            {"type": "object", "properties": {"n": {"type": "integer", "minimum": "one"}}},
+            "is not a valid JSON Schema: 'one' is not of type 'number' at properties/n/minimum",
+        ),
+    ],
+)
+def test_an_unusable_output_schema_is_rejected_saying_why(
+    output_schema: dict[str, Any], problem: str
+) -> None:
+    spec = workflow_spec()
+    spec["steps"].insert(0, _agent_step(output_schema))
+
+    status = validate_workflow(spec)
+
+    assert not status.ready
+    assert f"spec.steps[0].agent.outputSchema {problem}" in status.message

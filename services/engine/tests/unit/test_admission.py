@@ -237,6 +237,9 @@ async def test_an_agent_step_is_dispatched_to_the_agent_workers_with_its_goal_re
             goal: "Find why {{ alert.labels.pod }} crash-loops."
             tools: [kubernetes, logs]
             maxIterations: 5
+            outputSchema:
+              type: object
+              properties: {owner: {type: string}}
         """,
     )
     async with running_engine(tmp_path, investigate) as engine:
@@ -251,3 +254,7 @@ async def test_an_agent_step_is_dispatched_to_the_agent_workers_with_its_goal_re
         assert request.agent.tools == ["kubernetes", "logs"]
         assert (request.agent.max_iterations, request.agent.timeout_seconds) == (5, 300.0)
         assert request.agent.runbook_url == "https://rb/x"
+        assert request.agent.output_schema == {
+            "type": "object",
+            "properties": {"owner": {"type": "string"}},
+        }

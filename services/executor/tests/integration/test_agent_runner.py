@@ -77,6 +77,25 @@ async def test_a_finding_becomes_the_step_output_with_its_transcript_kept(
     assert turn["answeredBy"] == "openai-compatible/local"
 
 
+async def test_the_output_schema_fields_join_the_step_output(
+    primary: FakeModelServer, fallback: FakeModelServer
+) -> None:
+    primary.answer(openai_reply(json.dumps({**json.loads(ANSWER), "owner": "team-payments"})))
+    step = request(
+        output_schema={
+            "type": "object",
+            "properties": {"owner": {"type": "string"}},
+            "required": ["owner"],
+        }
+    )
+    async with runner(primary, fallback) as agent:
+        outcome = await agent.run(step, asyncio.Event())
+
+    settled = step_result(step, outcome, started_at=EPOCH, finished_at=EPOCH, output_limit=1024)
+    output = settled.result.output or {}
+    assert (output["owner"], output["rootCause"]) == ("team-payments", "memory limit too low")
+
+
 async def test_the_step_may_choose_the_provider_and_the_model(
     primary: FakeModelServer, fallback: FakeModelServer
 ) -> None:

@@ -13,11 +13,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import BaseModel, Field
 
-from tests.support.llm import FakeModelServer, anthropic_reply, fake_models, openai_reply
+from tests.support.llm import (
+    FakeModelServer,
+    anthropic_reply,
+    fake_models,
+    openai_error,
+    openai_reply,
+)
 from vigil.executor.failover import Failover
-from vigil.executor.investigation import Budgets, Investigation, InvestigationFailed
+from vigil.executor.investigation import LAST_TURN, Budgets, Investigation, InvestigationFailed
 from vigil.executor.tools import Toolbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -208,3 +215,124 @@ async def test_the_turn_budget_ends_a_model_that_never_answers(
             await agent.run(GOAL)
     assert len(primary.requests) == 3
     assert [e["event"] for e in failed.value.transcript].count("turn") == 3
+
+
+async def test_tool_calls_refused_after_a_repair_turn_go_to_the_fallback(
+    primary: FakeModelServer, fallback: FakeModelServer
+) -> None:
+    """A model whose tool calls are all refused twice in a row (unknown tool, arguments that
+    are not even JSON) is taken off; the fallback continues the same conversation."""
+    logs = Logs()
+    broken = openai_reply(calls=[("logs", {"pod": "x"})])
+    broken.body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = "{pod: x"
+    primary.answer(openai_reply(calls=[("shell", {"cmd": "kubectl delete pod x"})]), broken)
+    fallback.answer(
+        anthropic_reply(calls=[("logs", {"pod": "api-7f9c"})]),
+        anthropic_reply(finding("toolu_0")),
+    )
+    async with investigation(primary, fallback, logs) as agent:
+        answer = await agent.run(GOAL)
+
+    assert answer.evidence[0].tool_call == "toolu_0"
+    assert logs.asked == [LogsArguments(pod="api-7f9c")]
+    assert len(primary.requests) == 2
+    (failover,) = [e for e in agent.transcript if e["event"] == "failover"]
+    assert failover["model"] == "openai-compatible/local"
+    assert failover["reason"].startswith(
+        "tool calls refused after a repair turn: invalid arguments: arguments: Invalid JSON"
+    )
+    refusals = [e for e in agent.transcript if e["event"] == "tool" and e["refused"]]
+    assert [e["tool"] for e in refusals] == ["shell", "logs"]
+
+
+async def test_one_refused_turn_is_repaired_by_the_same_model(
+    primary: FakeModelServer, fallback: FakeModelServer
+) -> None:
+    logs = Logs()
+    primary.answer(
+        openai_reply(calls=[("logs", {"pod": ""})]),
+        openai_reply(calls=[("logs", {"pod": "api-7f9c"})]),
+        openai_reply(finding("call_0")),
+    )
+    async with investigation(primary, fallback, logs) as agent:
+        await agent.run(GOAL)
+
+    assert logs.asked == [LogsArguments(pod="api-7f9c")]
+    assert fallback.requests == []
+    assert not [e for e in agent.transcript if e["event"] == "failover"]
+
+
+async def test_a_fallback_that_fails_twice_ends_the_investigation_naming_itself(
+    primary: FakeModelServer, fallback: FakeModelServer
+) -> None:
+    """The model taken off is the one that answered, not the first in the order."""
+    primary.answer(openai_error(503, "loading model"))
+    fallback.answer(anthropic_reply("not json"), anthropic_reply("still not json"))
+    async with investigation(primary, fallback, Logs()) as agent:
+        with pytest.raises(InvestigationFailed) as failed:
+            await agent.run(GOAL)
+
+    assert str(failed.value).startswith(
+        "anthropic/claude: invalid answer after a repair turn: Expecting value"
+    )
+    assert str(failed.value).endswith("; no other model is configured")
+
+
+async def test_the_last_turn_closes_the_tools_and_asks_for_the_answer(
+    primary: FakeModelServer, fallback: FakeModelServer
+) -> None:
+    primary.answer(
+        openai_reply(calls=[("logs", {"pod": "a"})]),
+        openai_reply(calls=[("logs", {"pod": "b"})]),
+        openai_reply(finding("call_0")),
+    )
+    async with investigation(primary, fallback, Logs(), budgets=Budgets(max_iterations=3)) as agent:
+        await agent.run(GOAL)
+
+    assert [r["tool_choice"] for r in primary.requests] == ["auto", "auto", "none"]
+    last = primary.requests[2]["messages"][-1]
+    assert (last["role"], last["content"]) == ("user", LAST_TURN)
+
+
+async def test_the_fields_of_the_output_schema_are_asked_for_and_checked(
+    primary: FakeModelServer, fallback: FakeModelServer
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"blastRadius": {"enum": ["pod", "namespace", "cluster"]}},
+        "required": ["blastRadius"],
+    }
+    primary.answer(
+        openai_reply(calls=[("logs", {"pod": "api-7f9c"})]),
+        openai_reply(finding("call_0", blastRadius="galaxy")),
+        openai_reply(finding("call_0", blastRadius="pod", unasked="dropped")),
+    )
+    async with investigation(primary, fallback, Logs()) as agent:
+        agent.output_schema = schema
+        await agent.run(GOAL)
+
+    assert agent.extra == {"blastRadius": "pod"}
+    assert '"blastRadius"' in primary.requests[0]["messages"][0]["content"]
+    repair = primary.requests[2]["messages"][-1]["content"]
+    assert repair.startswith("Your answer is not valid: blastRadius: 'galaxy' is not one of")
+
+
+async def test_tokens_are_counted_per_model_in_a_metric(
+    primary: FakeModelServer, fallback: FakeModelServer
+) -> None:
+    def counted(direction: str) -> float:
+        value = REGISTRY.get_sample_value(
+            "vigil_agent_tokens_total",
+            {"model": "openai-compatible/local", "direction": direction},
+        )
+        return value or 0.0
+
+    before = counted("input"), counted("output")
+    primary.answer(
+        openai_reply(calls=[("logs", {"pod": "a"})], tokens=(100, 10)),
+        openai_reply(finding("call_0"), tokens=(200, 50)),
+    )
+    async with investigation(primary, fallback, Logs()) as agent:
+        await agent.run(GOAL)
+
+    assert (counted("input") - before[0], counted("output") - before[1]) == (300, 60)

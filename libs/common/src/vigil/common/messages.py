@@ -7,7 +7,7 @@ consumer one release behind keeps working.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
@@ -120,6 +120,7 @@ class AgentStep(Contract):
     model: str | None = None  # overrides the configured model id of the provider used
     provider: str | None = None  # "openai" or "anthropic": use this provider only
     runbook_url: str | None = None  # the alert's `runbook_url` annotation
+    output_schema: dict[str, Any] | None = None  # fields the answer adds (a JSON Schema)
 
 
 class NotifyStep(Contract):

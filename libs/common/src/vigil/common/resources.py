@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -223,6 +223,12 @@ class AgentSpec(Spec):
     timeout: Duration | None = None
     model: str | None = None  # replaces the configured model id
     provider: Literal["openai", "anthropic"] | None = None  # use this provider only
+    # A JSON Schema (type object) of fields the answer carries beside the finding's own.
+    output_schema: dict[str, Any] | None = Field(
+        default=None,
+        alias="outputSchema",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
 
 
 StepKindName = Literal["cli", "condition", "wait", "notify", "agent"]

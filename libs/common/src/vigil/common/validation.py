@@ -22,6 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from vigil.common.definitions import Definition, DefinitionStatus
 from vigil.common.errors import InvalidInput
 from vigil.common.expressions import compile_expression
+from vigil.common.findings import schema_problems
 from vigil.common.matchers import parse_matcher
 from vigil.common.resources import (
     AGENT_TOOLS,
@@ -399,4 +400,9 @@ def _check_step(where: str, step: Step, namespace: str, catalog: _Catalog) -> li
                 problems.append(
                     f"{where}.agent.tools: no tool {tool!r} (tools: {', '.join(AGENT_TOOLS)})"
                 )
+        if step.agent.output_schema is not None:
+            problems += [
+                f"{where}.agent.outputSchema {problem}"
+                for problem in schema_problems(step.agent.output_schema)
+            ]
     return problems

@@ -68,6 +68,7 @@ class AgentRunner:
             budgets=Budgets(
                 max_iterations=step.max_iterations, max_tokens=step.max_tokens, model=step.model
             ),
+            output_schema=step.output_schema,
         )
         return await self._investigate(investigation, step, cancel)
 
@@ -107,7 +108,8 @@ class AgentRunner:
             finding = running.result()
         except InvestigationFailed as exc:
             return _ended(investigation, error=str(exc))
-        return _ended(investigation, finding=finding.model_dump(mode="json", by_alias=True))
+        answer = {**investigation.extra, **finding.model_dump(mode="json", by_alias=True)}
+        return _ended(investigation, finding=answer)
 
 
 def _ended(

@@ -22,6 +22,7 @@ log = structlog.get_logger(__name__)
 class Answer:
     reply: ModelReply
     answered_by: str
+    index: int  # the answering model's place in the order of preference
     failovers: tuple[str, ...] = ()  # "model: reason", for each model that did not answer
 
 
@@ -32,14 +33,16 @@ class Failover:
     async def complete(self, conversation: Conversation, *, skip: int = 0) -> Answer:
         """Ask the models from the `skip`-th on; raise ModelUnavailable if none answered."""
         reasons: list[str] = []
-        for model in self.models[skip:]:
+        for index, model in enumerate(self.models[skip:], start=skip):
             try:
                 reply = await model.complete(conversation)
             except ModelUnavailable as exc:
                 reasons.append(f"{model.name}: {exc.reason}")
                 log.warning("model_failover", model=model.name, reason=exc.reason)
                 continue
-            return Answer(reply=reply, answered_by=model.name, failovers=tuple(reasons))
+            return Answer(
+                reply=reply, answered_by=model.name, index=index, failovers=tuple(reasons)
+            )
         if not self.models[skip:]:
             reasons.append("no model is configured" if skip == 0 else "no model is left")
         raise ModelUnavailable("; ".join(reasons))

@@ -3,11 +3,14 @@ structure later steps can read.
 
 Each turn asks the models in order (`Failover`); tool calls go through the `Toolbox`
 guards and come back quoted as data. The answer is a JSON `Finding` whose evidence must
-name tool calls that were made; an answer that does not validate gets one repair turn, and
-then the next model is asked. Budgets: model turns (`max_iterations`), tokens over the
-whole step (`max_tokens`); the wall-clock timeout is the caller's. Every turn (the model
-that answered, why others did not, tokens, tool calls and outputs, seconds) goes into the
-transcript.
+name tool calls that were made, with the fields of the step's `outputSchema` beside it.
+A model gets one repair turn for an answer that does not validate, and one for a turn
+whose tool calls were all refused (unknown tool, invalid arguments, a repeat): the same
+fault again and the next model takes over the conversation. Budgets: model turns
+(`max_iterations`; on the last one the tools are withdrawn and the model is asked to
+answer), tokens over the whole step (`max_tokens`); the wall-clock timeout is the
+caller's. Every turn (the model that answered, why others did not, tokens, tool calls
+and outputs, seconds) goes into the transcript, and the tokens into a metric.
 """
 
 from __future__ import annotations
@@ -17,13 +20,26 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from vigil.common.errors import PermanentError, VigilError
+from vigil.common.findings import extra_fields
 from vigil.executor.failover import Failover
 from vigil.executor.models import Conversation, ModelReply, ToolCall, Turn
-from vigil.executor.tools import Toolbox, as_data
+from vigil.executor.tools import Toolbox, ToolResult, as_data
+
+TOKENS = Counter(
+    "vigil_agent_tokens_total",
+    "Tokens of agent steps, by the model that used them and direction (input or output).",
+    ["model", "direction"],
+)
+GIVEN_UP = Counter(
+    "vigil_agent_models_given_up_total",
+    "Investigations a model was taken off for repeated invalid answers or tool calls.",
+    ["model"],
+)
 
 SYSTEM = """You investigate an alert before a human looks at it. Gather evidence with the \
 read-only tools you are given, then answer.
@@ -35,6 +51,16 @@ come from.
 When you are done, answer with one JSON object and nothing else:
 {"summary": "...", "rootCause": "...", "evidence": [{"claim": "...", "toolCall": "<id of \
 the tool call that showed it>"}], "recommendations": ["..."], "confidence": 0.0 to 1.0}"""
+
+EXTRA = """
+
+The object also carries these fields, as this JSON Schema describes them:
+{schema}"""
+
+LAST_TURN = (
+    "This is your last turn: the tools are closed. Answer now with the JSON object only, "
+    "from the evidence you have."
+)
 
 
 class Evidence(BaseModel):
@@ -72,32 +98,50 @@ class Budgets:
     model: str | None = None  # the step's model id, instead of each provider's configured one
 
 
+@dataclass(slots=True)
+class _Faults:
+    """A model's faults of one kind in a row; the second in a row ends its part."""
+
+    answers: int = 0
+    tool_calls: int = 0
+
+
 @dataclass(slots=True, kw_only=True)
 class Investigation:
     models: Failover
     toolbox: Toolbox
     budgets: Budgets = field(default_factory=Budgets)
+    output_schema: dict[str, Any] | None = None  # extra fields of the answer
     transcript: list[dict[str, Any]] = field(default_factory=list)
     tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # the answer's outputSchema fields
     _calls: dict[str, ToolCall] = field(default_factory=dict)
-    _skip: int = 0  # models that gave up on this investigation (invalid output twice)
+    _skip: int = 0  # models taken off this investigation
+    _answering: int = 0  # the place of the model that answered the last turn
+    _faults: _Faults = field(default_factory=_Faults)
 
     async def run(self, goal: str) -> Finding:
         turns: list[Turn] = [Turn(role="user", content=goal)]
-        repaired = False
-        for _ in range(self.budgets.max_iterations):
-            reply = await self._ask(turns)
+        for iteration in range(self.budgets.max_iterations):
+            last = iteration == self.budgets.max_iterations - 1
+            if last and iteration > 0:
+                turns.append(Turn(role="user", content=LAST_TURN))
+            reply = await self._ask(turns, last=last)
             turns.append(Turn(role="assistant", content=reply.content, tool_calls=reply.tool_calls))
-            if reply.tool_calls:
-                turns += await self._use_tools(reply.tool_calls)
+            if reply.tool_calls and not last:  # on the last turn, tool calls are no answer
+                results = await self._use_tools(reply.tool_calls)
+                turns += [_quoted(result) for result in results]
+                refused = [r for r in results if r.refused]
+                if len(refused) < len(results):
+                    self._faults.tool_calls = 0
+                else:
+                    problem = refused[0].output.removeprefix("error: ")
+                    self._fault("tool_calls", f"tool calls refused after a repair turn: {problem}")
                 continue
             finding, problem = self._finding(reply.content)
             if finding is not None:
                 return finding
-            if repaired:  # twice invalid from this model: the next one takes over
-                self._skip += 1
-                self._record({"event": "failover", "reason": f"invalid answer twice: {problem}"})
-            repaired = not repaired
+            self._fault("answers", f"invalid answer after a repair turn: {problem}")
             turns.append(
                 Turn(
                     role="user",
@@ -108,24 +152,48 @@ class Investigation:
         msg = f"no valid answer within {self.budgets.max_iterations} model turns"
         raise InvestigationFailed(msg, self.transcript)
 
-    async def _ask(self, turns: list[Turn]) -> ModelReply:
+    def _fault(self, kind: str, reason: str) -> None:
+        """A fault of the answering model: the first gets a repair turn (the error told to
+        the model), the second in a row hands the conversation to the next model."""
+        count = getattr(self._faults, kind) + 1
+        self._faults = _Faults(**{kind: count})
+        if count < 2:
+            return
+        model = self.models.models[self._answering].name
+        self._skip = self._answering + 1
+        self._faults = _Faults()
+        GIVEN_UP.labels(model=model).inc()
+        self._record({"event": "failover", "model": model, "reason": reason})
+        if self._skip >= len(self.models.models):
+            raise InvestigationFailed(
+                f"{model}: {reason}; no other model is configured", self.transcript
+            )
+
+    async def _ask(self, turns: list[Turn], *, last: bool) -> ModelReply:
         if self.tokens >= self.budgets.max_tokens:
             msg = f"token budget spent ({self.tokens} of {self.budgets.max_tokens})"
             raise InvestigationFailed(msg, self.transcript)
         started = time.monotonic()
+        system = SYSTEM
+        if self.output_schema:
+            system += EXTRA.format(schema=json.dumps(self.output_schema, indent=1))
         conversation = Conversation(
-            system=SYSTEM,
+            system=system,
             turns=tuple(turns),
             tools=self.toolbox.specs(),
             max_tokens=self.budgets.reply_tokens,
             model=self.budgets.model,
+            tool_choice="none" if last else "auto",
         )
         try:
             answer = await self.models.complete(conversation, skip=self._skip)
         except VigilError as exc:
             raise InvestigationFailed(f"no model answered: {exc}", self.transcript) from exc
         reply = answer.reply
+        self._answering = answer.index
         self.tokens += reply.usage.input_tokens + reply.usage.output_tokens
+        TOKENS.labels(model=answer.answered_by, direction="input").inc(reply.usage.input_tokens)
+        TOKENS.labels(model=answer.answered_by, direction="output").inc(reply.usage.output_tokens)
         self._record(
             {
                 "event": "turn",
@@ -143,8 +211,8 @@ class Investigation:
         )
         return reply
 
-    async def _use_tools(self, calls: tuple[ToolCall, ...]) -> list[Turn]:
-        turns = []
+    async def _use_tools(self, calls: tuple[ToolCall, ...]) -> list[ToolResult]:
+        results = []
         for call in calls:
             started = time.monotonic()
             result = await self.toolbox.call(call)
@@ -156,28 +224,40 @@ class Investigation:
                     "call": call.id,
                     "tool": call.name,
                     "ok": result.ok,
+                    "refused": result.refused,
                     "truncated": result.truncated,
                     "output": result.output,
                     "seconds": round(time.monotonic() - started, 3),
                 }
             )
-            turns.append(
-                Turn(
-                    role="tool", tool_call_id=call.id, tool_name=call.name, content=as_data(result)
-                )
-            )
-        return turns
+            results.append(result)
+        return results
 
     def _finding(self, content: str) -> tuple[Finding | None, str]:
         text = content.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
         try:
-            finding = Finding.model_validate(json.loads(text))
+            answer = json.loads(text)
+            finding = Finding.model_validate(answer)
         except (json.JSONDecodeError, ValidationError) as exc:
             return None, str(exc).splitlines()[0]
         unknown = [e.tool_call for e in finding.evidence if e.tool_call not in self._calls]
         if unknown:
             return None, f"evidence cites tool calls that were not made: {', '.join(unknown)}"
+        if self.output_schema:
+            extra, problem = extra_fields(self.output_schema, answer)
+            if problem:
+                return None, problem
+            self.extra = extra
         return finding, ""
 
     def _record(self, entry: dict[str, Any]) -> None:
         self.transcript.append(entry)
+
+
+def _quoted(result: ToolResult) -> Turn:
+    return Turn(
+        role="tool",
+        tool_call_id=result.call.id,
+        tool_name=result.call.name,
+        content=as_data(result),
+    )

@@ -55,6 +55,7 @@ class Conversation:
     tools: tuple[ToolSpec, ...] = ()
     max_tokens: int = 2048
     model: str | None = None  # the step's own model id, instead of the configured one
+    tool_choice: Literal["auto", "none"] = "auto"  # "none": the tools stay listed, unused
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -47,6 +47,8 @@ class ToolResult:
     output: str  # what the model is shown
     ok: bool  # the tool ran and answered (False: refused, invalid or failed)
     truncated: bool = False
+    # The call never reached a tool: unknown, arguments that do not validate, a repeat.
+    refused: bool = False
 
 
 def as_data(result: ToolResult) -> str:
@@ -85,7 +87,10 @@ class Toolbox:
         if tool is None:
             known = ", ".join(sorted(self.tools)) or "none"
             return ToolResult(
-                call=call, output=f"error: no tool {call.name!r} (tools: {known})", ok=False
+                call=call,
+                output=f"error: no tool {call.name!r} (tools: {known})",
+                ok=False,
+                refused=True,
             )
         try:
             arguments = tool.arguments.model_validate_json(call.arguments or "{}")
@@ -94,13 +99,16 @@ class Toolbox:
                 f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
                 for e in exc.errors(include_url=False)
             )
-            return ToolResult(call=call, output=f"error: invalid arguments: {problems}", ok=False)
+            return ToolResult(
+                call=call, output=f"error: invalid arguments: {problems}", ok=False, refused=True
+            )
         identity = (call.name, json.dumps(arguments.model_dump(mode="json"), sort_keys=True))
         if identity in self._made:
             return ToolResult(
                 call=call,
                 output="error: this exact call was made before; use its output above",
                 ok=False,
+                refused=True,
             )
         self._made.add(identity)
         try:

@@ -58,6 +58,7 @@ def build_request(
             model=spec.agent.model,
             provider=spec.agent.provider,
             runbook_url=execution.alert.annotations.get("runbook_url"),
+            output_schema=spec.agent.output_schema,
         )
     elif spec.notify is not None:
         notify = NotifyStep(

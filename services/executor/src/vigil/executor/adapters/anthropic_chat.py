@@ -114,6 +114,7 @@ class AnthropicChatModel:
         }
         if tools:
             request["tools"] = tools
+            request["tool_choice"] = {"type": conversation.tool_choice}
         try:
             response = await self._client.messages.create(**request)
         except anthropic.AnthropicError as exc:

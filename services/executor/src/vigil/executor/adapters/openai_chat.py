@@ -86,7 +86,10 @@ class OpenAIChatModel:
             }
             for spec in conversation.tools
         ]
-        options: dict[str, Any] = {"tools": tools, "tool_choice": "auto"} if tools else {}
+        # Always an explicit tool_choice: llama.cpp's server ignores tools without one.
+        options: dict[str, Any] = (
+            {"tools": tools, "tool_choice": conversation.tool_choice} if tools else {}
+        )
         try:
             response = await self._client.chat.completions.create(
                 model=conversation.model or self._model,
