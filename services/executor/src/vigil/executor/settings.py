@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from vigil.common.settings import CommaSeparated, ServiceSettings
@@ -63,8 +64,16 @@ class ExecutorSettings(ServiceSettings):
     agent_api_key: SecretStr | None = Field(
         default=None, description="The primary server's API key, if it wants one."
     )
+    agent_api_key_file: Path | None = Field(
+        default=None,
+        description="A file holding the primary's API key (a mounted Secret), instead.",
+    )
     anthropic_api_key: SecretStr | None = Field(
         default=None, description="Agent steps, fallback model: an Anthropic API key."
+    )
+    anthropic_api_key_file: Path | None = Field(
+        default=None,
+        description="A file holding the Anthropic API key (a mounted Secret), instead.",
     )
     anthropic_model: str = Field(default="claude-sonnet-4-5", description="The fallback's id.")
     anthropic_base_url: str | None = Field(
@@ -84,3 +93,25 @@ class ExecutorSettings(ServiceSettings):
         default=None,
         description="Give agents the kubernetes and logs tools (default: in Kubernetes mode).",
     )
+
+    @model_validator(mode="after")
+    def _keys_from_files(self) -> Self:
+        """Read the API keys kept in files (Secrets mounted as volumes)."""
+        for name in ("agent_api_key", "anthropic_api_key"):
+            path: Path | None = getattr(self, f"{name}_file")
+            if path is None:
+                continue
+            env = f"VIGIL_EXECUTOR_{name.upper()}"
+            if getattr(self, name) is not None:
+                msg = f"{env} and {env}_FILE are both set: keep one"
+                raise ValueError(msg)
+            try:
+                key = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                msg = f"{env}_FILE: cannot read {path}: {exc.strerror}"
+                raise ValueError(msg) from exc
+            if not key:
+                msg = f"{env}_FILE: {path} is empty"
+                raise ValueError(msg)
+            object.__setattr__(self, name, SecretStr(key))
+        return self
