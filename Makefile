@@ -18,7 +18,7 @@ BOOT_PYTHON := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.
 RUN := $(UV) run --frozen
 ARGS ?=
 
-.PHONY: help dev up test test-slow test-all lint typecheck fmt crds clean bench-store bench
+.PHONY: help dev up test test-slow test-all eval lint typecheck fmt crds clean bench-store bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ test-slow: dev ## run the slow suites: fault injection (SIGKILL every service, r
 test-all: dev ## run every test, slow fault-injection suites included
 	$(RUN) pytest $(ARGS)
 
+eval: dev ## the agent's scenario suite: scripted model, or a real one (MODEL=… BASE_URL=… [API_KEY=…])
+	$(RUN) python -m evals $(ARGS)
+
 lint: dev ## ruff, formatting check, import-linter contracts, cyclomatic complexity (grade C at most)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
@@ -52,7 +55,7 @@ lint: dev ## ruff, formatting check, import-linter contracts, cyclomatic complex
 	$(RUN) xenon --max-absolute C libs/common/src services/*/src cli/src
 
 typecheck: dev ## mypy --strict over sources and tests
-	$(RUN) mypy libs/common/src services/*/src cli/src $(wildcard libs/common/tests services/*/tests cli/tests) tests
+	$(RUN) mypy libs/common/src services/*/src cli/src $(wildcard libs/common/tests services/*/tests cli/tests) tests evals
 
 crds: dev ## regenerate crds/ from the resource models (a test fails when they are stale)
 	$(RUN) python -m vigil.common.crds crds
