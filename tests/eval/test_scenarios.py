@@ -98,7 +98,7 @@ async def test_a_model_that_never_answers_within_the_budget_fails() -> None:
     )
     verdict = await scripted(looping)
 
-    assert verdict.problems["answered"] == "no valid answer within 3 model turns"
+    assert verdict.problems["answered"].startswith("no valid answer within 3 model turns")
     assert verdict.turns == 3
 
 

@@ -14,7 +14,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -44,6 +44,8 @@ class FakeModelServer:
 
     path: str
     script: list[Reply] = field(default_factory=list)
+    # Instead of the script: a reply made from the request (a model that reads its input).
+    respond: Callable[[dict[str, Any]], Reply] | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -61,7 +63,10 @@ class FakeModelServer:
 
     def _next(self, body: dict[str, Any], headers: dict[str, str]) -> Reply:
         with self._lock:
-            reply = self.script[min(len(self.requests), len(self.script) - 1)]
+            if self.respond is not None:
+                reply = self.respond(body)
+            else:
+                reply = self.script[min(len(self.requests), len(self.script) - 1)]
             self.requests.append(body)
             self.headers.append(headers)
             return reply

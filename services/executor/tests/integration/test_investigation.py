@@ -204,17 +204,38 @@ async def test_the_token_budget_ends_the_investigation(
             await agent.run(GOAL)
 
 
-async def test_the_turn_budget_ends_a_model_that_never_answers(
+async def test_a_model_that_never_answers_hands_the_last_turn_to_the_fallback(
     primary: FakeModelServer, fallback: FakeModelServer
 ) -> None:
     primary.answer(*(openai_reply(calls=[("logs", {"pod": f"p{n}"})]) for n in range(10)))
+    fallback.answer(anthropic_reply(finding("call_0")))
     async with investigation(primary, fallback, Logs(), budgets=Budgets(max_iterations=3)) as agent:
-        with pytest.raises(
-            InvestigationFailed, match="no valid answer within 3 model turns"
-        ) as failed:
-            await agent.run(GOAL)
+        answer = await agent.run(GOAL)
+
+    assert answer.evidence[0].tool_call == "call_0"
     assert len(primary.requests) == 3
-    assert [e["event"] for e in failed.value.transcript].count("turn") == 3
+    (failover,) = [e for e in agent.transcript if e["event"] == "failover"]
+    assert failover["reason"] == (
+        "no valid answer on the last turn: tool calls when the tools are closed"
+    )
+    # the fallback got the same last turn: tools closed, the answer asked for
+    assert fallback.requests[0]["tool_choice"] == {"type": "none"}
+    assert fallback.requests[0]["messages"][-1]["content"] == LAST_TURN
+
+
+async def test_the_turn_budget_ends_when_no_model_answers_on_the_last_turn(
+    primary: FakeModelServer, fallback: FakeModelServer
+) -> None:
+    primary.answer(*(openai_reply(calls=[("logs", {"pod": f"p{n}"})]) for n in range(10)))
+    fallback.answer(anthropic_reply("I need more time."))
+    async with investigation(primary, fallback, Logs(), budgets=Budgets(max_iterations=3)) as agent:
+        with pytest.raises(InvestigationFailed) as failed:
+            await agent.run(GOAL)
+
+    assert str(failed.value).startswith(
+        "no valid answer within 3 model turns (no valid answer on the last turn: Expecting value"
+    )
+    assert [e["event"] for e in failed.value.transcript].count("turn") == 4
 
 
 async def test_tool_calls_refused_after_a_repair_turn_go_to_the_fallback(

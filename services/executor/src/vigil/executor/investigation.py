@@ -122,13 +122,10 @@ class Investigation:
 
     async def run(self, goal: str) -> Finding:
         turns: list[Turn] = [Turn(role="user", content=goal)]
-        for iteration in range(self.budgets.max_iterations):
-            last = iteration == self.budgets.max_iterations - 1
-            if last and iteration > 0:
-                turns.append(Turn(role="user", content=LAST_TURN))
-            reply = await self._ask(turns, last=last)
+        for _ in range(self.budgets.max_iterations - 1):
+            reply = await self._ask(turns, last=False)
             turns.append(Turn(role="assistant", content=reply.content, tool_calls=reply.tool_calls))
-            if reply.tool_calls and not last:  # on the last turn, tool calls are no answer
+            if reply.tool_calls:
                 results = await self._use_tools(reply.tool_calls)
                 turns += [_quoted(result) for result in results]
                 refused = [r for r in results if r.refused]
@@ -149,8 +146,26 @@ class Investigation:
                     "Answer again with the JSON object only.",
                 )
             )
-        msg = f"no valid answer within {self.budgets.max_iterations} model turns"
-        raise InvestigationFailed(msg, self.transcript)
+        return await self._last_turn(turns, first=self.budgets.max_iterations == 1)
+
+    async def _last_turn(self, turns: list[Turn], *, first: bool) -> Finding:
+        """The tools are closed and an answer is due: a model that gives none hands the
+        same turn to the next one, until one answers or none is left."""
+        if not first:
+            turns = [*turns, Turn(role="user", content=LAST_TURN)]
+        while True:
+            reply = await self._ask(turns, last=True)
+            if reply.tool_calls:
+                problem = "tool calls when the tools are closed"
+            else:
+                finding, problem = self._finding(reply.content)
+                if finding is not None:
+                    return finding
+            reason = f"no valid answer on the last turn: {problem}"
+            if self._answering + 1 >= len(self.models.models):
+                msg = f"no valid answer within {self.budgets.max_iterations} model turns ({reason})"
+                raise InvestigationFailed(msg, self.transcript)
+            self._take_off(reason)
 
     def _fault(self, kind: str, reason: str) -> None:
         """A fault of the answering model: the first gets a repair turn (the error told to
@@ -159,15 +174,19 @@ class Investigation:
         self._faults = _Faults(**{kind: count})
         if count < 2:
             return
+        if self._answering + 1 >= len(self.models.models):
+            model = self.models.models[self._answering].name
+            msg = f"{model}: {reason}; no other model is configured"
+            raise InvestigationFailed(msg, self.transcript)
+        self._take_off(reason)
+
+    def _take_off(self, reason: str) -> None:
+        """The model that answered last leaves this investigation; the next one goes on."""
         model = self.models.models[self._answering].name
         self._skip = self._answering + 1
         self._faults = _Faults()
         GIVEN_UP.labels(model=model).inc()
         self._record({"event": "failover", "model": model, "reason": reason})
-        if self._skip >= len(self.models.models):
-            raise InvestigationFailed(
-                f"{model}: {reason}; no other model is configured", self.transcript
-            )
 
     async def _ask(self, turns: list[Turn], *, last: bool) -> ModelReply:
         if self.tokens >= self.budgets.max_tokens:
