@@ -39,7 +39,7 @@ from vigil.engine.domain.matching import match, trigger_key
 from vigil.executor.adapters.agents import step_tools
 from vigil.executor.adapters.local import LocalProcessRunner
 from vigil.executor.agent import AgentRunner
-from vigil.executor.configuration import configured_models, configured_tools
+from vigil.executor.configuration import agent_tools, cluster_api, configured_models
 from vigil.executor.domain.results import ProcessOutcome, RunOutcome, step_result
 from vigil.executor.runners import StepRunner
 from vigil.executor.settings import ExecutorSettings
@@ -128,13 +128,16 @@ class Trial:
         self.out.write(text + "\n")
 
     async def run(self) -> int:
-        settings = ExecutorSettings()
+        # cli steps stay local processes here, whatever VIGIL_EXECUTOR_RUNNER says.
+        settings = ExecutorSettings().model_copy(update={"runner": "local"})
         async with (
             configured_models(settings) as models,
-            configured_tools(settings) as tools,
+            cluster_api(settings) as api,
+            agent_tools(settings, api) as tools,
         ):
-            # Agent steps ask the models the executor would (VIGIL_EXECUTOR_AGENT_* and
-            # VIGIL_EXECUTOR_ANTHROPIC_*); without one they fail saying how to configure one.
+            # Agent steps ask the models and use the tools the executor would
+            # (VIGIL_EXECUTOR_AGENT_*, VIGIL_EXECUTOR_ANTHROPIC_*); without a model they fail
+            # saying how to configure one.
             self.agent = AgentRunner(models=models, tools=tools, step_tools=step_tools(tools))
             return await self._run()
 

@@ -58,7 +58,7 @@ class AgentRunner:
             )
         tools, unknown = self._tools(step)
         if unknown:
-            known = ", ".join(sorted(t.name for t in self.tools)) or "none"
+            known = ", ".join(sorted(t.name for t in self._configured(step))) or "none"
             return AgentOutcome(
                 error=f"tools not configured here: {', '.join(unknown)} (configured: {known})"
             )
@@ -79,8 +79,11 @@ class AgentRunner:
         prefix = PROVIDER_PREFIXES.get(step.provider or "", "")
         return [m for m in self.models if m.name.startswith(prefix)]
 
+    def _configured(self, step: AgentStep) -> list[Tool]:
+        return [*self.tools, *self.step_tools(step)]
+
     def _tools(self, step: AgentStep) -> tuple[list[Tool], list[str]]:
-        configured = [*self.tools, *self.step_tools(step)]
+        configured = self._configured(step)
         if not step.tools:
             return configured, []
         by_name = {tool.name: tool for tool in configured}

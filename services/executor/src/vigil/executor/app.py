@@ -26,7 +26,7 @@ from vigil.common.store import ExecutionStore
 from vigil.executor.adapters import agents
 from vigil.executor.adapters.local import LocalProcessRunner
 from vigil.executor.agent import AgentRunner
-from vigil.executor.configuration import configured_models, configured_tools
+from vigil.executor.configuration import agent_tools, cluster_api, configured_models
 from vigil.executor.domain.pods import PodDefaults
 from vigil.executor.handlers import StepWorker
 from vigil.executor.runners import Runners, StepRunner
@@ -43,18 +43,13 @@ async def built_runners(
     output_limit = max(settings.artifact_limit_bytes, settings.output_limit_bytes)
     async with contextlib.AsyncExitStack() as stack:
         models = await stack.enter_async_context(configured_models(settings))
-        tools = await stack.enter_async_context(configured_tools(settings))
-        in_cluster = settings.runner == "kubernetes"
+        api = await stack.enter_async_context(cluster_api(settings))
+        tools = await stack.enter_async_context(agent_tools(settings, api))
         loops: list[Coroutine[Any, Any, None]] = []
         cli: StepRunner = LocalProcessRunner(output_limit=output_limit)
-        if in_cluster or settings.agent_kubernetes_tools:
-            from vigil.common.adapters.kubernetes import api_client
-
-            api = await stack.enter_async_context(api_client())
-            tools += agents.cluster_tools(api)
-            if in_cluster:
-                cli, orphans = _pod_runner(settings, api, store, output_limit)
-                loops.append(orphans)
+        if settings.runner == "kubernetes":
+            cli, orphans = _pod_runner(settings, api, store, output_limit)
+            loops.append(orphans)
         agent = AgentRunner(models=models, tools=tools, step_tools=agents.step_tools(tools))
         yield {"cli": cli, "agent": agent}, loops
 
