@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -19,7 +20,8 @@ from tests.support.llm import (
     openai_reply,
 )
 from tests.support.nats import free_port
-from vigil.executor.failover import Failover
+from vigil.common.testing import FakeClock
+from vigil.executor.failover import Breaker, Failover
 from vigil.executor.models import Conversation, ModelUnavailable, ToolCall, ToolSpec, Turn
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -214,3 +216,51 @@ async def test_a_tool_round_trip_is_sent_as_each_provider_expects(
 async def test_with_no_model_configured_the_turn_fails_saying_so() -> None:
     with pytest.raises(ModelUnavailable, match="no model is configured"):
         await Failover(models=[]).complete(QUESTION)
+
+
+async def test_a_primary_that_keeps_failing_is_passed_over_until_its_breaker_closes(
+    primary: FakeModelServer, fallback: FakeModelServer
+) -> None:
+    clock = FakeClock()
+    primary.answer(openai_error(503, "model is loading"))
+    fallback.answer(anthropic_reply("answered by the fallback"))
+    async with chain(primary.base_url, fallback) as models:
+        failover = replace(models, breaker=Breaker(failures=2, seconds=30, clock=clock))
+        for _ in range(3):
+            answer = await failover.complete(QUESTION)
+        asked_while_open = len(primary.requests)
+        clock.advance(31)
+        primary.answer(openai_reply("the primary is back"))
+        back = await failover.complete(QUESTION)
+
+    # two turns asked it (each with one SDK retry), the third passed it over
+    assert asked_while_open == 4
+    assert answer.failovers == (
+        "openai-compatible/qwen2.5:7b: passed over: unavailable 2 times in a row, "
+        "asked again in 30s",
+    )
+    assert back.answered_by == "openai-compatible/qwen2.5:7b"
+
+
+async def test_a_breaker_never_leaves_a_turn_without_a_model(primary: FakeModelServer) -> None:
+    breaker = Breaker(failures=1, seconds=60, clock=FakeClock())
+    breaker.failed("openai-compatible/qwen2.5:7b")
+    primary.answer(openai_reply("still asked"))
+    async with fake_models(primary.base_url, primary, primary_model="qwen2.5:7b") as models:
+        failover = Failover(models=models[:1], breaker=breaker)
+        answer = await failover.complete(QUESTION)
+
+    assert answer.reply.content == "still asked"
+
+
+async def test_a_context_too_long_trips_no_breaker(
+    primary: FakeModelServer, fallback: FakeModelServer
+) -> None:
+    """The model is healthy; only this conversation is too long for it."""
+    breaker = Breaker(failures=1, seconds=60, clock=FakeClock())
+    primary.answer(openai_error(400, "maximum context length is 4096 tokens"))
+    fallback.answer(anthropic_reply("fine"))
+    async with chain(primary.base_url, fallback) as models:
+        await replace(models, breaker=breaker).complete(QUESTION)
+
+    assert breaker.passed_over("openai-compatible/qwen2.5:7b") == ""

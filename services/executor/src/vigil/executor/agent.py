@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -20,7 +20,7 @@ import structlog
 from vigil.common.errors import InvalidInput
 from vigil.common.messages import AgentStep, StepRequest
 from vigil.executor.domain.results import AgentOutcome
-from vigil.executor.failover import Failover
+from vigil.executor.failover import Breaker, Failover
 from vigil.executor.investigation import Budgets, Investigation, InvestigationFailed
 from vigil.executor.models import ChatModel
 from vigil.executor.tools import Tool, Toolbox
@@ -46,6 +46,8 @@ class AgentRunner:
     # Tools made for the step itself (the runbook of its alert).
     step_tools: Callable[[AgentStep], Sequence[Tool]] = _no_step_tools
     tool_output_limit: int = 16 * 1024
+    # Shared by every step this runner runs: models that keep failing are passed over.
+    breaker: Breaker = field(default_factory=Breaker)
 
     async def run(self, request: StepRequest, cancel: asyncio.Event) -> AgentOutcome:
         step = request.agent
@@ -63,7 +65,7 @@ class AgentRunner:
                 error=f"tools not configured here: {', '.join(unknown)} (configured: {known})"
             )
         investigation = Investigation(
-            models=Failover(models=models),
+            models=Failover(models=models, breaker=self.breaker),
             toolbox=Toolbox.of(tools, output_limit=self.tool_output_limit),
             budgets=Budgets(
                 max_iterations=step.max_iterations, max_tokens=step.max_tokens, model=step.model

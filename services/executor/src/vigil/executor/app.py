@@ -28,6 +28,7 @@ from vigil.executor.adapters.local import LocalProcessRunner
 from vigil.executor.agent import AgentRunner
 from vigil.executor.configuration import agent_tools, cluster_api, configured_models
 from vigil.executor.domain.pods import PodDefaults
+from vigil.executor.failover import Breaker
 from vigil.executor.handlers import StepWorker
 from vigil.executor.runners import Runners, StepRunner
 from vigil.executor.settings import ExecutorSettings
@@ -50,7 +51,14 @@ async def built_runners(
         if settings.runner == "kubernetes":
             cli, orphans = _pod_runner(settings, api, store, output_limit)
             loops.append(orphans)
-        agent = AgentRunner(models=models, tools=tools, step_tools=agents.step_tools(tools))
+        agent = AgentRunner(
+            models=models,
+            tools=tools,
+            step_tools=agents.step_tools(tools),
+            breaker=Breaker(
+                failures=settings.agent_breaker_failures, seconds=settings.agent_breaker_seconds
+            ),
+        )
         yield {"cli": cli, "agent": agent}, loops
 
 

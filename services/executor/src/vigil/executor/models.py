@@ -19,10 +19,12 @@ from vigil.common.errors import TransientError
 class ModelUnavailable(TransientError):
     """The model gave no usable answer; `reason` says why (for the transcript)."""
 
-    def __init__(self, reason: str, *, model: str = "") -> None:
+    def __init__(self, reason: str, *, model: str = "", healthy: bool = False) -> None:
         super().__init__(f"{model}: {reason}" if model else reason)
         self.reason = reason
         self.model = model
+        # The model is fine, this conversation is not (a context too long): no breaker trips.
+        self.healthy = healthy
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -82,6 +82,14 @@ class ExecutorSettings(ServiceSettings):
     agent_request_timeout_seconds: float = Field(
         default=120.0, gt=0, description="Seconds one model request may take."
     )
+    agent_breaker_failures: int = Field(
+        default=3,
+        ge=1,
+        description="Unavailable answers in a row after which a model is passed over.",
+    )
+    agent_breaker_seconds: float = Field(
+        default=30.0, ge=0, description="Seconds a model is passed over before it is asked again."
+    )
     agent_http_allowed_hosts: CommaSeparated = Field(
         default_factory=list,
         description="Hosts (and their subdomains) the http_get and runbook tools may read.",

@@ -29,6 +29,7 @@ def unavailable(
         body = json.dumps(raw)[:300] if raw is not None else str(getattr(exc, "message", exc))
         lowered = body.lower()
         if ("context" in lowered and "length" in lowered) or "too long" in lowered:
-            return ModelUnavailable(f"context too long ({code}): {body}", model=model)
+            reason = f"context too long ({code}): {body}"
+            return ModelUnavailable(reason, model=model, healthy=True)
         return ModelUnavailable(f"answered {code}: {body}", model=model)
     return ModelUnavailable(f"{type(exc).__name__}: {exc}", model=model)
