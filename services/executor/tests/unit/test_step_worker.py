@@ -8,7 +8,9 @@ import asyncio
 from dataclasses import dataclass, field
 
 import pytest
+from opentelemetry import trace
 
+from tests.support.tracing import install_span_exporter
 from vigil.common.documents import Artifact
 from vigil.common.errors import InvalidInput, PermanentError, TransientError
 from vigil.common.messages import CliStep, StepCancelled, StepRequest, StepResult
@@ -215,3 +217,20 @@ async def test_the_local_runner_refuses_a_request_without_a_cli_body() -> None:
     bare = request().model_copy(update={"cli": None})
     with pytest.raises(InvalidInput, match="without a `cli` body"):
         await LocalProcessRunner(output_limit=LIMIT).run(bare, asyncio.Event())
+
+
+async def test_the_trace_names_the_artifact_the_step_left() -> None:
+    spans = install_span_exporter()
+    spans.clear()
+    big = "x" * (LIMIT * 3)
+    harness = Harness(runner=ScriptedRunner(outcome=ProcessOutcome(exit_code=0, stdout=big)))
+
+    with trace.get_tracer("test").start_as_current_span("consume vigil-executor-cli"):
+        await harness.worker().on_step(request(), delivery())
+
+    (span,) = spans.get_finished_spans()
+    assert span.attributes is not None
+    assert dict(span.attributes) == {
+        "vigil.step.outcome": "succeeded",
+        "vigil.artifact.cli-output": "01EX/measure/1/output",
+    }

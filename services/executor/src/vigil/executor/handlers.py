@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
+from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
 from vigil.common import subjects
@@ -104,8 +105,12 @@ class StepWorker:
             finished_at=self.clock.now(),
             output_limit=self.output_limit,
         )
+        span = trace.get_current_span()  # the consumer's span of this request
+        span.set_attribute("vigil.step.outcome", settled.result.outcome)
         if settled.artifact is not None:
             await self.store.put_artifact(settled.artifact)
+            # The trace links to what the step left: an agent's transcript, a long output.
+            span.set_attribute(f"vigil.artifact.{settled.artifact.kind}", settled.artifact.id)
         result = settled.result
         seconds = (result.finished_at - result.started_at).total_seconds()
         STEP_DURATION.labels(kind=request.kind, outcome=result.outcome).observe(seconds)
