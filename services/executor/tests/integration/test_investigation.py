@@ -296,7 +296,7 @@ async def test_a_fallback_that_fails_twice_ends_the_investigation_naming_itself(
     assert str(failed.value).startswith(
         "anthropic/claude: invalid answer after a repair turn: Expecting value"
     )
-    assert str(failed.value).endswith("; no other model is configured")
+    assert str(failed.value).endswith("; no model is left to take over")
 
 
 async def test_the_last_turn_closes_the_tools_and_asks_for_the_answer(
@@ -357,3 +357,20 @@ async def test_tokens_are_counted_per_model_in_a_metric(
         await agent.run(GOAL)
 
     assert (counted("input") - before[0], counted("output") - before[1]) == (300, 60)
+
+
+async def test_faults_are_counted_per_model(
+    primary: FakeModelServer, fallback: FakeModelServer
+) -> None:
+    """The fallback's invalid answer (the primary was down) is not the primary's first."""
+    primary.answer(
+        openai_error(503, "loading"),
+        openai_reply("not json either"),
+        openai_reply(finding()),
+    )
+    fallback.answer(anthropic_reply("not json"))
+    async with investigation(primary, fallback, Logs()) as agent:
+        answer = await agent.run(GOAL)
+
+    assert answer.summary == "The API container is killed for memory."
+    assert not [e for e in agent.transcript if e["event"] == "failover"]

@@ -6,6 +6,7 @@ tool calls as the model wrote them, and the tokens used."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -237,7 +238,7 @@ async def test_a_primary_that_keeps_failing_is_passed_over_until_its_breaker_clo
     assert asked_while_open == 4
     assert answer.failovers == (
         "openai-compatible/qwen2.5:7b: passed over: unavailable 2 times in a row, "
-        "asked again in 30s",
+        "tried again in 30s",
     )
     assert back.answered_by == "openai-compatible/qwen2.5:7b"
 
@@ -263,4 +264,50 @@ async def test_a_context_too_long_trips_no_breaker(
     async with chain(primary.base_url, fallback) as models:
         await replace(models, breaker=breaker).complete(QUESTION)
 
+    assert breaker.passed_over("openai-compatible/qwen2.5:7b") == ""
+
+
+def test_an_open_breaker_lets_one_try_through_and_reopens_when_it_fails() -> None:
+    clock = FakeClock()
+    breaker = Breaker(failures=1, seconds=30, clock=clock)
+    breaker.failed("m")
+    assert breaker.passed_over("m").endswith("tried again in 30s")
+
+    clock.advance(30)
+    assert breaker.passed_over("m") == "", "one turn tries it"
+    assert breaker.passed_over("m") == (
+        "passed over: unavailable 1 times in a row, another step is trying it"
+    )
+    breaker.failed("m")
+    assert breaker.passed_over("m").endswith("tried again in 30s"), "open again"
+
+    clock.advance(30)
+    assert breaker.passed_over("m") == ""
+    breaker.answered("m")
+    assert breaker.passed_over("m") == ""
+    assert breaker.passed_over("m") == "", "closed: every turn asks it"
+
+
+def test_a_try_that_never_came_back_is_given_up() -> None:
+    clock = FakeClock()
+    breaker = Breaker(failures=1, seconds=30, clock=clock)
+    breaker.failed("m")
+    clock.advance(30)
+    assert breaker.passed_over("m") == ""  # this try's step is cancelled: no answer, ever
+    clock.advance(31)
+    assert breaker.passed_over("m") == "", "another turn tries it"
+
+
+async def test_a_model_id_the_server_does_not_know_trips_no_breaker(
+    primary: FakeModelServer, fallback: FakeModelServer
+) -> None:
+    """A step's own model id that the server refuses (404) says nothing of the server."""
+    breaker = Breaker(failures=1, seconds=60, clock=FakeClock())
+    primary.answer(openai_error(404, "model 'qwen9' not found"))
+    fallback.answer(anthropic_reply("fine"))
+    async with chain(primary.base_url, fallback) as models:
+        asked = dataclasses.replace(QUESTION, model="qwen9")
+        await replace(models, breaker=breaker).complete(asked)
+
+    assert breaker.passed_over("openai-compatible/qwen9") == ""
     assert breaker.passed_over("openai-compatible/qwen2.5:7b") == ""

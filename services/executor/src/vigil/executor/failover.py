@@ -5,11 +5,11 @@ and the model that answered go into the transcript, turn by turn, so a reader se
 why the local model gave way to the fallback. When none answers, the turn fails with
 every reason.
 
-A `Breaker`, shared by every step of an executor, remembers models that keep failing: after
-`failures` unavailable answers in a row, a model is passed over (with that reason) for
-`seconds`, so an alert storm does not wait a request timeout per turn on a dead local
-server; then one turn tries it again. A breaker never leaves a turn without a model to
-ask: when every model left is passed over, they are asked anyway.
+A `Breaker`, shared by every step of an executor, remembers models that keep failing
+(timeouts, connection errors, 5xx, 429): after `failures` in a row, a model is passed over
+(with that reason) for `seconds`, so an alert storm does not wait a request timeout per
+turn on a dead local server; then one turn tries it again. A breaker never leaves a turn
+without a model to ask: when every model left is passed over, they are asked anyway.
 """
 
 from __future__ import annotations
@@ -43,31 +43,50 @@ class Answer:
 
 @dataclass(slots=True, kw_only=True)
 class Breaker:
-    failures: int = 3  # unavailable answers in a row that open it
-    seconds: float = 30.0  # how long an open breaker passes the model over
+    """Per model (and model id a step asks for): open after `failures` unavailable answers
+    in a row; open, the model is passed over for `seconds`; then one turn tries it (the
+    others still pass it over): an answer closes the breaker, a failure opens it again. A
+    try that never comes back (its step was cancelled) is given up after `seconds`."""
+
+    failures: int = 3
+    seconds: float = 30.0
     clock: Clock = SYSTEM_CLOCK
     _in_a_row: dict[str, int] = field(default_factory=dict)
     _open_until: dict[str, datetime] = field(default_factory=dict)
+    _trying_until: dict[str, datetime] = field(default_factory=dict)
 
     def passed_over(self, model: str) -> str:
-        """Why `model` is not asked now ("" when it is)."""
+        """Why `model` is not asked now ("" when it is: maybe as the one try)."""
+        now = self.clock.now()
         until = self._open_until.get(model)
-        if until is None or self.clock.now() >= until:
+        if until is None:
             return ""
-        left = (until - self.clock.now()).total_seconds()
-        return (
-            f"passed over: unavailable {self._in_a_row[model]} times in a row, "
-            f"asked again in {left:.0f}s"
-        )
+        failed = f"unavailable {self._in_a_row.get(model, 0)} times in a row"
+        if now < until:
+            return f"passed over: {failed}, tried again in {(until - now).total_seconds():.0f}s"
+        trying = self._trying_until.get(model)
+        if trying is not None and now < trying:
+            return f"passed over: {failed}, another step is trying it"
+        self._trying_until[model] = now + timedelta(seconds=self.seconds)
+        return ""
 
     def failed(self, model: str) -> None:
         self._in_a_row[model] = self._in_a_row.get(model, 0) + 1
-        if self._in_a_row[model] >= self.failures:
+        tried = self._trying_until.pop(model, None) is not None
+        if tried or self._in_a_row[model] >= self.failures:
             self._open_until[model] = self.clock.now() + timedelta(seconds=self.seconds)
 
     def answered(self, model: str) -> None:
         self._in_a_row.pop(model, None)
         self._open_until.pop(model, None)
+        self._trying_until.pop(model, None)
+
+
+def breaker_key(model: ChatModel, conversation: Conversation) -> str:
+    """The model as asked: a step's own model id is another model on the same server."""
+    if conversation.model is None:
+        return model.name
+    return f"{model.name.split('/', 1)[0]}/{conversation.model}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,31 +97,40 @@ class Failover:
     async def complete(self, conversation: Conversation, *, skip: int = 0) -> Answer:
         """Ask the models from the `skip`-th on; raise ModelUnavailable if none answered."""
         reasons: list[str] = []
-        candidates = list(enumerate(self.models))[skip:]
-        if self.breaker is not None:
-            breaker = self.breaker
-            closed = [(i, m) for i, m in candidates if not breaker.passed_over(m.name)]
-            if closed:  # else every one is passed over: ask them anyway
-                for _, model in candidates:
-                    why = breaker.passed_over(model.name)
-                    if why:
-                        reasons.append(f"{model.name}: {why}")
-                        PASSED_OVER.labels(model=model.name).inc()
-                candidates = closed
+        candidates = self._not_passed_over(conversation, skip, reasons)
         for index, model in candidates:
+            key = breaker_key(model, conversation)
             try:
                 reply = await model.complete(conversation)
             except ModelUnavailable as exc:
                 reasons.append(f"{model.name}: {exc.reason}")
                 log.warning("model_failover", model=model.name, reason=exc.reason)
                 if self.breaker is not None and not exc.healthy:
-                    self.breaker.failed(model.name)
+                    self.breaker.failed(key)
                 continue
             if self.breaker is not None:
-                self.breaker.answered(model.name)
+                self.breaker.answered(key)
             return Answer(
                 reply=reply, answered_by=model.name, index=index, failovers=tuple(reasons)
             )
         if not self.models[skip:]:
             reasons.append("no model is configured" if skip == 0 else "no model is left")
         raise ModelUnavailable("; ".join(reasons))
+
+    def _not_passed_over(
+        self, conversation: Conversation, skip: int, reasons: list[str]
+    ) -> list[tuple[int, ChatModel]]:
+        """The models to ask, in order; those the breaker passes over leave a reason. When
+        it would pass over every one, all are asked."""
+        candidates = list(enumerate(self.models))[skip:]
+        if self.breaker is None:
+            return candidates
+        why = {i: self.breaker.passed_over(breaker_key(m, conversation)) for i, m in candidates}
+        asked = [(i, m) for i, m in candidates if not why[i]]
+        if not asked:
+            return candidates
+        for i, model in candidates:
+            if why[i]:
+                reasons.append(f"{model.name}: {why[i]}")
+                PASSED_OVER.labels(model=model.name).inc()
+        return asked

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -98,9 +98,12 @@ class Budgets:
     model: str | None = None  # the step's model id, instead of each provider's configured one
 
 
+type Fault = Literal["answers", "tool_calls"]
+
+
 @dataclass(slots=True)
 class _Faults:
-    """A model's faults of one kind in a row; the second in a row ends its part."""
+    """The answering model's faults of one kind in a row; the second ends its part."""
 
     answers: int = 0
     tool_calls: int = 0
@@ -135,8 +138,9 @@ class Investigation:
                     problem = refused[0].output.removeprefix("error: ")
                     self._fault("tool_calls", f"tool calls refused after a repair turn: {problem}")
                 continue
-            finding, problem = self._finding(reply.content)
+            finding, extra, problem = self._finding(reply.content)
             if finding is not None:
+                self.extra = extra
                 return finding
             self._fault("answers", f"invalid answer after a repair turn: {problem}")
             turns.append(
@@ -152,33 +156,44 @@ class Investigation:
         """The tools are closed and an answer is due: a model that gives none hands the
         same turn to the next one, until one answers or none is left."""
         if not first:
-            turns = [*turns, Turn(role="user", content=LAST_TURN)]
+            if turns[-1].role == "user":  # a repair request: one user message, not two
+                turns = [
+                    *turns[:-1],
+                    Turn(role="user", content=f"{turns[-1].content}\n{LAST_TURN}"),
+                ]
+            else:
+                turns = [*turns, Turn(role="user", content=LAST_TURN)]
         while True:
             reply = await self._ask(turns, last=True)
             if reply.tool_calls:
                 problem = "tool calls when the tools are closed"
             else:
-                finding, problem = self._finding(reply.content)
+                finding, extra, problem = self._finding(reply.content)
                 if finding is not None:
+                    self.extra = extra
                     return finding
             reason = f"no valid answer on the last turn: {problem}"
-            if self._answering + 1 >= len(self.models.models):
+            if self._none_left():
                 msg = f"no valid answer within {self.budgets.max_iterations} model turns ({reason})"
                 raise InvestigationFailed(msg, self.transcript)
             self._take_off(reason)
 
-    def _fault(self, kind: str, reason: str) -> None:
+    def _fault(self, kind: Fault, reason: str) -> None:
         """A fault of the answering model: the first gets a repair turn (the error told to
         the model), the second in a row hands the conversation to the next model."""
         count = getattr(self._faults, kind) + 1
         self._faults = _Faults(**{kind: count})
         if count < 2:
             return
-        if self._answering + 1 >= len(self.models.models):
+        if self._none_left():
             model = self.models.models[self._answering].name
-            msg = f"{model}: {reason}; no other model is configured"
+            msg = f"{model}: {reason}; no model is left to take over"
             raise InvestigationFailed(msg, self.transcript)
         self._take_off(reason)
+
+    def _none_left(self) -> bool:
+        """No model comes after the one that answered last."""
+        return self._answering + 1 >= len(self.models.models)
 
     def _take_off(self, reason: str) -> None:
         """The model that answered last leaves this investigation; the next one goes on."""
@@ -209,6 +224,8 @@ class Investigation:
         except VigilError as exc:
             raise InvestigationFailed(f"no model answered: {exc}", self.transcript) from exc
         reply = answer.reply
+        if answer.index != self._answering:  # another model's faults are not this one's
+            self._faults = _Faults()
         self._answering = answer.index
         self.tokens += reply.usage.input_tokens + reply.usage.output_tokens
         TOKENS.labels(model=answer.answered_by, direction="input").inc(reply.usage.input_tokens)
@@ -252,22 +269,23 @@ class Investigation:
             results.append(result)
         return results
 
-    def _finding(self, content: str) -> tuple[Finding | None, str]:
+    def _finding(self, content: str) -> tuple[Finding | None, dict[str, Any], str]:
+        """The answer's finding and its `outputSchema` fields, or why it is not valid."""
         text = content.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
         try:
             answer = json.loads(text)
             finding = Finding.model_validate(answer)
         except (json.JSONDecodeError, ValidationError) as exc:
-            return None, str(exc).splitlines()[0]
+            return None, {}, str(exc).splitlines()[0]
         unknown = [e.tool_call for e in finding.evidence if e.tool_call not in self._calls]
         if unknown:
-            return None, f"evidence cites tool calls that were not made: {', '.join(unknown)}"
-        if self.output_schema:
-            extra, problem = extra_fields(self.output_schema, answer)
-            if problem:
-                return None, problem
-            self.extra = extra
-        return finding, ""
+            return None, {}, f"evidence cites tool calls that were not made: {', '.join(unknown)}"
+        if not self.output_schema:
+            return finding, {}, ""
+        extra, problem = extra_fields(self.output_schema, answer)
+        if problem:
+            return None, {}, problem
+        return finding, extra, ""
 
     def _record(self, entry: dict[str, Any]) -> None:
         self.transcript.append(entry)

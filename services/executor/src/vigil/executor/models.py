@@ -23,7 +23,8 @@ class ModelUnavailable(TransientError):
         super().__init__(f"{model}: {reason}" if model else reason)
         self.reason = reason
         self.model = model
-        # The model is fine, this conversation is not (a context too long): no breaker trips.
+        # The server is fine, this request is not (a context too long, a model id it does
+        # not know): no breaker trips.
         self.healthy = healthy
 
 

@@ -31,5 +31,7 @@ def unavailable(
         if ("context" in lowered and "length" in lowered) or "too long" in lowered:
             reason = f"context too long ({code}): {body}"
             return ModelUnavailable(reason, model=model, healthy=True)
-        return ModelUnavailable(f"answered {code}: {body}", model=model)
+        # 5xx and 429: the server is in trouble; another 4xx: this request is.
+        healthy = isinstance(code, int) and code < 500 and code != 429
+        return ModelUnavailable(f"answered {code}: {body}", model=model, healthy=healthy)
     return ModelUnavailable(f"{type(exc).__name__}: {exc}", model=model)
