@@ -260,7 +260,8 @@ async def test_tool_calls_refused_after_a_repair_turn_go_to_the_fallback(
     (failover,) = [e for e in agent.transcript if e["event"] == "failover"]
     assert failover["model"] == "openai-compatible/local"
     assert failover["reason"].startswith(
-        "tool calls refused after a repair turn: invalid arguments: arguments: Invalid JSON"
+        "tool calls refused after a repair turn: invalid arguments: not a JSON object: "
+        "Expecting property name enclosed in double quotes"
     )
     refusals = [e for e in agent.transcript if e["event"] == "tool" and e["refused"]]
     assert [e["tool"] for e in refusals] == ["shell", "logs"]
@@ -374,3 +375,19 @@ async def test_faults_are_counted_per_model(
 
     assert answer.summary == "The API container is killed for memory."
     assert not [e for e in agent.transcript if e["event"] == "failover"]
+
+
+async def test_a_raw_newline_inside_an_argument_string_is_read(
+    primary: FakeModelServer, fallback: FakeModelServer
+) -> None:
+    """Small models write control characters inside JSON strings; they are read, not refused."""
+    logs = Logs()
+    raw = openai_reply(calls=[("logs", {"pod": "x"})])
+    raw.body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = (
+        '{"pod": "api-7f9c\n", "tail": 5}'
+    )
+    primary.answer(raw, openai_reply(finding("call_0")))
+    async with investigation(primary, fallback, logs) as agent:
+        await agent.run(GOAL)
+
+    assert logs.asked == [LogsArguments(pod="api-7f9c\n", tail=5)]

@@ -93,7 +93,17 @@ class Toolbox:
                 refused=True,
             )
         try:
-            arguments = tool.arguments.model_validate_json(call.arguments or "{}")
+            # strict=False: a raw newline inside a string (small models write them) is read.
+            raw = json.loads(call.arguments or "{}", strict=False)
+        except json.JSONDecodeError as exc:
+            return ToolResult(
+                call=call,
+                output=f"error: invalid arguments: not a JSON object: {exc}",
+                ok=False,
+                refused=True,
+            )
+        try:
+            arguments = tool.arguments.model_validate(raw)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
