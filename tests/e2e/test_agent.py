@@ -7,9 +7,7 @@ template and the API, with the transcript as an artifact."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -81,19 +79,6 @@ def platform(
         yield running
 
 
-def finished(platform: Platform) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        items = httpx.get(f"{platform.url}/api/v1/executions", timeout=5).json()["items"]
-        if items and items[0]["state"] not in ("pending", "running"):
-            detail: dict[str, Any] = httpx.get(
-                f"{platform.url}/api/v1/executions/{items[0]['id']}", timeout=5
-            ).json()
-            return detail
-        time.sleep(0.2)
-    raise AssertionError(platform.logs()[-4000:])
-
-
 def test_an_investigation_fails_over_and_its_finding_reaches_the_next_step(
     platform: Platform, models: tuple[FakeModelServer, FakeModelServer]
 ) -> None:
@@ -107,7 +92,7 @@ def test_an_investigation_fails_over_and_its_finding_reaches_the_next_step(
     answer = httpx.post(f"{platform.url}/hooks/ops/am", json=body, timeout=10)
     assert answer.status_code == 200, answer.text
 
-    execution = finished(platform)
+    execution = platform.newest_finished()
 
     assert execution["state"] == "succeeded", execution
     investigate, report = execution["steps"]

@@ -396,20 +396,7 @@ def investigated(platform: Platform, alertname: str, workflow: str) -> dict[str,
     body = payload_of(example_alert(alertname))
     answer = httpx.post(f"{platform.url}/hooks/demo/alertmanager", json=body, timeout=10)
     assert answer.status_code == 200, answer.text
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        items = httpx.get(
-            f"{platform.url}/api/v1/executions",
-            params={"namespace": "demo", "workflow": workflow},
-            timeout=5,
-        ).json()["items"]
-        if items and items[0]["state"] not in ("pending", "running"):
-            detail: dict[str, Any] = httpx.get(
-                f"{platform.url}/api/v1/executions/{items[0]['id']}", timeout=5
-            ).json()
-            return detail
-        time.sleep(0.2)
-    raise AssertionError(platform.logs()[-4000:])
+    return platform.newest_finished(namespace="demo", workflow=workflow)
 
 
 def notified(platform: Platform, *texts: str) -> str:

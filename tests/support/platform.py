@@ -126,6 +126,21 @@ class Platform:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def newest_finished(self, *, timeout: float = 60.0, **filters: str) -> dict[str, Any]:
+        """The newest execution (matching the API's `filters`) once it has finished, in
+        full; fails with the platform's log when none finishes within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            items = httpx.get(f"{self.url}/api/v1/executions", params=filters, timeout=5)
+            newest = items.json()["items"][:1]
+            if newest and newest[0]["state"] not in ("pending", "running"):
+                detail: dict[str, Any] = httpx.get(
+                    f"{self.url}/api/v1/executions/{newest[0]['id']}", timeout=5
+                ).json()
+                return detail
+            time.sleep(0.2)
+        raise AssertionError(self.logs()[-4000:])
+
     def stop(self, *, timeout: float = 30.0) -> int:
         """SIGTERM, as Ctrl-C would; return the exit code (kill if it does not stop)."""
         if self.process.poll() is not None:
