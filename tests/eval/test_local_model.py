@@ -103,7 +103,7 @@ def unexplained_requests(verdict: Verdict) -> list[str]:
     for turn in (e for e in verdict.transcript if e["event"] == "turn"):
         for call in turn["toolCalls"]:
             with contextlib.suppress(json.JSONDecodeError):
-                arguments[call["id"]] = json.loads(call["arguments"])
+                arguments[call["id"]] = json.loads(call["arguments"], strict=False)  # as Toolbox
     expected = [
         expected_path(e["tool"], arguments[e["call"]])
         for e in verdict.transcript
