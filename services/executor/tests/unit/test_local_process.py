@@ -1,7 +1,8 @@
 """`run_process`, the executor's local runner for cli steps, driving real subprocesses.
 
 What a workflow author relies on: the exit code and both output streams come back, the argv
-never meets a shell, the step's env is added to the executor's own, output is bounded, and a
+never meets a shell, the step sees its own env and an allow-list of the executor's (never
+its settings or secrets), output is bounded, and a
 timeout or a cancelled step leaves no process of the step running — grandchildren included.
 
 Processes that must be proven dead write their pids to a file; the tests then wait, with a
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -29,7 +31,8 @@ from pathlib import Path
 import pytest
 
 from vigil.common.errors import PermanentError
-from vigil.executor.adapters.local import ProcessOutcome, run_process
+from vigil.common.messages import CliStep, StepRequest
+from vigil.executor.adapters.local import LocalProcessRunner, ProcessOutcome, run_process
 
 LIMIT = 64 * 1024
 GONE_WITHIN_SECONDS = 10.0
@@ -190,29 +193,45 @@ async def test_arguments_reach_the_program_literally_without_a_shell(argument: s
     assert outcome.stdout == argument
 
 
-async def test_step_env_is_added_to_the_inherited_environment(
+async def test_a_step_sees_only_the_allow_listed_environment_and_its_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The child sees the executor's environment plus the step's env; the step's env wins."""
-    monkeypatch.setenv("VIGIL_TEST_INHERITED", "from-executor")
-    monkeypatch.setenv("VIGIL_TEST_OVERRIDDEN", "from-executor")
-    script = (
-        "import json, os; print(json.dumps({k: os.environ.get(k) for k in "
-        "['VIGIL_TEST_INHERITED', 'VIGIL_TEST_OVERRIDDEN', 'VIGIL_TEST_STEP', 'PATH']}))"
-    )
+    """PATH, HOME, LANG and TZ come from the executor; its settings and secrets never do."""
+    monkeypatch.setenv("VIGIL_STORE_URL", "mongodb://vigil:secret@db/vigil")
+    monkeypatch.setenv("CANARY_API_KEY", "sk-canary")
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    monkeypatch.setenv("PATH_OVERRIDDEN", "from-executor")
+    script = "import json, os; print(json.dumps(dict(os.environ), sort_keys=True))"
 
     outcome = await run_process(
         [sys.executable, "-c", script],
-        env={"VIGIL_TEST_STEP": "from-step", "VIGIL_TEST_OVERRIDDEN": "from-step"},
+        env={"VIGIL_TEST_STEP": "from-step", "TZ": "UTC"},
         timeout=10.0,
         output_limit=LIMIT,
     )
 
     assert outcome.exit_code == 0, outcome.stderr
-    assert outcome.stdout.strip() == (
-        '{"VIGIL_TEST_INHERITED": "from-executor", "VIGIL_TEST_OVERRIDDEN": "from-step", '
-        f'"VIGIL_TEST_STEP": "from-step", "PATH": "{os.environ["PATH"]}"}}'
+    seen = json.loads(outcome.stdout)
+    seen.pop("LC_CTYPE", None)  # the interpreter itself may set it (PEP 538)
+    expected = {"PATH": os.environ["PATH"], "VIGIL_TEST_STEP": "from-step", "TZ": "UTC"}
+    expected |= {k: os.environ[k] for k in ("HOME", "LANG") if k in os.environ}
+    assert seen == expected
+
+
+async def test_a_nul_byte_in_an_argument_fails_the_step_at_once_naming_it() -> None:
+    request = StepRequest(
+        execution_id="01EX",
+        namespace="ops",
+        workflow="disk",
+        step="measure",
+        attempt=1,
+        idempotency_key="01EX/measure/1",
+        cli=CliStep(argv=["df", "-P", "/mnt/\x00x"], timeout_seconds=10),
     )
+
+    outcome = await LocalProcessRunner(output_limit=LIMIT).run(request, asyncio.Event())
+
+    assert outcome.not_started == ("argument 2 of the command contains a NUL byte: '/mnt/\\x00x'")
 
 
 async def test_stdin_is_empty_so_a_reading_command_does_not_hang() -> None:

@@ -28,6 +28,7 @@ from vigil.common.clock import SYSTEM_CLOCK, Clock
 from vigil.common.errors import InvalidInput, TransientError
 from vigil.common.messages import StepRequest
 from vigil.common.store import ExecutionStore
+from vigil.executor.domain.argv import argv_problem
 from vigil.executor.domain.pods import (
     CONTAINER,
     EXECUTION_LABEL,
@@ -70,6 +71,9 @@ class PodRunner:
     async def run(self, request: StepRequest, cancel: asyncio.Event) -> ProcessOutcome:
         if request.cli is None:
             raise InvalidInput("cli step request without a `cli` body")
+        problem = argv_problem(request.cli.argv, request.cli.env)
+        if problem is not None:
+            return ProcessOutcome(exit_code=None, not_started=problem)
         name, namespace = pod_name(request), request.namespace
         refused = await self._create(request, namespace)
         if refused is not None:

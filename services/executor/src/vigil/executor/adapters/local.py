@@ -4,8 +4,8 @@ The argv is executed directly, never through a shell (unless the argv itself nam
 The process gets its own session, so its end, a timeout or a cancellation kills the whole
 process group: a background grandchild does not outlive the step or hold its output open.
 stdout and stderr are read concurrently and kept up to a bound; what is cut is flagged as
-`truncated`. The process inherits the executor's environment plus the step's own `env`
-and `VIGIL_IDEMPOTENCY_KEY`.
+`truncated`. The process sees `PATH`, `HOME`, `LANG` and `TZ` of the executor's environment,
+the step's own `env` and `VIGIL_IDEMPOTENCY_KEY`: nothing else of the service's settings.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from vigil.common.errors import InvalidInput, PermanentError
 from vigil.common.messages import StepRequest
+from vigil.executor.domain.argv import argv_problem, step_environment
 from vigil.executor.domain.results import ProcessOutcome
 
 CHUNK = 64 * 1024
@@ -35,10 +36,14 @@ class LocalProcessRunner:
     async def run(self, request: StepRequest, cancel: asyncio.Event) -> ProcessOutcome:
         if request.cli is None:
             raise InvalidInput("cli step request without a `cli` body")
+        env = {**request.cli.env, "VIGIL_IDEMPOTENCY_KEY": request.idempotency_key}
+        problem = argv_problem(request.cli.argv, env)
+        if problem is not None:
+            return ProcessOutcome(exit_code=None, not_started=problem)
         try:
             return await run_process(
                 request.cli.argv,
-                env={**request.cli.env, "VIGIL_IDEMPOTENCY_KEY": request.idempotency_key},
+                env=env,
                 timeout=request.cli.timeout_seconds,
                 output_limit=self.output_limit,
                 cancel=cancel,
@@ -104,7 +109,7 @@ async def _start(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **env},
+        env=step_environment(env, os.environ),
         start_new_session=True,
     )
     return asyncio.subprocess.Process(transport, protocol, loop), protocol
@@ -130,8 +135,10 @@ async def run_process(
     except asyncio.CancelledError:
         # Let the start finish, then kill the group (asyncio alone would kill the child only).
         with contextlib.suppress(OSError):  # it failed to start: nothing to kill
-            started, _ = await starting
+            started, begun = await starting
             _kill_group(started)
+            if begun.transport is not None:
+                begun.transport.close()  # the pipes and the child's handle, now
         raise
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         msg = f"cannot run {argv[0]!r}: {exc.strerror or exc}"
