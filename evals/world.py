@@ -89,7 +89,7 @@ async def world(scenario: Scenario) -> AsyncIterator[World]:
     await runner.setup()
     site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     try:
         async with VigilApiServer() as cluster, kmock.Server(cluster):
             declare(cluster)
