@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -20,6 +22,7 @@ import structlog
 
 log = structlog.get_logger("vigil.up")
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 BACKOFF_START_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 HEALTHY_AFTER_SECONDS = 60.0
@@ -58,6 +61,7 @@ class Supervisor:
             stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, **service.env},
             start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops the rest
+            preexec_fn=_die_with(os.getpid()),
         )
         service.process = process
         return process
@@ -135,3 +139,19 @@ def _signal(service: Service, signum: signal.Signals) -> None:
     if process is not None and process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signum)
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """Run in the child before exec: SIGKILL it when the supervisor dies, however it dies,
+    so no service outlives `vigil up` (Linux: PR_SET_PDEATHSIG). Not SIGTERM: with the
+    supervisor gone, so is the pipe a service logs to, and a graceful stop has nowhere to
+    write; every service is safe under SIGKILL (work in flight is redelivered)."""
+
+    def arrange() -> None:
+        if sys.platform == "linux":
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the supervisor died before the line above
+            os._exit(1)
+
+    return arrange

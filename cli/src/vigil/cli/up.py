@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from vigil.cli.lock import DataDirInUse, data_dir_lock
 from vigil.cli.nats import nats_server_argv, nats_server_binary
 from vigil.cli.supervisor import Service, Supervisor
 
@@ -65,6 +66,15 @@ async def _wait_port(port: int, *, timeout: float) -> None:
 async def up(options: UpOptions) -> int:
     data_dir = options.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with data_dir_lock(data_dir):
+            return await _up(options, data_dir)
+    except DataDirInUse as exc:
+        log.error("vigil_refused", reason=str(exc))
+        return 1
+
+
+async def _up(options: UpOptions, data_dir: Path) -> int:
     store_url = options.store or f"sqlite:///{data_dir / 'vigil.db'}"
     supervisor = Supervisor(grace_seconds=options.grace_seconds)
     stop = asyncio.Event()
