@@ -152,11 +152,55 @@ async def test_a_bad_request_is_a_4xx_naming_the_problem_and_nothing_is_publishe
     async with serving(tmp_path) as edge:
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
 
-        response = await edge.http.post(path, content=content)
+        response = await edge.http.post(
+            path, content=content, headers={"Content-Type": "application/json"}
+        )
 
         assert response.status_code == status
         assert message in response.json()["error"]
         assert edge.bus.published == []
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "message"),
+    [
+        (b"{}", "text/plain", 415, "body must be application/json, not text/plain"),
+        (b"{}", "", 415, "body must be application/json, not untyped"),
+        (b"[" * 30_000 + b"]" * 30_000, "application/json", 400, "nested too deeply"),
+        (b'{"alerts": [{"labels": {"x": "\\ud800"}}]}', "application/json", 400, "surrogate"),
+    ],
+)
+async def test_hostile_bodies_are_a_4xx_naming_the_problem(
+    tmp_path: Path, content: bytes, content_type: str, status: int, message: str
+) -> None:
+    async with serving(tmp_path) as edge:
+        headers = {"Content-Type": content_type} if content_type else {}
+        response = await edge.http.post("/hooks/ops/am", content=content, headers=headers)
+
+        assert response.status_code == status
+        assert message in response.json()["error"]
+        assert edge.bus.published == []
+
+
+async def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_read(
+    tmp_path: Path,
+) -> None:
+    read: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            read.append(1)
+            yield b"x" * 1024
+
+    async with serving(tmp_path) as edge:
+        response = await edge.http.post(
+            "/hooks/ops/am",
+            content=body(),
+            headers={"Content-Type": "application/json", "Content-Length": str(MAX_BODY + 1)},
+        )
+
+    assert response.status_code == 413
+    assert len(read) <= 1, "ingest did not read the body it refused"
 
 
 async def test_a_422_names_the_field_that_is_wrong(tmp_path: Path) -> None:

@@ -73,13 +73,24 @@ class Ingest:
             return error_response(
                 501, f"Source type {resource.spec.type} is not available in this build"
             )
-        body = await request.body()
-        if len(body) > self.max_body_bytes:
+        media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            return error_response(
+                415, f"body must be application/json, not {media_type or 'untyped'}"
+            )
+        body = await self._bounded_body(request)
+        if body is None:
             return error_response(413, f"body is larger than {self.max_body_bytes} bytes")
         try:
             document = json.loads(body)
+            # A lone surrogate (\ud800) is valid JSON but no Unicode text: refuse it here.
+            json.dumps(document, ensure_ascii=False).encode()
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return error_response(400, f"body is not valid JSON: {exc}")
+        except UnicodeEncodeError:
+            return error_response(400, "body holds invalid Unicode (a lone surrogate)")
+        except RecursionError:
+            return error_response(400, "body is nested too deeply")
         try:
             batch = adapter.read(document, source=definition)
         except InvalidInput as exc:
@@ -100,3 +111,16 @@ class Ingest:
             "alerts_accepted", namespace=namespace, source=source, alerts=len(messages), new=new
         )
         return JSONResponse({"accepted": len(messages), "new": new}, status_code=200)
+
+    async def _bounded_body(self, request: Request) -> bytes | None:
+        """The body, or None once it is over the limit: refused on its declared length
+        before reading, else read no further than the limit."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            return None
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.max_body_bytes:
+                return None
+        return bytes(body)
