@@ -367,7 +367,9 @@ async def measure(running: Platform, scale: Scale, report: Report) -> Resources:
     resources.sample()
     sampler = asyncio.create_task(resources.run())
     try:
-        async with httpx.AsyncClient(base_url=running.url, timeout=REQUEST_TIMEOUT_SECONDS) as api:
+        async with httpx.AsyncClient(
+            base_url=running.url, headers=running.headers, timeout=REQUEST_TIMEOUT_SECONDS
+        ) as api:
             bench = Bench(
                 platform=running, api=api, scale=scale, report=report, resources=resources
             )

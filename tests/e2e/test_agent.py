@@ -100,9 +100,7 @@ def test_an_investigation_fails_over_and_its_finding_reaches_the_next_step(
     assert output["rootCause"] == "the database host name does not resolve"
     assert output["toolCalls"] == 1
     assert report["output"]["deliveries"][0]["status"] == "delivered"
-    transcript = httpx.get(
-        f"{platform.url}/api/v1/artifacts/{output['transcriptId']}", timeout=5
-    ).json()
+    transcript = platform.api.get(f"/api/v1/artifacts/{output['transcriptId']}", timeout=5).json()
     turns = json.loads(transcript["content"])
     assert [t["event"] for t in turns] == ["turn", "tool", "turn"]
     assert turns[0]["answeredBy"] == "anthropic/claude-sonnet-4-5"

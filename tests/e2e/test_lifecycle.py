@@ -137,9 +137,7 @@ def send(platform: Platform, *alerts: dict[str, Any], status: str = "firing") ->
 
 
 def of_workflow(platform: Platform, workflow: str) -> list[dict[str, Any]]:
-    answer = httpx.get(
-        f"{platform.url}/api/v1/executions", params={"workflow": workflow}, timeout=5
-    )
+    answer = platform.api.get("/api/v1/executions", params={"workflow": workflow}, timeout=5)
     items: list[dict[str, Any]] = answer.json()["items"]
     return items
 
@@ -150,8 +148,8 @@ def wait_for(platform: Platform, workflow: str, states: set[str]) -> dict[str, A
     while time.monotonic() < deadline:
         found = of_workflow(platform, workflow)
         if found and found[0]["state"] in states:
-            detail: dict[str, Any] = httpx.get(
-                f"{platform.url}/api/v1/executions/{found[0]['id']}", timeout=5
+            detail: dict[str, Any] = platform.api.get(
+                f"/api/v1/executions/{found[0]['id']}", timeout=5
             ).json()
             return detail
         time.sleep(0.1)
@@ -271,8 +269,8 @@ def test_cancel_kills_the_running_process_and_runs_nothing_further(platform: Pla
         time.sleep(0.05)
     assert sleeping_processes(), "the cli step never started"
 
-    answer = httpx.post(
-        f"{platform.url}/api/v1/executions/{running['id']}/cancel",
+    answer = platform.api.post(
+        f"/api/v1/executions/{running['id']}/cancel",
         json={"reason": "operator says stop"},
         timeout=5,
     )
@@ -285,9 +283,9 @@ def test_cancel_kills_the_running_process_and_runs_nothing_further(platform: Pla
         time.sleep(0.05)
     assert sleeping_processes() == []  # the process was killed, not left to finish
 
-    again = httpx.post(f"{platform.url}/api/v1/executions/{running['id']}/cancel", timeout=5)
+    again = platform.api.post(f"/api/v1/executions/{running['id']}/cancel", timeout=5)
     assert again.status_code == 409
-    missing = httpx.post(f"{platform.url}/api/v1/executions/nope/cancel", timeout=5)
+    missing = platform.api.post("/api/v1/executions/nope/cancel", timeout=5)
     assert missing.status_code == 404
 
 
@@ -295,8 +293,8 @@ def test_a_manual_run_starts_the_workflow_with_the_given_alert(
     platform: Platform, tmp_path: Path
 ) -> None:
     before = {e["id"] for e in of_workflow(platform, "flaky")}
-    answer = httpx.post(
-        f"{platform.url}/api/v1/workflows/ops/flaky/run",
+    answer = platform.api.post(
+        "/api/v1/workflows/ops/flaky/run",
         json={
             "labels": {"alertname": "Manual", "team": "db"},
             "annotations": {"marker": str(tmp_path / "manual-marker")},
@@ -312,20 +310,18 @@ def test_a_manual_run_starts_the_workflow_with_the_given_alert(
     assert execution["alert"]["labels"]["team"] == "db"
     assert execution["source"] == "manual"
 
-    unknown = httpx.post(
-        f"{platform.url}/api/v1/workflows/ops/nope/run", json={"labels": {"a": "b"}}, timeout=5
+    unknown = platform.api.post(
+        "/api/v1/workflows/ops/nope/run", json={"labels": {"a": "b"}}, timeout=5
     )
     assert unknown.status_code == 404
-    invalid = httpx.post(
-        f"{platform.url}/api/v1/workflows/ops/flaky/run", json={"labels": {}}, timeout=5
-    )
+    invalid = platform.api.post("/api/v1/workflows/ops/flaky/run", json={"labels": {}}, timeout=5)
     assert invalid.status_code == 422
 
 
 def test_stats_report_alerts_executions_and_lag(platform: Platform) -> None:
     deadline = time.monotonic() + SETTLE_SECONDS
     while time.monotonic() < deadline:
-        stats = httpx.get(f"{platform.url}/api/v1/stats", timeout=5).json()
+        stats = platform.api.get("/api/v1/stats", timeout=5).json()
         if stats["alerts"]["recorded"] == stats["alerts"]["received"]:
             break
         time.sleep(0.1)

@@ -75,7 +75,7 @@ def payload() -> dict[str, Any]:
 
 
 def executions(platform: Platform, **params: str) -> list[dict[str, Any]]:
-    answer = httpx.get(f"{platform.url}/api/v1/executions", params=params, timeout=5)
+    answer = platform.api.get("/api/v1/executions", params=params, timeout=5)
     assert answer.status_code == 200, answer.text
     items: list[dict[str, Any]] = answer.json()["items"]
     return items
@@ -129,7 +129,7 @@ def test_alertmanager_payload_runs_the_workflow_and_notifies(
     by_instance = {e["alert"]["labels"]["instance"]: e for e in finished}
     assert set(by_instance) == {"db-1:9100", "db-2:9100"}  # db-3 (severity=info) did not match
     for instance, listed in by_instance.items():
-        detail = httpx.get(f"{platform.url}/api/v1/executions/{listed['id']}", timeout=5).json()
+        detail = platform.api.get(f"/api/v1/executions/{listed['id']}", timeout=5).json()
         assert detail["state"] == "succeeded", detail
         measure = step(detail, "measure")
         assert measure["state"] == "succeeded"
@@ -213,7 +213,7 @@ def test_operations_endpoints_and_definitions(platform: Platform) -> None:
     assert set(ready.json()["checks"]) == {"nats", "store", "definitions"}
     metrics = httpx.get(f"{platform.url}/metrics", timeout=5).text
     assert "vigil_alerts_received_total" in metrics
-    definitions = httpx.get(f"{platform.url}/api/v1/definitions", timeout=5).json()["items"]
+    definitions = platform.api.get("/api/v1/definitions", timeout=5).json()["items"]
     assert {(d["kind"], d["name"], d["ready"]) for d in definitions} == {
         ("Source", "alertmanager", True),
         ("Workflow", "disk-filling-up", True),
@@ -239,7 +239,7 @@ def test_alert_history_follows_firing_and_resolved(platform: Platform) -> None:
     alert_id = "demo/alertmanager/3c4d5e6f708192a3"
     deadline = time.monotonic() + SETTLE_SECONDS
     while time.monotonic() < deadline:
-        detail = httpx.get(f"{platform.url}/api/v1/alerts/{alert_id}", timeout=5).json()
+        detail = platform.api.get(f"/api/v1/alerts/{alert_id}", timeout=5).json()
         if detail.get("status") == "resolved":
             break
         time.sleep(0.1)
@@ -249,31 +249,31 @@ def test_alert_history_follows_firing_and_resolved(platform: Platform) -> None:
     assert detail["executions"] == []  # severity=info never matched the workflow
     assert {e["id"] for e in executions(platform)} == started  # `on: [firing]` only
 
-    listed = httpx.get(
-        f"{platform.url}/api/v1/alerts",
+    listed = platform.api.get(
+        "/api/v1/alerts",
         params=[("namespace", "demo"), ("match", 'severity=~"crit.*"')],
         timeout=5,
     ).json()["items"]
     assert [a["labels"]["instance"] for a in listed] == ["db-2:9100"]
-    critical = httpx.get(f"{platform.url}/api/v1/alerts/{listed[0]['id']}", timeout=5).json()
+    critical = platform.api.get(f"/api/v1/alerts/{listed[0]['id']}", timeout=5).json()
     assert len(critical["executions"]) >= 1
     assert all(e["workflow"] == "disk-filling-up" for e in critical["executions"])
     assert (
-        httpx.get(f"{platform.url}/api/v1/alerts", params={"status": "resolved"}, timeout=5).json()[
+        platform.api.get("/api/v1/alerts", params={"status": "resolved"}, timeout=5).json()[
             "items"
         ][0]["id"]
         == alert_id
     )
-    bad = httpx.get(f"{platform.url}/api/v1/alerts", params={"match": "sev~~x"}, timeout=5)
+    bad = platform.api.get("/api/v1/alerts", params={"match": "sev~~x"}, timeout=5)
     assert bad.status_code == 400
     assert "sev~~x" in bad.json()["error"]
 
 
 def test_every_delivery_attempt_is_recorded(platform: Platform) -> None:
     execution = wait_until_finished(platform, 2)[-1]
-    items = httpx.get(
-        f"{platform.url}/api/v1/executions/{execution['id']}/deliveries", timeout=5
-    ).json()["items"]
+    items = platform.api.get(f"/api/v1/executions/{execution['id']}/deliveries", timeout=5).json()[
+        "items"
+    ]
     delivered = {(d["sink"], d["step"]) for d in items if d["status"] == "delivered"}
     assert ("console", "report") in delivered
     assert ("team-webhook", "report") in delivered

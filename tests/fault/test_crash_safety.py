@@ -129,7 +129,7 @@ def all_executions(platform: Platform) -> list[dict[str, Any]]:
         params: dict[str, str | int] = {"limit": 500, "namespace": "chaos"}
         if cursor:
             params["cursor"] = cursor
-        page = httpx.get(f"{platform.url}/api/v1/executions", params=params, timeout=10).json()
+        page = platform.api.get("/api/v1/executions", params=params, timeout=10).json()
         items += page["items"]
         cursor = page["next"]
         if not cursor:

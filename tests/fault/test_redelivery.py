@@ -45,7 +45,7 @@ def start(platform: Platform, name: str, seconds: str) -> None:
 def finished(platform: Platform, timeout: float = 90.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        items = httpx.get(f"{platform.url}/api/v1/executions", timeout=5).json()["items"]
+        items = platform.api.get("/api/v1/executions", timeout=5).json()["items"]
         if items and items[0]["state"] not in ("pending", "running"):
             found: dict[str, Any] = items[0]
             return found

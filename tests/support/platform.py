@@ -103,11 +103,24 @@ class Platform:
     process: subprocess.Popen[bytes]
     http_port: int
     log_path: Path
+    token: str | None = None  # the API token; None with --no-auth
     stopped_in: float | None = None
+    _client: httpx.Client | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    @property
+    def api(self) -> httpx.Client:
+        """A client of the API that shows the platform's token (closed by `stop`)."""
+        if self._client is None:
+            self._client = httpx.Client(base_url=self.url, headers=self.headers)
+        return self._client
 
     def service_pids(self, service: str) -> list[int]:
         """PIDs of the running `python -m vigil.<service>` (or nats-server) children."""
@@ -131,11 +144,11 @@ class Platform:
         full; fails with the platform's log when none finishes within `timeout`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            items = httpx.get(f"{self.url}/api/v1/executions", params=filters, timeout=5)
+            items = self.api.get("/api/v1/executions", params=filters, timeout=5)
             newest = items.json()["items"][:1]
             if newest and newest[0]["state"] not in ("pending", "running"):
-                detail: dict[str, Any] = httpx.get(
-                    f"{self.url}/api/v1/executions/{newest[0]['id']}", timeout=5
+                detail: dict[str, Any] = self.api.get(
+                    f"/api/v1/executions/{newest[0]['id']}", timeout=5
                 ).json()
                 return detail
             time.sleep(0.2)
@@ -143,6 +156,9 @@ class Platform:
 
     def stop(self, *, timeout: float = 30.0) -> int:
         """SIGTERM, as Ctrl-C would; return the exit code (kill if it does not stop)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         if self.process.poll() is not None:
             return self.process.returncode
         started = time.monotonic()
@@ -195,11 +211,20 @@ def start_platform(
             raise RuntimeError(msg)
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{platform.url}/readyz", timeout=1.0).status_code == 200:
+                platform.token = _api_token(data_dir, extra_args or [], env or {})
                 return platform
         time.sleep(0.1)
     platform.stop()
     msg = f"vigil up was not ready within {READY_TIMEOUT_SECONDS}s:\n{platform.logs()}"
     raise RuntimeError(msg)
+
+
+def _api_token(data_dir: Path, args: list[str], env: dict[str, str]) -> str | None:
+    """The token `vigil up` uses: VIGIL_API_TOKEN, else the first of `<data-dir>/api-token`."""
+    if "--no-auth" in args:
+        return None
+    given = {**os.environ, **env}.get("VIGIL_API_TOKEN")
+    return given or (data_dir / "api-token").read_text().split()[0]
 
 
 @contextlib.contextmanager

@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds services get to stop before they are killed (default: 10)",
     )
 
+    run.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve the API without tokens (loopback only; a warning is logged every minute)",
+    )
+
     check = commands.add_parser("validate", help="check definitions offline")
     check.add_argument("path", type=Path, help="a YAML file or a folder of them")
 
@@ -141,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         nats_port=args.nats_port,
         store=args.store,
         grace_seconds=args.grace,
+        no_auth=args.no_auth,
     )
     sys.exit(asyncio.run(up(options)))
 

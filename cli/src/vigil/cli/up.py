@@ -9,6 +9,7 @@ stops everything within the grace period.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -19,9 +20,11 @@ from typing import Any
 
 import structlog
 
+from vigil.cli.apitoken import api_access
 from vigil.cli.lock import DataDirInUse, data_dir_lock
 from vigil.cli.nats import nats_server_argv, nats_server_binary
 from vigil.cli.supervisor import Service, Supervisor
+from vigil.common.settings import is_loopback
 
 log = structlog.get_logger("vigil.up")
 
@@ -39,6 +42,7 @@ class UpOptions:
     nats_port: int
     store: str | None
     grace_seconds: float
+    no_auth: bool = False
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -75,6 +79,15 @@ async def up(options: UpOptions) -> int:
 
 
 async def _up(options: UpOptions, data_dir: Path) -> int:
+    if options.no_auth and not is_loopback(options.http_host):
+        log.error(
+            "vigil_refused",
+            reason=f"--no-auth serves the API to anyone: bind 127.0.0.1, not {options.http_host}",
+        )
+        return 1
+    access = api_access(data_dir=data_dir, no_auth=options.no_auth, environ=dict(os.environ))
+    if options.no_auth:
+        log.warning("api_auth_disabled", detail=access.hint)
     store_url = options.store or f"sqlite:///{data_dir / 'vigil.db'}"
     supervisor = Supervisor(grace_seconds=options.grace_seconds)
     stop = asyncio.Event()
@@ -113,6 +126,7 @@ async def _up(options: UpOptions, data_dir: Path) -> int:
             if name == "ingest":
                 env["VIGIL_INGEST_HTTP_PORT"] = str(options.http_port)
                 env["VIGIL_INGEST_HTTP_HOST"] = options.http_host
+                env.update(access.env)
             services[name] = Service(
                 name=name,
                 argv=[sys.executable, "-m", f"vigil.{name}"],
@@ -135,6 +149,7 @@ async def _up(options: UpOptions, data_dir: Path) -> int:
                 webhooks=f"{base}/hooks/<namespace>/<source>",
                 api=f"{base}/api/v1/executions",
                 docs=f"{base}/docs",
+                api_token=access.hint,
                 nats=nats_url,
                 store=store_url,
                 definitions=str(options.definitions),

@@ -28,6 +28,7 @@ from vigil.common.testing import (
     definitions_view,
     sqlite_store,
 )
+from vigil.ingest.access import FixedTokens, TokenTable
 from vigil.ingest.adapters.alertmanager import AlertmanagerSource
 from vigil.ingest.api import build_app
 from vigil.ingest.hooks import Ingest
@@ -57,6 +58,7 @@ spec:
 """
 )
 MAX_BODY = 64 * 1024
+OPERATOR_TOKEN = "operator-token-0123456789"
 
 
 def payload(*fingerprints: str, status: str = "firing") -> dict[str, Any]:
@@ -94,8 +96,12 @@ async def serving(
             max_body_bytes=MAX_BODY,
             clock=FakeClock(),
         )
-        transport = httpx.ASGITransport(app=build_app(ingest, checks={}))
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+        app = build_app(ingest, checks={}, tokens=FixedTokens(TokenTable.of(OPERATOR_TOKEN)))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://ingest",
+            headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+        ) as http:
             yield Edge(http=http, bus=bus, store=store)
 
 
@@ -242,7 +248,7 @@ async def test_a_source_type_this_build_cannot_read_is_a_501(tmp_path: Path) -> 
             sources={},
             max_body_bytes=MAX_BODY,
         )
-        transport = httpx.ASGITransport(app=build_app(ingest, checks={}))
+        transport = httpx.ASGITransport(app=build_app(ingest, checks={}, tokens=None))
         async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
             response = await http.post("/hooks/ops/am", json=payload("a"))
         assert response.status_code == 501

@@ -6,6 +6,7 @@ read under one global name so that `vigil up` and a Kubernetes ConfigMap set the
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -23,6 +24,16 @@ def _comma_separated(value: object) -> object:
 
 # A list set in the environment as `a,b,c` (not as JSON).
 type CommaSeparated = Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps a port on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _global(name: str) -> AliasChoices:

@@ -27,6 +27,7 @@ from vigil.common.errors import InvalidInput, TransientError
 from vigil.common.matchers import parse_matcher
 from vigil.common.messages import CancelRequested, ExecutionState, RunRequested
 from vigil.common.streams import MONITORED
+from vigil.ingest.access import RequireTokens, TokenSource, required_scope
 from vigil.ingest.hooks import Ingest
 from vigil.ingest.views import (
     AlertCounts,
@@ -48,13 +49,19 @@ DnsLabel = Annotated[str, Path(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_l
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+ERROR_CONTENT = {
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+}
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(ErrorBody(error=message).model_dump(), status_code=status)
 
 
-def build_app(ingest: Ingest, *, checks: Mapping[str, ReadinessCheck]) -> FastAPI:
+def build_app(
+    ingest: Ingest, *, checks: Mapping[str, ReadinessCheck], tokens: TokenSource | None
+) -> FastAPI:
+    """The app; `tokens` None serves the API without authentication (`--no-auth`)."""
     app = FastAPI(
         title="Vigil",
         summary="Alert-response platform: webhooks in, executions out.",
@@ -83,7 +90,43 @@ def build_app(ingest: Ingest, *, checks: Mapping[str, ReadinessCheck]) -> FastAP
         response.headers["Retry-After"] = "1"
         return response
 
+    if tokens is not None:
+        app.add_middleware(RequireTokens, tokens=tokens)
+        _document_bearer_auth(app)
     return app
+
+
+def _document_bearer_auth(app: FastAPI) -> None:
+    """Say in the OpenAPI document which operations need a token, and with which scope."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = plain()
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API token; GET needs scope `read`, POST scope `operate`.",
+            }
+        }
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                needed = required_scope(method.upper(), path)
+                if needed is None:
+                    continue
+                operation["security"] = [{"bearer": [needed]}]
+                operation.setdefault("responses", {}).update(
+                    {
+                        "401": {"description": "No valid bearer token.", **ERROR_CONTENT},
+                        "403": {"description": f"The token lacks scope {needed}.", **ERROR_CONTENT},
+                    }
+                )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _executions(ingest: Ingest) -> APIRouter:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 import structlog
 
@@ -10,6 +12,7 @@ from vigil.common.adapters.ops import HttpServer
 from vigil.common.adapters.service import connected_bus, opened_store, readiness_checks
 from vigil.common.definitions import DefinitionsView
 from vigil.common.runtime import run_tasks
+from vigil.ingest.access import FixedTokens, TokenFile, TokenSource, TokenTable
 from vigil.ingest.adapters.alertmanager import AlertmanagerSource
 from vigil.ingest.api import build_app
 from vigil.ingest.hooks import Ingest
@@ -25,6 +28,7 @@ def build_sources() -> SourceAdapters:
 
 
 async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
+    tokens = api_tokens(settings)  # a bad tokens file stops the service before it connects
     async with opened_store(settings) as store, connected_bus(settings, service="ingest") as bus:
         definitions = DefinitionsView()
         ingest = Ingest(
@@ -34,9 +38,43 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
             sources=build_sources(),
             max_body_bytes=settings.max_body_bytes,
         )
+        guarding: list[Coroutine[Any, Any, None]] = []
+        if tokens is None:
+            guarding.append(_warn_open_api(settings.http_host, settings.http_port))
+        elif isinstance(tokens, TokenFile):
+            guarding.append(tokens.watch())
         app = build_app(
-            ingest, checks=readiness_checks(bus=bus, store=store, definitions=definitions)
+            ingest,
+            checks=readiness_checks(bus=bus, store=store, definitions=definitions),
+            tokens=tokens,
         )
         server = HttpServer(app, host=settings.http_host, port=settings.http_port)
         log.info("ingest_starting")
-        await run_tasks(stop, server.serve(), definitions.run(await bus.config_bucket()))
+        await run_tasks(stop, server.serve(), definitions.run(await bus.config_bucket()), *guarding)
+
+
+def api_tokens(settings: IngestSettings) -> TokenSource | None:
+    """Who may call the API; None when auth is off."""
+    if settings.api_auth == "none":
+        return None
+    fixed = (
+        TokenTable.of(settings.api_token.get_secret_value())
+        if settings.api_token is not None
+        else TokenTable()
+    )
+    if settings.api_tokens_file is None:
+        return FixedTokens(fixed)
+    tokens = TokenFile(path=settings.api_tokens_file, fixed=fixed)
+    tokens.load()
+    return tokens
+
+
+async def _warn_open_api(host: str, port: int) -> None:
+    while True:
+        log.warning(
+            "api_auth_disabled",
+            detail="anyone who can reach this port can read executions, run and cancel them",
+            host=host,
+            port=port,
+        )
+        await asyncio.sleep(60)
