@@ -33,6 +33,7 @@ class Service:
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    unset_env: tuple[str, ...] = ()  # inherited variables the service must not see
     ready_url: str | None = None
     tier: int = 1  # stopped in descending tier order: services (1) before NATS (0)
     process: asyncio.subprocess.Process | None = None
@@ -59,7 +60,10 @@ class Supervisor:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, **service.env},
+            env={
+                **{k: v for k, v in os.environ.items() if k not in service.unset_env},
+                **service.env,
+            },
             start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops the rest
             preexec_fn=_die_with(os.getpid()),
         )
@@ -90,6 +94,16 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+
+    async def run_once(self, service: Service) -> int:
+        """Run a one-shot process (its output prefixed like the services'); its exit code.
+
+        `stop` ends it like a service if it is still running then.
+        """
+        self.services.append(service)
+        process = await self._spawn(service)
+        await self._pump(service, process)
+        return await process.wait()
 
     def start(self, service: Service) -> None:
         self.services.append(service)

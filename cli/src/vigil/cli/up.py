@@ -1,9 +1,11 @@
 """`vigil up`: the whole platform on one machine, each service its own process.
 
-Starts nats-server (JetStream, data under `--data-dir`) unless `--nats-url` points
-elsewhere, then the controller (definitions from `--definitions`), and once it has
-published, engine, executor, sink and ingest (HTTP on `--http-port`). Ctrl-C or SIGTERM
-stops everything within the grace period.
+Starts nats-server (JetStream, data under `--data-dir`, loopback only, one NATS user per
+service with fresh passwords: `vigil.cli.nats`) unless `--nats-url` points elsewhere, has
+the `provisioner` user create the streams and the config bucket, then starts the
+controller (definitions from `--definitions`), and once it has published, engine,
+executor, sink and ingest (HTTP on `--http-port`), each as its own NATS user. Ctrl-C or
+SIGTERM stops everything within the grace period.
 """
 
 from __future__ import annotations
@@ -22,14 +24,17 @@ import structlog
 
 from vigil.cli.apitoken import api_access
 from vigil.cli.lock import DataDirInUse, data_dir_lock
-from vigil.cli.nats import nats_server_argv, nats_server_binary
+from vigil.cli.nats import EmbeddedBus, embedded_bus, nats_server_binary
 from vigil.cli.supervisor import Service, Supervisor
-from vigil.common.settings import is_loopback
+from vigil.common.bus_permissions import PROVISIONER
+from vigil.common.settings import is_loopback, redacted_url
 
 log = structlog.get_logger("vigil.up")
 
 SERVICES = ("controller", "engine", "executor", "sink", "ingest")
 READY_TIMEOUT_SECONDS = 60.0
+# Credentials of the user's shell must not mix with those of the embedded server's users.
+BUS_VARIABLES = ("VIGIL_NATS_USER", "VIGIL_NATS_PASSWORD", "VIGIL_NATS_PASSWORD_FILE")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,44 +101,26 @@ async def _up(options: UpOptions, data_dir: Path) -> int:
         loop.add_signal_handler(signum, stop.set)
 
     try:
+        bus: EmbeddedBus | None = None
         nats_url = options.nats_url
         if nats_url is None:
-            nats_port = options.nats_port or free_port()
-            supervisor.start(
-                Service(
-                    name="nats",
-                    argv=nats_server_argv(
-                        binary=nats_server_binary(), port=nats_port, store_dir=data_dir / "nats"
-                    ),
-                    tier=0,
-                )
-            )
-            await _wait_port(nats_port, timeout=20.0)
-            nats_url = f"nats://127.0.0.1:{nats_port}"
+            bus = await _start_nats(supervisor, options, data_dir)
+            nats_url = bus.url
+            if await _provision(supervisor, bus, stop) != 0:
+                log.error("vigil_failed_to_start", error="the bus could not be provisioned")
+                return 1
 
-        common = {
-            "VIGIL_NATS_URL": nats_url,
-            "VIGIL_STORE_URL": store_url,
-            "VIGIL_LOG_FORMAT": "console",
-            "PYTHONUNBUFFERED": "1",
-        }
-        services: dict[str, Service] = {}
-        for name in SERVICES:
-            ops_port = options.http_port if name == "ingest" else free_port()
-            env = {**common, f"VIGIL_{name.upper()}_OPS_PORT": str(ops_port)}
-            if name == "controller":
-                env["VIGIL_CONTROLLER_DEFINITIONS"] = str(options.definitions.resolve())
-            if name == "ingest":
-                env["VIGIL_INGEST_HTTP_PORT"] = str(options.http_port)
-                env["VIGIL_INGEST_HTTP_HOST"] = options.http_host
-                env.update(access.env)
-            services[name] = Service(
-                name=name,
-                argv=[sys.executable, "-m", f"vigil.{name}"],
-                env=env,
-                ready_url=f"http://127.0.0.1:{ops_port}/readyz",
-            )
-
+        services = _services(
+            options,
+            bus=bus,
+            access_env=access.env,
+            common={
+                "VIGIL_NATS_URL": nats_url,
+                "VIGIL_STORE_URL": store_url,
+                "VIGIL_LOG_FORMAT": "console",
+                "PYTHONUNBUFFERED": "1",
+            },
+        )
         supervisor.start(services["controller"])
         await _until(
             stop, supervisor.wait_ready(services["controller"], timeout=READY_TIMEOUT_SECONDS)
@@ -150,7 +137,8 @@ async def _up(options: UpOptions, data_dir: Path) -> int:
                 api=f"{base}/api/v1/executions",
                 docs=f"{base}/docs",
                 api_token=access.hint,
-                nats=nats_url,
+                nats=redacted_url(nats_url),
+                nats_users=str(bus.config.parent) if bus else "from the environment",
                 store=store_url,
                 definitions=str(options.definitions),
             )
@@ -163,6 +151,69 @@ async def _up(options: UpOptions, data_dir: Path) -> int:
     finally:
         await supervisor.stop()
         log.info("vigil_stopped")
+
+
+def _services(
+    options: UpOptions,
+    *,
+    bus: EmbeddedBus | None,
+    access_env: dict[str, str],
+    common: dict[str, str],
+) -> dict[str, Service]:
+    """The five services, each with its settings (and its NATS user on the embedded bus)."""
+    services: dict[str, Service] = {}
+    for name in SERVICES:
+        ops_port = options.http_port if name == "ingest" else free_port()
+        env = {**common, f"VIGIL_{name.upper()}_OPS_PORT": str(ops_port)}
+        if bus is not None:
+            env.update(bus.env_for(name))
+        if name == "controller":
+            env["VIGIL_CONTROLLER_DEFINITIONS"] = str(options.definitions.resolve())
+        if name == "ingest":
+            env["VIGIL_INGEST_HTTP_PORT"] = str(options.http_port)
+            env["VIGIL_INGEST_HTTP_HOST"] = options.http_host
+            env.update(access_env)
+        services[name] = Service(
+            name=name,
+            argv=[sys.executable, "-m", f"vigil.{name}"],
+            env=env,
+            unset_env=BUS_VARIABLES if bus is not None else (),
+            ready_url=f"http://127.0.0.1:{ops_port}/readyz",
+        )
+    return services
+
+
+async def _start_nats(supervisor: Supervisor, options: UpOptions, data_dir: Path) -> EmbeddedBus:
+    """The embedded nats-server, with this start's users and passwords, listening."""
+    nats_port = options.nats_port or free_port()
+    bus = embedded_bus(data_dir, port=nats_port)
+    supervisor.start(Service(name="nats", argv=bus.argv(nats_server_binary()), tier=0))
+    await _wait_port(nats_port, timeout=20.0)
+    return bus
+
+
+async def _provision(supervisor: Supervisor, bus: EmbeddedBus, stop: asyncio.Event) -> int:
+    """Streams and config bucket, made by the one user allowed to (its exit code).
+
+    A process of its own, as the Kubernetes Job is: the cli itself never talks to the bus.
+    """
+    provisioning = Service(
+        name="provision",
+        argv=[sys.executable, "-m", "vigil.common.adapters.provisioning"],
+        env={
+            **bus.env_for(PROVISIONER),
+            "VIGIL_LOG_FORMAT": "console",
+            "PYTHONUNBUFFERED": "1",
+        },
+        unset_env=BUS_VARIABLES,
+    )
+    code: list[int] = []
+
+    async def run() -> None:
+        code.append(await supervisor.run_once(provisioning))
+
+    await _until(stop, run())
+    return code[0] if code else 0  # stopped meanwhile: nothing failed
 
 
 async def _until(stop: asyncio.Event, work: Coroutine[Any, Any, None]) -> None:

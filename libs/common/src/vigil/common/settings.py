@@ -2,17 +2,25 @@
 
 Shared infrastructure settings (`VIGIL_NATS_URL`, `VIGIL_STORE_URL`, `VIGIL_LOG_*`) are
 read under one global name so that `vigil up` and a Kubernetes ConfigMap set them once.
+The bus credentials (`VIGIL_NATS_USER` with `VIGIL_NATS_PASSWORD_FILE` or
+`VIGIL_NATS_PASSWORD`) are one NATS user of `vigil.common.bus_permissions`; the password
+is a `SecretStr`, never shown in a log line or an error.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, BeforeValidator, Field
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from vigil.common.errors import InvalidInput
 from vigil.common.store import Retention
 
 
@@ -40,15 +48,67 @@ def _global(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
 
 
+# A NATS user name becomes a subject token of its inbox prefix (`_INBOX.<user>`).
+_NATS_USER = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BusCredentials:
+    """The NATS user a process connects as. `repr` never shows the password."""
+
+    user: str
+    password: SecretStr
+
+
+def redacted_url(url: str) -> str:
+    """`url` without a password in it, for log lines and errors (`nats://u:***@host`)."""
+    parts = []
+    for server in url.split(","):
+        split = urlsplit(server.strip())
+        if split.password is None:
+            parts.append(server)
+            continue
+        host = split.hostname or ""
+        netloc = f"{split.username}:***@{host}" + (f":{split.port}" if split.port else "")
+        parts.append(urlunsplit(split._replace(netloc=netloc)))
+    return ",".join(parts)
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        extra="ignore", frozen=True, validate_by_name=True, validate_by_alias=True
+        extra="ignore",
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        # An error must not print what it was given: that may be a password or a token.
+        hide_input_in_errors=True,
     )
 
     nats_url: str = Field(
         default="nats://127.0.0.1:4222",
         validation_alias=_global("VIGIL_NATS_URL"),
         description="NATS server URL(s), comma-separated.",
+    )
+    nats_user: str | None = Field(
+        default=None,
+        validation_alias=_global("VIGIL_NATS_USER"),
+        description="NATS user to connect as (one per service, DESIGN §14); unset = anonymous.",
+    )
+    nats_password_file: Path | None = Field(
+        default=None,
+        validation_alias=_global("VIGIL_NATS_PASSWORD_FILE"),
+        description="File holding the NATS user's password (first line), read at connect.",
+    )
+    nats_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=_global("VIGIL_NATS_PASSWORD"),
+        description="The NATS user's password, where a file is not an option.",
+    )
+    nats_provision: bool = Field(
+        default=True,
+        validation_alias=_global("VIGIL_NATS_PROVISION"),
+        description="Create or update the streams and the config bucket at start-up; false "
+        "where a provisioner does it and this service's NATS user may not (DESIGN §14).",
     )
     store_url: str = Field(
         default="sqlite:///.vigil/vigil.db",
@@ -77,6 +137,55 @@ class ServiceSettings(BaseSettings):
         validation_alias=_global("VIGIL_ALERTS_MAX_AGE_DAYS"),
         description="Days the ALERTS stream keeps alerts for replay.",
     )
+
+    @model_validator(mode="after")
+    def _credentials_complete(self) -> Self:
+        if self.nats_password is not None and self.nats_password_file is not None:
+            msg = "set VIGIL_NATS_PASSWORD or VIGIL_NATS_PASSWORD_FILE, not both"
+            raise ValueError(msg)
+        has_password = self.nats_password is not None or self.nats_password_file is not None
+        if self.nats_user is None and has_password:
+            msg = "a NATS password is set but VIGIL_NATS_USER is not: set the user too"
+            raise ValueError(msg)
+        if self.nats_user is not None and not has_password:
+            msg = (
+                f"VIGIL_NATS_USER={self.nats_user} needs a password: set "
+                "VIGIL_NATS_PASSWORD_FILE (or VIGIL_NATS_PASSWORD)"
+            )
+            raise ValueError(msg)
+        if self.nats_user is not None and not _NATS_USER.match(self.nats_user):
+            msg = (
+                f"VIGIL_NATS_USER {self.nats_user!r} may hold only letters, digits, '-' and "
+                "'_' (it names the user's reply subjects)"
+            )
+            raise ValueError(msg)
+        return self
+
+    def bus_credentials(self) -> BusCredentials | None:
+        """The NATS user and password to connect with; None to connect anonymously.
+
+        The password file is read now, not at start-up, so a rotated Secret is picked up by
+        the next connection; InvalidInput names the file when it cannot be used.
+        """
+        if self.nats_user is None:
+            return None
+        if self.nats_password is not None:
+            return BusCredentials(user=self.nats_user, password=self.nats_password)
+        assert self.nats_password_file is not None  # the validator above
+        path = self.nats_password_file
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            msg = f"VIGIL_NATS_PASSWORD_FILE {path}: cannot read it ({exc.strerror})"
+            raise InvalidInput(msg) from exc
+        except UnicodeDecodeError as exc:
+            msg = f"VIGIL_NATS_PASSWORD_FILE {path}: not UTF-8 text"
+            raise InvalidInput(msg) from exc
+        password = lines[0].strip() if lines else ""
+        if not password:
+            msg = f"VIGIL_NATS_PASSWORD_FILE {path}: the file is empty"
+            raise InvalidInput(msg)
+        return BusCredentials(user=self.nats_user, password=SecretStr(password))
 
     def retention(self) -> Retention:
         keep = timedelta(days=self.retention_days)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import nats
 import nats.errors
@@ -35,9 +36,11 @@ from vigil.common import subjects
 from vigil.common.adapters.jetstream_kv import JetStreamBucket
 from vigil.common.adapters.nats_errors import NATS_ERRORS
 from vigil.common.bus import BatchHandler, ConsumerStats, Delivery, Handler, Outgoing
+from vigil.common.bus_permissions import inbox_prefix
 from vigil.common.errors import InvalidInput, TransientError
 from vigil.common.messages import Contract, DeadLetter
 from vigil.common.outcomes import outcome_for
+from vigil.common.settings import BusCredentials, redacted_url
 from vigil.common.streams import ConsumerSpec, StreamSpec
 from vigil.common.telemetry import extract_context, inject_headers
 
@@ -66,28 +69,71 @@ class JetStreamBus:
         self._js = client.jetstream(timeout=PUBLISH_TIMEOUT_SECONDS)
 
     @classmethod
-    async def connect(cls, url: str, *, name: str) -> JetStreamBus:
-        try:
-            # Reconnect forever once connected, but give the first connection a deadline:
-            # a service that cannot reach NATS at start exits and is restarted.
-            client = await asyncio.wait_for(
-                nats.connect(
-                    servers=url.split(","),
-                    name=name,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    connect_timeout=3,
-                    allow_reconnect=True,
-                    error_cb=_log_error,
-                    disconnected_cb=_log_disconnected,
-                    reconnected_cb=_log_reconnected,
-                ),
-                timeout=CONNECT_TIMEOUT_SECONDS,
+    async def connect(
+        cls, url: str, *, name: str, credentials: BusCredentials | None = None
+    ) -> JetStreamBus:
+        """Connect to `url`, as the user of `credentials` if given (else anonymously).
+
+        With a user, every reply (publish acks, API answers, pulled messages) comes to its
+        own inbox prefix, the one its permissions let it subscribe to. A server that
+        refuses the credentials fails the first connection at once, naming the user.
+        """
+        # nats.py's annotation says int; the wait is slept, and half a second is what we want.
+        options: dict[str, Any] = {"reconnect_time_wait": 0.5}
+        if credentials is not None:
+            options |= {
+                "user": credentials.user,
+                "password": credentials.password.get_secret_value(),
+                "inbox_prefix": inbox_prefix(credentials.user),
+            }
+        where = redacted_url(url)
+        client = Client()
+        refused: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+        async def on_error(exc: Exception) -> None:
+            if not client.is_connected and not refused.done() and _is_refusal(exc):
+                refused.set_result(exc)
+            await _log_error(exc)
+
+        # Reconnect forever once connected, but give the first connection a deadline:
+        # a service that cannot reach NATS at start exits and is restarted.
+        connecting = asyncio.ensure_future(
+            client.connect(
+                servers=url.split(","),
+                name=name,
+                max_reconnect_attempts=-1,
+                connect_timeout=3,
+                allow_reconnect=True,
+                error_cb=on_error,
+                disconnected_cb=_log_disconnected,
+                reconnected_cb=_log_reconnected,
+                **options,
             )
-        except _CONNECT_ERRORS as exc:
-            msg = f"cannot connect to NATS at {url}: {exc}"
-            raise TransientError(msg) from exc
-        return cls(client)
+        )
+        first: set[asyncio.Future[Any]] = {connecting, refused}
+        await asyncio.wait(
+            first,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if connecting.done():
+            try:
+                connecting.result()
+            except _CONNECT_ERRORS as exc:
+                msg = f"cannot connect to NATS at {where}: {exc}"
+                raise TransientError(msg) from exc
+            return cls(client)
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, *_CONNECT_ERRORS):
+            await connecting
+        with contextlib.suppress(*NATS_ERRORS):
+            await client.close()
+        if refused.done():
+            who = f"as user {credentials.user}" if credentials else "without credentials"
+            msg = f"NATS at {where} refused the connection {who}: authorization violation"
+            raise TransientError(msg) from refused.result()
+        msg = f"cannot connect to NATS at {where} within {CONNECT_TIMEOUT_SECONDS:g}s"
+        raise TransientError(msg)
 
     async def close(self) -> None:
         # Not drain(): every publish was already acknowledged, unsettled messages are
@@ -373,8 +419,13 @@ class JetStreamBus:
         return msgs
 
     async def _subscribe(self, spec: ConsumerSpec) -> nats.js.JetStreamContext.PullSubscription:
-        """Create or update the durable consumer to `spec`, then bind to it."""
+        """Create or update the durable consumer to `spec`, then bind to it.
+
+        Named as well as durable: nats.py then puts the filter in the request subject
+        (`$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`), which the bus permissions pin.
+        """
         config = ConsumerConfig(
+            name=spec.durable,
             durable_name=spec.durable,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=spec.ack_wait_seconds,
@@ -531,6 +582,13 @@ def _delivery(spec: ConsumerSpec, msg: Msg) -> Delivery:
         delivery=meta.num_delivered,
         max_deliver=spec.max_deliver,
         stream_sequence=meta.sequence.stream,
+    )
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    """The server refused the credentials (nats.py reports it as a plain error at first)."""
+    return isinstance(exc, nats.errors.AuthorizationError) or (
+        "authorization violation" in str(exc).lower()
     )
 
 

@@ -31,13 +31,27 @@ async def opened_store(settings: ServiceSettings) -> AsyncIterator[Store]:
 
 @contextlib.asynccontextmanager
 async def connected_bus(settings: ServiceSettings, *, service: str) -> AsyncIterator[JetStreamBus]:
-    """A bus connected as `vigil-{service}`, with every stream of DESIGN §3 provisioned."""
-    bus = await JetStreamBus.connect(settings.nats_url, name=f"vigil-{service}")
+    """A bus connected as `vigil-{service}` with the service's NATS user, if it has one.
+
+    With `nats_provision` (the default) every stream of DESIGN §3 and the config bucket
+    are provisioned first; without it they must exist (`vigil.common.adapters.provisioning`
+    made them), and a service user with least privilege could not make them anyway.
+    """
+    bus = await JetStreamBus.connect(
+        settings.nats_url, name=f"vigil-{service}", credentials=settings.bus_credentials()
+    )
     try:
-        await bus.ensure_streams(stream_specs(alerts_max_age_days=settings.stream_max_age_days))
+        if settings.nats_provision:
+            await provision(bus, settings)
         yield bus
     finally:
         await bus.close()
+
+
+async def provision(bus: JetStreamBus, settings: ServiceSettings) -> None:
+    """Create or update every stream of DESIGN §3 and the config bucket."""
+    await bus.ensure_streams(stream_specs(alerts_max_age_days=settings.stream_max_age_days))
+    await bus.config_bucket()
 
 
 def readiness_checks(
