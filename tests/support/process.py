@@ -8,6 +8,7 @@ Used by `tests.support.nats` and `tests.support.mongo`.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -72,11 +73,21 @@ class ServerProcess:
 
 
 def spawn_logged(
-    argv: list[str], log_path: Path, *, cwd: Path | None = None
+    argv: list[str],
+    log_path: Path,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
-    """Start `argv` with stdout and stderr appended to `log_path`."""
+    """Start `argv` with stdout and stderr appended to `log_path` (`env`: added variables)."""
     log_file = log_path.open("ab")
-    process = subprocess.Popen(argv, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=None if env is None else {**os.environ, **env},
+    )
     return process, log_file
 
 
