@@ -104,6 +104,7 @@ class Platform:
     http_port: int
     log_path: Path
     token: str | None = None  # the API token; None with --no-auth
+    data_dir: Path | None = None
     stopped_in: float | None = None
     _client: httpx.Client | None = None
 
@@ -203,7 +204,7 @@ def start_platform(
             stdin=subprocess.DEVNULL,
             env={**os.environ, "VIGIL_LOG_LEVEL": "info", **(env or {})},
         )
-    platform = Platform(process=process, http_port=http_port, log_path=log_path)
+    platform = Platform(process=process, http_port=http_port, log_path=log_path, data_dir=data_dir)
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
