@@ -14,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +30,14 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from tests.support.bus import WAIT_SECONDS, Ping, consuming, eventually, next_item
-from tests.support.nats import SecuredNats, deploy_config, embedded_config, start_secured_nats
+from tests.support.nats import (
+    SecuredNats,
+    deploy_config,
+    embedded_config,
+    free_port,
+    nats_server_binary,
+    start_secured_nats,
+)
 from vigil.common import streams
 from vigil.common.adapters.jetstream import JetStreamBus
 from vigil.common.adapters.provisioning import provision_bus
@@ -401,3 +411,63 @@ async def test_only_the_provisioner_makes_the_streams(secured_server: SecuredNat
     async with service_bus(secured_server, "ingest") as ingest:
         with pytest.raises(TransientError, match="cannot provision stream ALERTS"):
             await ingest.ensure_streams(streams.stream_specs()[:1])
+
+
+# --- failing closed -------------------------------------------------------------------------
+
+
+def test_the_deploy_configuration_does_not_start_without_a_password(tmp_path: Path) -> None:
+    """A user whose password variable is missing stops nats-server: it never runs open."""
+    config, _, _ = deploy_config(tmp_path / "bus")(free_port())
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_NATS_")}
+    checked = subprocess.run(
+        [str(nats_server_binary()), "--config", str(config), "-t"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=30,
+        check=False,
+    )
+    assert checked.returncode != 0
+    assert "VIGIL_NATS_INGEST_PASSWORD" in checked.stdout + checked.stderr
+
+
+def provisioning(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vigil.common.adapters.provisioning"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "VIGIL_LOG_FORMAT": "json", **env},
+        timeout=60,
+        check=False,
+    )
+
+
+def test_provisioning_names_a_password_file_it_cannot_read(tmp_path: Path) -> None:
+    done = provisioning(
+        {
+            "VIGIL_NATS_URL": f"nats://127.0.0.1:{free_port()}",
+            "VIGIL_NATS_USER": "provisioner",
+            "VIGIL_NATS_PASSWORD_FILE": str(tmp_path / "missing.password"),
+        }
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "missing.password: cannot read it" in done.stdout + done.stderr
+
+
+def test_provisioning_with_a_wrong_password_fails_naming_the_user(
+    secured_server: SecuredNats, tmp_path: Path
+) -> None:
+    (tmp_path / "wrong.password").write_text("not-the-password\n")
+    done = provisioning(
+        {
+            "VIGIL_NATS_URL": secured_server.url,
+            "VIGIL_NATS_USER": "provisioner",
+            "VIGIL_NATS_PASSWORD_FILE": str(tmp_path / "wrong.password"),
+            "VIGIL_PROVISION_TIMEOUT_SECONDS": "1",
+        }
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "refused the connection as user provisioner" in output
+    assert "not-the-password" not in output
