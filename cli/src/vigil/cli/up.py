@@ -109,6 +109,8 @@ async def _up(options: UpOptions, data_dir: Path) -> int:
             if await _provision(supervisor, bus, stop) != 0:
                 log.error("vigil_failed_to_start", error="the bus could not be provisioned")
                 return 1
+            if stop.is_set():
+                return 0
 
         services = _services(
             options,
