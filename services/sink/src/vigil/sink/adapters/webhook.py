@@ -58,7 +58,9 @@ async def post_json(
             timeout=timeout,
         )
     except httpx.HTTPError as exc:
-        raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+        # The URL may be a secret (it is for Slack and Teams): the error names it vaguely.
+        reason = str(exc).replace(url, "<the sink's URL>")
+        raise TransientError(f"{type(exc).__name__}: {reason}") from exc
     status = response.status_code
     if status < 300:
         return status
