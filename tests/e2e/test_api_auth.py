@@ -45,6 +45,9 @@ def test_the_api_needs_the_token_vigil_up_generated_and_keeps(tmp_path: Path) ->
     with running_platform(definitions=_definitions(tmp_path), data_dir=data_dir) as platform:
         token_file = data_dir / "api-token"
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        # The harness made the folder with the default umask: vigil up closed it to others.
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+        assert "data_dir_made_private" in platform.logs()
         token = platform.token
         assert token is not None
         assert token.startswith("vigil_")

@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from vigil.cli.apitoken import api_access
-from vigil.cli.lock import DataDirInUse, data_dir_lock
+from vigil.cli.lock import DataDirInUse, data_dir_lock, private_dir
 from vigil.cli.nats import nats_server_argv, nats_server_binary
 from vigil.cli.supervisor import Service, Supervisor
 from vigil.common.settings import is_loopback
@@ -69,7 +69,9 @@ async def _wait_port(port: int, *, timeout: float) -> None:
 
 async def up(options: UpOptions) -> int:
     data_dir = options.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    opened = private_dir(data_dir)
+    if opened is not None:
+        log.warning("data_dir_made_private", path=str(data_dir), was=oct(opened), now="0o700")
     try:
         with data_dir_lock(data_dir):
             return await _up(options, data_dir)
