@@ -14,7 +14,7 @@ from ulid import ULID
 
 from vigil.common import subjects
 from vigil.common.adapters.ops import ReadinessCheck, ops_routes
-from vigil.common.alertmanager import AlertStatus
+from vigil.common.alertmanager import AlertStatus, WebhookPayload
 from vigil.common.documents import (
     AlertFilter,
     AlertPage,
@@ -74,6 +74,14 @@ def build_app(
         tags=["webhooks"],
         response_model=AlertsAccepted,
         responses={code: {"model": ErrorBody} for code in (400, 401, 404, 413, 422, 503)},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/WebhookPayload"}}
+                },
+            }
+        },
     )
     async def receive_alerts(
         namespace: DnsLabel, source: DnsLabel, request: Request
@@ -90,10 +98,29 @@ def build_app(
         response.headers["Retry-After"] = "1"
         return response
 
+    _document_webhook_body(app)
     if tokens is not None:
         app.add_middleware(RequireTokens, tokens=tokens)
         _document_bearer_auth(app)
     return app
+
+
+def _document_webhook_body(app: FastAPI) -> None:
+    """Describe the webhook's body, which the handler reads itself (its limits come first)."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = plain()
+        body = WebhookPayload.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(body.pop("$defs", {}))
+        components["WebhookPayload"] = body
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _document_bearer_auth(app: FastAPI) -> None:
