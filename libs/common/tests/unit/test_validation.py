@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from vigil.common.definitions import DefinitionStatus
+from vigil.common.definitions import Definition, DefinitionStatus
 from vigil.common.resources import Sink
 from vigil.common.validation import RawDocument, ValidationReport, validate_documents
 
@@ -347,7 +348,7 @@ def test_unknown_field_is_rejected_with_its_path() -> None:
     assert "spec.steps[0].cli.comand" in status.message
 
 
-def test_secret_string_data_resolves_a_webhook_sink_url() -> None:
+def test_a_secret_in_string_data_makes_the_sink_ready_and_is_not_copied_into_it() -> None:
     url = "https://hooks.example.com/T000/B000"
 
     report = validate_documents([webhook_sink(), secret(string_data={"url": url})])
@@ -355,18 +356,32 @@ def test_secret_string_data_resolves_a_webhook_sink_url() -> None:
     assert report.ok
     (definition,) = report.definitions
     assert isinstance(definition.resource, Sink)
-    assert definition.secrets == {"hook-url/url": url}
-    assert definition.secret("hook-url", "url") == url
+    assert url not in definition.model_dump_json(by_alias=True)
 
 
-def test_secret_base64_data_resolves_a_webhook_sink_url() -> None:
+def test_a_secret_in_base64_data_makes_the_sink_ready_and_is_not_copied_into_it() -> None:
     url = "https://hooks.example.com/T000/B000"
     encoded = base64.b64encode(url.encode()).decode()
 
     report = validate_documents([secret(data={"url": encoded}), webhook_sink()])
 
     assert report.ok
-    assert report.definitions[0].secrets == {"hook-url/url": url}
+    published = report.definitions[0].model_dump_json(by_alias=True)
+    assert url not in published
+    assert encoded not in published
+
+
+def test_a_definition_written_with_secret_values_is_read_without_them() -> None:
+    """A controller before issue 10 wrote resolved values under `secrets`."""
+    (definition,) = validate_documents(
+        [webhook_sink(), secret(string_data={"url": "x"})]
+    ).definitions
+    legacy = {**definition.model_dump(mode="json"), "secrets": {"hook-url/url": "https://h/1"}}
+
+    read = Definition.model_validate_json(json.dumps(legacy))
+
+    assert read == definition
+    assert "https://h/1" not in read.model_dump_json()
 
 
 def test_secret_that_is_not_base64_is_reported() -> None:
