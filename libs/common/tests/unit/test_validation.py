@@ -5,13 +5,19 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from vigil.common.definitions import Definition, DefinitionStatus
 from vigil.common.resources import Sink
-from vigil.common.validation import RawDocument, ValidationReport, validate_documents
+from vigil.common.validation import (
+    RawDocument,
+    ValidationReport,
+    read_documents,
+    validate_documents,
+)
 
 NAMESPACE = "monitoring"
 API = "vigil.dev/v1alpha1"
@@ -535,3 +541,19 @@ def test_an_output_schema_whose_ref_names_nothing_is_rejected() -> None:
 
     assert not status.ready
     assert "outputSchema has a $ref that does not resolve here: #/$defs/team" in status.message
+
+
+def test_a_yaml_error_names_the_file_and_position_but_quotes_no_line(tmp_path: Path) -> None:
+    """The line PyYAML would quote may hold a Secret's value; the message is logged."""
+    file = tmp_path / "secrets.yaml"
+    file.write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: t}\nstringData: {token: hunter2\n",
+        encoding="utf-8",
+    )
+
+    documents, errors = read_documents(tmp_path)
+
+    assert documents == []
+    assert errors == [
+        f"{file}: not valid YAML: expected ',' or '}}', but got '<stream end>' (line 5, column 1)"
+    ]

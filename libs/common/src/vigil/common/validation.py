@@ -93,6 +93,15 @@ def yaml_files(path: Path) -> list[Path]:
     return [path] if path.exists() else []
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where, without the excerpt PyYAML quotes: the line may hold a
+    Secret's value, and this message is logged and shown."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem or 'syntax error'} (line {mark.line + 1}, column {mark.column + 1})"
+    return type(exc).__name__
+
+
 def read_documents(path: Path) -> tuple[list[RawDocument], list[str]]:
     """Every YAML document under `path` (a file or a folder, recursively), and parse errors."""
     if not path.exists():
@@ -102,8 +111,11 @@ def read_documents(path: Path) -> tuple[list[RawDocument], list[str]]:
     for file in yaml_files(path):
         try:
             loaded = load_yaml_documents(file.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-            errors.append(f"{file}: not valid YAML: {exc}")
+        except yaml.YAMLError as exc:
+            errors.append(f"{file}: not valid YAML: {yaml_problem(exc)}")
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            errors.append(f"{file}: not readable: {exc}")
             continue
         for index, body in enumerate(loaded):
             if body is None:

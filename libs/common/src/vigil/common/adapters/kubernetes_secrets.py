@@ -3,9 +3,9 @@
 A Secret is read by name (RBAC: `get` on secrets, nothing more) and kept for `ttl`
 seconds, so a burst of webhooks costs one API call and a rotated value is used at most
 `ttl` seconds late. A missing Secret is remembered for `ttl` too (an unauthenticated
-flood at a Source whose Secret is gone does not become a flood at the API server);
-failures to reach the API are not remembered. Concurrent resolutions of one Secret share
-one read. API errors leave as `SecretUnavailable`, naming the Secret.
+flood at a Source whose Secret is gone does not become a flood at the API server); a
+failure to reach the API is not (the next resolution tries again). Concurrent resolutions
+of one Secret share one read. API errors leave as `SecretUnavailable`, naming the Secret.
 """
 
 from __future__ import annotations

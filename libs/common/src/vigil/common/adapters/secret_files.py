@@ -21,7 +21,7 @@ import yaml
 
 from vigil.common.errors import InvalidInput
 from vigil.common.secrets import SecretKey, read_secret, value_of
-from vigil.common.validation import load_yaml_documents, yaml_files
+from vigil.common.validation import load_yaml_documents, yaml_files, yaml_problem
 
 type Stamp = tuple[int, int, int]  # (mtime_ns, size, inode): an edit or a rename changes it
 type Secrets = dict[tuple[str, str], Mapping[str, str]]
@@ -99,7 +99,7 @@ def _read(file: Path, stamp: Stamp) -> _FileSecrets:
     try:
         documents = load_yaml_documents(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        return _FileSecrets(stamp=stamp, problem=f"not valid YAML: {_yaml_problem(exc)}")
+        return _FileSecrets(stamp=stamp, problem=f"not valid YAML: {yaml_problem(exc)}")
     except (OSError, UnicodeDecodeError) as exc:
         return _FileSecrets(stamp=stamp, problem=f"unreadable: {exc}")
     secrets: Secrets = {}
@@ -115,11 +115,3 @@ def _read(file: Path, stamp: Stamp) -> _FileSecrets:
             return _FileSecrets(stamp=stamp, problem=f"document {number}: Secret: {exc}")
         secrets[(document.namespace, document.name)] = document.values
     return _FileSecrets(stamp=stamp, secrets=secrets)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """Where and what, without the excerpt of the file PyYAML quotes: it may hold a value."""
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        return f"{exc.problem or 'syntax error'} (line {mark.line + 1}, column {mark.column + 1})"
-    return type(exc).__name__
