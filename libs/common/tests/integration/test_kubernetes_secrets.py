@@ -8,14 +8,18 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import kmock
 import pytest
 from kubernetes_asyncio import client
 
+from tests.support.kubernetes import kubeconfig
 from tests.support.nats import free_port
 from vigil.common.adapters.kubernetes_secrets import KubernetesSecrets
+from vigil.common.adapters.service import secret_resolver
 from vigil.common.secrets import SecretKey, SecretUnavailable
+from vigil.common.settings import SecretSettings
 from vigil.common.testing import FakeClock
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -132,3 +136,14 @@ async def test_an_unreachable_api_is_unavailable_naming_the_secret() -> None:
     assert str(raised.value).startswith(
         "Secret ops/ingest-token cannot be read: the Kubernetes API is unreachable"
     )
+
+
+async def test_kubernetes_mode_wiring_reads_from_the_cluster_of_the_kubeconfig(
+    k8s: kmock.KubernetesEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    put_secret(k8s, "first-token")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "kubeconfig", k8s)))
+    monkeypatch.setenv("VIGIL_SECRETS_FROM", "kubernetes")
+
+    async with secret_resolver(SecretSettings()) as secrets:
+        assert await secrets.resolve(TOKEN) == "first-token"
