@@ -3,9 +3,9 @@
 Status codes are promises to Alertmanager: 2xx only after JetStream acknowledged every alert
 of the body; 5xx when that could not be ensured (Alertmanager retries); 4xx, with a message
 naming the problem, when the request itself is wrong (Alertmanager drops it). A Source
-whose Secret cannot be resolved refuses every request with a 503 naming the Secret (ours to
-fix; Alertmanager retries meanwhile). The body is read by the adapter of the Source's type
-(`vigil.ingest.sources`).
+whose Secret cannot be resolved lets no request through: one bringing credentials gets a
+503 naming the Secret (ours to fix; Alertmanager retries meanwhile), one without a 401.
+The body is read by the adapter of the Source's type (`vigil.ingest.sources`).
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ from vigil.common.settings import SecretSettings, ServiceSettings
 from vigil.common.store import Store
 from vigil.common.streams import stream_specs
 
+log = structlog.get_logger(__name__)
+
 
 @contextlib.asynccontextmanager
 async def opened_store(settings: ServiceSettings) -> AsyncIterator[Store]:
@@ -32,9 +34,6 @@ async def opened_store(settings: ServiceSettings) -> AsyncIterator[Store]:
         yield store
     finally:
         await store.close()
-
-
-log = structlog.get_logger(__name__)
 
 
 @contextlib.asynccontextmanager
