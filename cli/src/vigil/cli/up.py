@@ -2,7 +2,8 @@
 
 Starts nats-server (JetStream, data under `--data-dir`) unless `--nats-url` points
 elsewhere, then the controller (definitions from `--definitions`), and once it has
-published, engine, executor, sink and ingest (HTTP on `--http-port`). Ctrl-C or SIGTERM
+published, engine, executor, sink and ingest (HTTP on `--http-port`); sink and ingest read
+the Secret values they use from `--definitions` too. Ctrl-C or SIGTERM
 stops everything within the grace period.
 """
 
@@ -119,22 +120,7 @@ async def _up(options: UpOptions, data_dir: Path) -> int:
             "VIGIL_LOG_FORMAT": "console",
             "PYTHONUNBUFFERED": "1",
         }
-        services: dict[str, Service] = {}
-        for name in SERVICES:
-            ops_port = options.http_port if name == "ingest" else free_port()
-            env = {**common, f"VIGIL_{name.upper()}_OPS_PORT": str(ops_port)}
-            if name == "controller":
-                env["VIGIL_CONTROLLER_DEFINITIONS"] = str(options.definitions.resolve())
-            if name == "ingest":
-                env["VIGIL_INGEST_HTTP_PORT"] = str(options.http_port)
-                env["VIGIL_INGEST_HTTP_HOST"] = options.http_host
-                env.update(access.env)
-            services[name] = Service(
-                name=name,
-                argv=[sys.executable, "-m", f"vigil.{name}"],
-                env=env,
-                ready_url=f"http://127.0.0.1:{ops_port}/readyz",
-            )
+        services = _services(options, common=common, ingest_env=access.env)
 
         supervisor.start(services["controller"])
         await _until(
@@ -165,6 +151,33 @@ async def _up(options: UpOptions, data_dir: Path) -> int:
     finally:
         await supervisor.stop()
         log.info("vigil_stopped")
+
+
+def _services(
+    options: UpOptions, *, common: dict[str, str], ingest_env: dict[str, str]
+) -> dict[str, Service]:
+    """Each service's process: its argv, environment and readiness URL."""
+    services: dict[str, Service] = {}
+    definitions = str(options.definitions.resolve())
+    for name in SERVICES:
+        ops_port = options.http_port if name == "ingest" else free_port()
+        env = {**common, f"VIGIL_{name.upper()}_OPS_PORT": str(ops_port)}
+        if name == "controller":
+            env["VIGIL_CONTROLLER_DEFINITIONS"] = definitions
+        if name in {"ingest", "sink"}:
+            # They read the Secret values they use from the same folder, at use.
+            env["VIGIL_DEFINITIONS"] = definitions
+        if name == "ingest":
+            env["VIGIL_INGEST_HTTP_PORT"] = str(options.http_port)
+            env["VIGIL_INGEST_HTTP_HOST"] = options.http_host
+            env.update(ingest_env)
+        services[name] = Service(
+            name=name,
+            argv=[sys.executable, "-m", f"vigil.{name}"],
+            env=env,
+            ready_url=f"http://127.0.0.1:{ops_port}/readyz",
+        )
+    return services
 
 
 async def _until(stop: asyncio.Event, work: Coroutine[Any, Any, None]) -> None:

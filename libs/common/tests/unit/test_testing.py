@@ -9,7 +9,14 @@ import pytest
 from vigil.common.bus import Outgoing
 from vigil.common.errors import InvalidInput, TransientError
 from vigil.common.messages import StepCancelled
-from vigil.common.testing import EPOCH, FakeClock, RecordingPublisher, definitions_view
+from vigil.common.secrets import SecretKey, SecretUnavailable
+from vigil.common.testing import (
+    EPOCH,
+    FakeClock,
+    MemorySecrets,
+    RecordingPublisher,
+    definitions_view,
+)
 
 
 def notice(step: str) -> StepCancelled:
@@ -58,3 +65,33 @@ metadata: {name: broken, namespace: ops}
 spec: {steps: []}
 """
         )
+
+
+async def test_memory_secrets_read_the_yaml_as_file_mode_and_fail_as_the_adapters_do() -> None:
+    secrets = MemorySecrets.of(
+        """
+apiVersion: vigil.dev/v1alpha1
+kind: Sink
+metadata: {name: team, namespace: ops}
+spec: {type: webhook, webhook: {urlSecretRef: {name: hook, key: url}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: hook, namespace: ops}
+stringData: {url: "http://127.0.0.1:9/a"}
+data: {token: dG9rZW4=}
+"""
+    )
+    url = SecretKey(namespace="ops", name="hook", key="url")
+
+    assert await secrets.resolve(url) == "http://127.0.0.1:9/a"
+    assert await secrets.resolve(SecretKey(namespace="ops", name="hook", key="token")) == "token"
+    with pytest.raises(SecretUnavailable, match="Secret ops/hook has no key 'user' in memory"):
+        await secrets.resolve(SecretKey(namespace="ops", name="hook", key="user"))
+    secrets.fail_next()
+    with pytest.raises(SecretUnavailable, match="Secret ops/hook cannot be read"):
+        await secrets.resolve(url)
+    secrets.remove("ops", "hook")
+    with pytest.raises(SecretUnavailable, match="Secret ops/hook is not defined in memory"):
+        await secrets.resolve(url)
+    assert [key.key for key in secrets.resolved] == ["url", "token", "user", "url", "url"]

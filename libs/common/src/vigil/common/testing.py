@@ -5,6 +5,9 @@
   to fail the next publishes with a `TransientError`.
 - `FakeClock`: the `Clock` port; time moves only by `advance()` or by a `sleep()` on it.
 - `MemoryBucket`: the `ConfigBucket` port (definitions) in memory.
+- `MemorySecrets`: the `SecretResolver` port in memory, filled from the same YAML as the
+  definitions (`MemorySecrets.of`) and edited by the test (rotation, removal, an
+  unreachable store).
 - `delivery()`: the `Delivery` a handler gets with a message (which attempt, how many).
 - `sqlite_store()`: the real SQLite store adapter on a file in a folder of the test's.
 - `validated()`, `definitions_view()`: YAML definitions validated as the controller
@@ -26,6 +29,7 @@ from vigil.common.bus import ConsumerStats, Delivery, Outgoing
 from vigil.common.definitions import DefinitionsView
 from vigil.common.errors import InvalidInput, TransientError
 from vigil.common.messages import Contract
+from vigil.common.secrets import SecretKey, SecretUnavailable, read_secret, value_of
 from vigil.common.store import Retention, Store
 from vigil.common.validation import (
     RawDocument,
@@ -144,6 +148,45 @@ class MemoryBucket:
 
     def definition_keys(self) -> list[str]:
         return sorted(key for key in self.values if key.startswith("def."))
+
+
+@dataclass(slots=True)
+class MemorySecrets:
+    """The `SecretResolver` port in memory: Secrets by (namespace, name), and what was asked."""
+
+    secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    resolved: list[SecretKey] = field(default_factory=list)
+    _failures: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, yaml_text: str) -> MemorySecrets:
+        """The `kind: Secret` documents of `yaml_text`, as file mode would read them."""
+        secrets = cls()
+        for body in load_yaml_documents(yaml_text):
+            if isinstance(body, dict) and body.get("kind") == "Secret":
+                document = read_secret(body)
+                secrets.put(document.namespace, document.name, **document.values)
+        return secrets
+
+    def put(self, namespace: str, name: str, **values: str) -> None:
+        """Create or replace (rotate) a Secret."""
+        self.secrets[(namespace, name)] = dict(values)
+
+    def remove(self, namespace: str, name: str) -> None:
+        self.secrets.pop((namespace, name), None)
+
+    def fail_next(self, times: int = 1, *, reason: str = "the Secret store is unreachable") -> None:
+        """Make the next `times` resolutions raise SecretUnavailable, as an unreachable store."""
+        self._failures += [reason] * times
+
+    async def resolve(self, secret: SecretKey) -> str:
+        await asyncio.sleep(0)  # a real store is read off the loop; this yields too
+        self.resolved.append(secret)
+        if self._failures:
+            raise SecretUnavailable(secret, f"cannot be read: {self._failures.pop(0)}")
+        return value_of(
+            secret, self.secrets.get((secret.namespace, secret.name)), where="in memory"
+        )
 
 
 def delivery(

@@ -1,4 +1,5 @@
-"""Ingest composition root: bus, store (read side), definitions view, source types, HTTP."""
+"""Ingest composition root: bus, store (read side), definitions view, Secret resolver
+(Sources' credentials), source types, HTTP."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from typing import Any
 import structlog
 
 from vigil.common.adapters.ops import HttpServer
-from vigil.common.adapters.service import connected_bus, opened_store, readiness_checks
+from vigil.common.adapters.service import (
+    connected_bus,
+    opened_store,
+    readiness_checks,
+    secret_resolver,
+)
 from vigil.common.definitions import DefinitionsView
 from vigil.common.runtime import run_tasks
 from vigil.ingest.access import FixedTokens, TokenFile, TokenSource, TokenTable
@@ -29,13 +35,18 @@ def build_sources() -> SourceAdapters:
 
 async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
     tokens = api_tokens(settings)  # a bad tokens file stops the service before it connects
-    async with opened_store(settings) as store, connected_bus(settings, service="ingest") as bus:
+    async with (
+        opened_store(settings) as store,
+        connected_bus(settings, service="ingest") as bus,
+        secret_resolver(settings) as secrets,
+    ):
         definitions = DefinitionsView()
         ingest = Ingest(
             bus=bus,
             store=store,
             definitions=definitions,
             sources=build_sources(),
+            secrets=secrets,
             max_body_bytes=settings.max_body_bytes,
         )
         guarding: list[Coroutine[Any, Any, None]] = []

@@ -2,8 +2,10 @@
 
 Status codes are promises to Alertmanager: 2xx only after JetStream acknowledged every alert
 of the body; 5xx when that could not be ensured (Alertmanager retries); 4xx, with a message
-naming the problem, when the request itself is wrong (Alertmanager drops it). The body is
-read by the adapter of the Source's type (`vigil.ingest.sources`).
+naming the problem, when the request itself is wrong (Alertmanager drops it). A Source
+whose Secret cannot be resolved lets no request through: one bringing credentials gets a
+503 naming the Secret (ours to fix; Alertmanager retries meanwhile), one without a 401.
+The body is read by the adapter of the Source's type (`vigil.ingest.sources`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from vigil.common.clock import SYSTEM_CLOCK, Clock
 from vigil.common.definitions import DefinitionsView
 from vigil.common.errors import InvalidInput, TransientError
 from vigil.common.resources import Source
+from vigil.common.secrets import SecretResolver, SecretUnavailable
 from vigil.common.store import Store
 from vigil.ingest.alerts import alert_messages
 from vigil.ingest.auth import authorized
@@ -40,6 +43,9 @@ REQUESTS_REJECTED = Counter(
 )
 
 
+SECRET_RETRY_AFTER_SECONDS = 5  # a rotation in flight, or the controller withdrawing the Source
+
+
 class IngestBus(Publisher, ConsumerStatsSource, Protocol):
     """What ingest needs of the bus: publishing, and the consumers' lag for `/stats`."""
 
@@ -55,6 +61,7 @@ class Ingest:
     store: Store
     definitions: DefinitionsView
     sources: SourceAdapters
+    secrets: SecretResolver
     max_body_bytes: int
     clock: Clock = SYSTEM_CLOCK
 
@@ -64,10 +71,24 @@ class Ingest:
         definition = self.definitions.source_definition(namespace, source)
         if definition is None:
             return error_response(404, f"no Source {namespace}/{source} is defined")
-        if not authorized(definition, request.headers.get("authorization")):
-            return error_response(401, f"Source {namespace}/{source} requires valid credentials")
         resource = definition.resource
         assert isinstance(resource, Source), "source_definition returns Sources only"
+        authorization = request.headers.get("authorization")
+        try:
+            allowed = await authorized(resource, authorization, secrets=self.secrets)
+        except SecretUnavailable as exc:
+            log.error(
+                "source_secret_unavailable", namespace=namespace, source=source, error=str(exc)
+            )
+            response = error_response(
+                503,
+                f"Source {namespace}/{source} cannot check credentials: its {exc.secret.secret}"
+                " is unavailable; retry later",
+            )
+            response.headers["Retry-After"] = str(SECRET_RETRY_AFTER_SECONDS)
+            return response
+        if not allowed:
+            return error_response(401, f"Source {namespace}/{source} requires valid credentials")
         adapter = self.sources.get(resource.spec.type)
         if adapter is None:
             return error_response(

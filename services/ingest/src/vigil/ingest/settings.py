@@ -8,10 +8,10 @@ from typing import Literal, Self
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from vigil.common.settings import ServiceSettings, is_loopback
+from vigil.common.settings import SecretSettings, is_loopback
 
 
-class IngestSettings(ServiceSettings):
+class IngestSettings(SecretSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_INGEST_", extra="ignore", frozen=True)
 
     http_host: str = Field(
