@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import pytest
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from structlog.testing import capture_logs
 
 from vigil.common.adapters.http_limits import HttpLimits, HttpRefusal
 from vigil.common.adapters.ops import HttpServer
@@ -40,8 +41,24 @@ async def early(request: Request) -> JSONResponse:
     return JSONResponse({"size": len(await request.body())})
 
 
+ABANDONED = asyncio.Event()
+
+
+async def reading(request: Request) -> JSONResponse:
+    try:
+        body = await request.body()
+    except ClientDisconnect:
+        ABANDONED.set()
+        raise
+    return JSONResponse({"size": len(body)})
+
+
 APP = Starlette(
-    routes=[Route("/echo", echo, methods=["POST"]), Route("/early", early, methods=["POST"])]
+    routes=[
+        Route("/echo", echo, methods=["POST"]),
+        Route("/early", early, methods=["POST"]),
+        Route("/reading", reading, methods=["POST"]),
+    ]
 )
 
 
@@ -249,4 +266,22 @@ async def test_requests_within_the_limits_share_one_kept_alive_connection() -> N
         (200, {"size": 3}),
         (200, {"size": 6}),
     ]
+    assert served.refused == []
+
+
+async def test_a_client_gone_in_the_middle_of_its_body_is_one_log_line_not_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ABANDONED.clear()
+    async with serving() as served:
+        _, writer = await served.connect()
+        writer.write(b"POST /reading HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{")
+        await writer.drain()
+        with capture_logs() as logs:
+            await close(writer)
+            async with asyncio.timeout(CLOSE_WITHIN_SECONDS):
+                await ABANDONED.wait()  # the app saw the client leave and raised
+
+    assert [entry["event"] for entry in logs] == ["request_abandoned"]
+    assert [record for record in caplog.records if record.levelname == "ERROR"] == []
     assert served.refused == []

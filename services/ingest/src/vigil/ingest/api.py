@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from ulid import ULID
 
 from vigil.common import subjects
@@ -146,6 +147,8 @@ def _answer_errors_as_error_bodies(app: FastAPI) -> None:
         if exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
             return _refused(405, "no_route", message, exc.headers)
+        if isinstance(exc.__cause__, ClientDisconnect):  # gone: nobody reads this answer
+            return _error(400, "the client left before sending its body")
         if isinstance(exc.__cause__, RecursionError):  # FastAPI's "error parsing the body"
             return _refused(400, "invalid_request", "body is nested too deeply", exc.headers)
         if exc.status_code < 500:

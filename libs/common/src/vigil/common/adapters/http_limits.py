@@ -10,7 +10,8 @@ client that opens connections and trickles bytes keeps them as long as it likes.
   a client answered before it finished sending its body (a 413 on its declared length)
   given the body deadline to finish before the connection is closed, as nginx lingers.
 - `BodyDeadline`: ASGI middleware giving a request's body a deadline from the end of its
-  headers (408, closed), whichever endpoint reads it.
+  headers (408, closed), whichever endpoint reads it; a client gone in the middle of its
+  body is logged as one line, not as the app's traceback.
 
 Every refusal answers `{"error": "..."}` (a malformed request too, which uvicorn answers
 in plain text) and is reported by its reason to `on_reject`, which a service counts.
@@ -19,7 +20,6 @@ in plain text) and is reported by its reason to `on_reject`, which a service cou
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,10 +27,14 @@ from http import HTTPStatus
 from typing import Any, Literal
 
 import h11
+import structlog
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
+
+log = structlog.get_logger(__name__)
 
 type HttpRefusal = Literal["header_timeout", "body_timeout", "too_many_connections", "bad_http"]
 type OnReject = Callable[[HttpRefusal], None]
@@ -177,6 +181,7 @@ class _Exchange:
     deadline: float
     body_complete: bool = False
     timed_out: bool = False
+    client_left: bool = False  # before its body was complete
     response_started: bool = False
 
     async def receive(self) -> Message:
@@ -191,6 +196,8 @@ class _Exchange:
             self.timed_out = True
             msg = "the request body did not arrive in time"
             raise BodyTimeout(msg) from None
+        if message["type"] == "http.disconnect":
+            self.client_left = True
         if message["type"] != "http.request" or not message.get("more_body", False):
             self.body_complete = True
         return message
@@ -228,8 +235,16 @@ class BodyDeadline:
             downstream_send=send,
             deadline=asyncio.get_running_loop().time() + self.seconds,
         )
-        with contextlib.suppress(BodyTimeout):  # answered below; other errors go on
+        try:
             await self.app(scope, exchange.receive, exchange.send)
+        except BodyTimeout:
+            pass  # answered below
+        except ClientDisconnect:
+            if not exchange.client_left:
+                raise
+            # Gone in the middle of its body: nobody to answer, and no traceback to log.
+            log.info("request_abandoned", path=scope.get("path", ""))
+            return
         if not exchange.timed_out:
             return
         self.on_reject("body_timeout")
