@@ -16,8 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from tests.support.definitions import alertmanager_body, alertmanager_source, firing_alert
+from vigil.common.adapters.http_limits import HttpLimits
 from vigil.common.definitions import DefinitionsView
 from vigil.common.testing import FakeClock, RecordingPublisher, definitions_view, sqlite_store
 from vigil.ingest.access import FixedTokens, parse_tokens
@@ -26,6 +28,7 @@ from vigil.ingest.alert_limits import AlertLimits
 from vigil.ingest.api import build_app
 from vigil.ingest.hooks import Ingest
 from vigil.ingest.rejections import REASONS
+from vigil.ingest.settings import IngestSettings
 
 READER = "reader-token-0123456789"
 OPERATOR = "operator-token-0123456789"
@@ -222,6 +225,39 @@ async def test_a_manual_run_with_a_label_over_its_limit_is_a_413_naming_it(
     assert response.status_code == 413
     assert response.json()["error"].startswith("body.labels.alertname: the value is 17408 bytes")
     assert edge.bus.published == []
+
+
+def test_the_limits_are_read_from_the_environment_and_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VIGIL_INGEST_API_AUTH", "none")
+    for name, value in {
+        "MAX_LABEL_BYTES": "1024",
+        "MAX_ALERT_LABEL_BYTES": "4096",
+        "HEADER_TIMEOUT_SECONDS": "2.5",
+        "BODY_TIMEOUT_SECONDS": "7",
+        "KEEP_ALIVE_SECONDS": "3",
+        "MAX_CONNECTIONS": "64",
+        "MAX_HEADER_BYTES": "8192",
+    }.items():
+        monkeypatch.setenv(f"VIGIL_INGEST_{name}", value)
+
+    settings = IngestSettings()
+
+    assert settings.alert_limits() == AlertLimits(max_label_bytes=1024, max_alert_label_bytes=4096)
+    assert settings.http_limits() == HttpLimits(
+        header_timeout_seconds=2.5,
+        body_timeout_seconds=7.0,
+        keep_alive_seconds=3,
+        max_connections=64,
+        max_header_bytes=8192,
+    )
+    monkeypatch.setenv("VIGIL_INGEST_MAX_LABEL_BYTES", "8192")
+    with pytest.raises(ValidationError, match=r"MAX_LABEL_BYTES \(8192\) must not be over"):
+        IngestSettings()
+    monkeypatch.setenv("VIGIL_INGEST_BODY_TIMEOUT_SECONDS", "0")
+    with pytest.raises(ValidationError, match="body_timeout_seconds"):
+        IngestSettings()
 
 
 # --- error bodies ------------------------------------------------------------------------
