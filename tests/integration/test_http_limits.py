@@ -73,12 +73,17 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def serving(
-    *, max_connections: int = 512, max_header_bytes: int = 16_384
+    *,
+    max_connections: int = 512,
+    max_header_bytes: int = 16_384,
+    keep_alive_seconds: int = 5,
+    body_timeout_seconds: float = BODY_SECONDS,
 ) -> AsyncIterator[Served]:
     refused: list[HttpRefusal] = []
     limits = HttpLimits(
         header_timeout_seconds=HEADER_SECONDS,
-        body_timeout_seconds=BODY_SECONDS,
+        body_timeout_seconds=body_timeout_seconds,
+        keep_alive_seconds=keep_alive_seconds,
         max_connections=max_connections,
         max_header_bytes=max_header_bytes,
     )
@@ -205,6 +210,22 @@ async def test_a_client_answered_early_that_sends_its_whole_body_keeps_its_conne
     assert first[0] == 413
     assert (second[0], json.loads(second[2])) == (200, {"size": 4})
     assert served.refused == []
+
+
+async def test_a_client_answered_early_that_finished_its_body_is_then_idle_as_any_other() -> None:
+    # A body deadline far longer than the idle one: the close must come from idling.
+    async with serving(keep_alive_seconds=1, body_timeout_seconds=30) as served:
+        reader, writer = await served.connect()
+        writer.write(b"POST /early HTTP/1.1\r\nhost: x\r\ncontent-length: 20\r\n\r\n" + b"x" * 10)
+        await writer.drain()
+        status, _, _ = await read_response(reader)
+        writer.write(b"x" * 10)  # the rest of the body, after the answer
+        await writer.drain()
+        rest = await until_closed(reader)  # closed once idle for keep_alive_seconds
+        await close(writer)
+
+    assert (status, rest) == (413, b"")
+    assert served.refused == [], "an idle connection is no refusal"
 
 
 async def test_connections_over_the_cap_are_answered_503_and_closed() -> None:

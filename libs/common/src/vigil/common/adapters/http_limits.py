@@ -38,6 +38,9 @@ log = structlog.get_logger(__name__)
 
 type HttpRefusal = Literal["header_timeout", "body_timeout", "too_many_connections", "bad_http"]
 type OnReject = Callable[[HttpRefusal], None]
+# What the server waits for from a client: a request head, the rest of a body it already
+# answered, or (idle) the next request.
+type _Awaited = Literal["head", "body", "idle"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,6 +86,7 @@ def guarded_protocol(limits: HttpLimits, on_reject: OnReject) -> type[H11Protoco
         ) -> None:
             super().__init__(config, server_state, app_state, _loop)
             self._waiting: asyncio.TimerHandle | None = None
+            self._waiting_for: _Awaited = "head"
             self._refused = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -94,7 +98,7 @@ def guarded_protocol(limits: HttpLimits, on_reject: OnReject) -> type[H11Protoco
                 transport.close()
                 return
             super().connection_made(transport)
-            self._wait_for_client(limits.header_timeout_seconds)
+            self._wait_for("head")
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_waiting()
@@ -106,20 +110,21 @@ def guarded_protocol(limits: HttpLimits, on_reject: OnReject) -> type[H11Protoco
                 self.send_400_response("request head too large")
                 return
             super().data_received(data)
-            if self.transport.is_closing():
+            if self.transport.is_closing() or self._lingering():
                 return
-            if self.conn.their_state is h11.IDLE:
-                # Part of the next request's head: it has until the deadline to finish.
-                if self._waiting is None:
-                    self._wait_for_client(limits.header_timeout_seconds)
-            elif not self._lingering():
+            if self.conn.their_state is not h11.IDLE:
                 self._stop_waiting()  # the app has the request; the body is BodyDeadline's
+            elif self.conn.trailing_data[0]:
+                # Part of the next request's head: it has until the deadline to finish.
+                if self._waiting is None or self._waiting_for != "head":
+                    self._wait_for("head")
+            else:
+                self._wait_for("idle")  # between requests, after a body it was told not to send
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if not self.transport.is_closing() and self._lingering():
-                self._stop_waiting()
-                self._wait_for_client(limits.body_timeout_seconds)
+                self._wait_for("body")
 
         def send_400_response(self, msg: str) -> None:
             on_reject("bad_http")
@@ -141,7 +146,14 @@ def guarded_protocol(limits: HttpLimits, on_reject: OnReject) -> type[H11Protoco
             """Answered while the client is still sending a body it was told not to."""
             return self.conn.our_state is h11.DONE and self.conn.their_state is h11.SEND_BODY
 
-        def _wait_for_client(self, seconds: float) -> None:
+        def _wait_for(self, awaited: _Awaited) -> None:
+            self._stop_waiting()
+            seconds = {
+                "head": limits.header_timeout_seconds,
+                "body": limits.body_timeout_seconds,
+                "idle": float(limits.keep_alive_seconds),
+            }[awaited]
+            self._waiting_for = awaited
             self._waiting = self.loop.call_later(seconds, self._client_too_slow)
 
         def _stop_waiting(self) -> None:
@@ -153,7 +165,7 @@ def guarded_protocol(limits: HttpLimits, on_reject: OnReject) -> type[H11Protoco
             self._waiting = None
             if self.transport.is_closing():
                 return
-            if self.conn.their_state is h11.IDLE:
+            if self._waiting_for == "head":
                 on_reject("header_timeout")
                 if self.conn.trailing_data[0]:  # a request was begun: say why it ends
                     message = (
@@ -161,7 +173,7 @@ def guarded_protocol(limits: HttpLimits, on_reject: OnReject) -> type[H11Protoco
                         f"{limits.header_timeout_seconds:g} seconds"
                     )
                     self.transport.write(error_response_bytes(408, message))
-            else:
+            elif self._waiting_for == "body":
                 on_reject("body_timeout")
             self.transport.close()
 
