@@ -254,6 +254,10 @@ async def test_connections_over_the_cap_are_answered_503_and_closed() -> None:
             b"POST /echo HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 20_000 + b"\r\n\r\n",
             id="headers over max_header_bytes",
         ),
+        pytest.param(
+            b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nokBROKEN /echo\r\n\r\n",
+            id="malformed second request on a kept-alive connection",
+        ),
     ],
 )
 async def test_a_bad_request_line_or_header_block_is_a_400_in_json(request_bytes: bytes) -> None:
@@ -264,7 +268,7 @@ async def test_a_bad_request_line_or_header_block_is_a_400_in_json(request_bytes
         answer = await until_closed(reader)
         await close(writer)
 
-    status, message = error_of(answer)
+    status, message = error_of(answer[answer.rindex(b"HTTP/1.1 ") :])  # the last answer
     assert status == 400
     assert message == "invalid HTTP request (malformed, or headers over 4096 bytes)"
     assert served.refused == ["bad_http"]

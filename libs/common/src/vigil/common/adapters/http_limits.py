@@ -130,7 +130,8 @@ def guarded_protocol(limits: HttpLimits, on_reject: OnReject) -> type[H11Protoco
             on_reject("bad_http")
             header_bytes = limits.max_header_bytes
             message = f"invalid HTTP request (malformed, or headers over {header_bytes} bytes)"
-            self.transport.write(error_response_bytes(400, message))
+            if self.conn.our_state in {h11.IDLE, h11.SEND_RESPONSE}:  # nothing answered yet
+                self.transport.write(error_response_bytes(400, message))
             self.transport.close()
 
         def _head_too_large(self, data: bytes) -> bool:
