@@ -1,13 +1,14 @@
 """The fakes shipped in `vigil.common.testing` behave as the real ports do where tests rely
-on it: deduplication by message id, failures that record nothing, a clock that sleeps in no
-time, and definitions that refuse to load fewer documents than were written."""
+on it: deduplication by message id, failures and batches over the largest message that
+record nothing, a clock that sleeps in no time, and definitions that refuse to load fewer
+documents than were written."""
 
 from __future__ import annotations
 
 import pytest
 
 from vigil.common.bus import Outgoing
-from vigil.common.errors import InvalidInput, TransientError
+from vigil.common.errors import InvalidInput, MessageTooLarge, TransientError
 from vigil.common.messages import StepCancelled
 from vigil.common.secrets import SecretKey, SecretUnavailable
 from vigil.common.testing import (
@@ -44,6 +45,18 @@ async def test_a_failed_publish_raises_and_records_nothing() -> None:
             await bus.publish("s", notice("a"), msg_id="1")
     assert bus.published == []
     assert await bus.publish("s", notice("a"), msg_id="1") is True
+
+
+async def test_a_batch_with_a_message_over_max_payload_is_refused_whole_naming_it() -> None:
+    bus = RecordingPublisher(max_payload=200)
+    items = [
+        Outgoing(subject="s", message=notice("a"), msg_id="1"),
+        Outgoing(subject="s", message=notice("b" * 200), msg_id="2"),
+    ]
+    with pytest.raises(MessageTooLarge) as refused:
+        await bus.publish_all(items)
+    assert (refused.value.index, refused.value.limit) == (1, 200)
+    assert bus.published == []
 
 
 async def test_the_fake_clock_moves_only_when_told_or_slept_on() -> None:

@@ -1,8 +1,9 @@
 """Fakes that ship beside the ports, for unit tests of handlers (as httpx ships MockTransport).
 
 - `RecordingPublisher`: the `Publisher` (and `ConsumerStatsSource`) port in memory. It
-  records what was published, deduplicates by `msg_id` as JetStream does, and can be told
-  to fail the next publishes with a `TransientError`.
+  records what was published, deduplicates by `msg_id` as JetStream does, refuses a batch
+  with a message over `max_payload` as the JetStream adapter does (`MessageTooLarge`,
+  nothing recorded), and can be told to fail the next publishes with a `TransientError`.
 - `FakeClock`: the `Clock` port; time moves only by `advance()` or by a `sleep()` on it.
 - `MemoryBucket`: the `ConfigBucket` port (definitions) in memory.
 - `MemorySecrets`: the `SecretResolver` port in memory, filled from the same YAML as the
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from vigil.common.bus import ConsumerStats, Delivery, Outgoing
 from vigil.common.definitions import DefinitionsView
-from vigil.common.errors import InvalidInput, TransientError
+from vigil.common.errors import InvalidInput, MessageTooLarge, TransientError
 from vigil.common.messages import Contract
 from vigil.common.secrets import SecretKey, SecretUnavailable, read_secret, value_of
 from vigil.common.store import Retention, Store
@@ -48,6 +49,9 @@ class RecordingPublisher:
     published: list[Outgoing] = field(default_factory=list)
     announced: list[tuple[str, Contract]] = field(default_factory=list)
     stats: dict[tuple[str, str], ConsumerStats] = field(default_factory=dict)
+    # nats-server's default; a message is its JSON body plus its id (the real adapter also
+    # counts its other headers, a few dozen bytes more).
+    max_payload: int = 1024 * 1024
     _seen: set[str] = field(default_factory=set)
     _failures: list[TransientError] = field(default_factory=list)
 
@@ -65,6 +69,11 @@ class RecordingPublisher:
         await asyncio.sleep(0)  # a real publish yields to the loop; so does this one
         if self._failures:
             raise self._failures.pop(0)
+        for index, item in enumerate(items):
+            size = len(item.message.model_dump_json(by_alias=True).encode()) + len(item.msg_id)
+            if size > self.max_payload:
+                msg = f"fake publish: message {index} is {size} bytes, over {self.max_payload}"
+                raise MessageTooLarge(msg, index=index, size=size, limit=self.max_payload)
         new = 0
         for item in items:
             if item.msg_id in self._seen:

@@ -22,6 +22,7 @@ from vigil.ingest.access import FixedTokens, TokenFile, TokenSource, TokenTable
 from vigil.ingest.adapters.alertmanager import AlertmanagerSource
 from vigil.ingest.api import build_app
 from vigil.ingest.hooks import Ingest
+from vigil.ingest.rejections import count_rejection
 from vigil.ingest.settings import IngestSettings
 from vigil.ingest.sources import SourceAdapters
 
@@ -48,6 +49,7 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
             sources=build_sources(),
             secrets=secrets,
             max_body_bytes=settings.max_body_bytes,
+            alert_limits=settings.alert_limits(),
         )
         guarding: list[Coroutine[Any, Any, None]] = []
         if tokens is None:
@@ -59,7 +61,13 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
             checks=readiness_checks(bus=bus, store=store, definitions=definitions),
             tokens=tokens,
         )
-        server = HttpServer(app, host=settings.http_host, port=settings.http_port)
+        server = HttpServer(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            limits=settings.http_limits(),
+            on_reject=count_rejection,
+        )
         log.info("ingest_starting")
         await run_tasks(stop, server.serve(), definitions.run(await bus.config_bucket()), *guarding)
 
