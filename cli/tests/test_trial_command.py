@@ -63,10 +63,22 @@ def test_dry_run_runs_no_command_and_uses_the_given_step_output(tmp_path: Path) 
         f"measure={fake}",
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert 'cli measure (attempt 1): ["df", "-P", "/"]' in run.stdout
+    assert 'cli measure (attempt 1): ["df", "-P", "--", "/"]' in run.stdout
     assert "/srv-from-file" in run.stdout  # the given output reached the notification
     assert "/dev/" not in run.stdout  # df did not run
     assert "notify escalate -> console (not sent)" in run.stdout
+
+
+def test_a_label_that_looks_like_an_option_stays_an_operand(tmp_path: Path) -> None:
+    """The quickstart's `--` keeps `mountpoint=--version` from becoming df's option."""
+    alert = tmp_path / "alert.json"
+    labels = {"alertname": "HostDiskFillingUp", "instance": "x", "severity": "warning"}
+    alert.write_text(json.dumps({"labels": {**labels, "mountpoint": "--version"}}))
+    run = vigil_test(str(QUICKSTART), "--workflow", "demo/disk-filling-up", "--alert", str(alert))
+    assert 'cli measure (attempt 1): ["df", "-P", "--", "--version"]' in run.stdout
+    assert "coreutils" not in run.stdout  # df did not print its version
+    assert "df: --version: No such file or directory" in run.stdout  # an operand: no such path
+    assert run.returncode != 0
 
 
 def test_a_failing_execution_exits_non_zero(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """`deploy/kustomize/base`: it renders, carries the committed CRDs, and grants the
-controller and the executor only what they use."""
+controller, the executor, ingest and the sink only what they use."""
 
 from __future__ import annotations
 
@@ -63,6 +63,12 @@ def test_the_executor_may_run_read_and_delete_pods_only() -> None:
     }
 
 
+@pytest.mark.parametrize("role", ["ingest", "sink"])
+def test_ingest_and_the_sink_may_get_secrets_by_name_only(role: str) -> None:
+    """They resolve a Secret's value at use; no list or watch, nothing else."""
+    assert rules(role) == {("", "secrets", "get")}
+
+
 def test_the_base_renders_with_the_committed_crds() -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
@@ -78,4 +84,9 @@ def test_the_base_renders_with_the_committed_crds() -> None:
         assert crd["spec"] == committed["spec"]
     accounts = {d["metadata"]["name"]: d for d in objects if d["kind"] == "ServiceAccount"}
     assert {a["metadata"]["namespace"] for a in accounts.values()} == {"vigil"}
-    assert sorted(accounts) == ["vigil-controller", "vigil-executor"]
+    assert sorted(accounts) == [
+        "vigil-controller",
+        "vigil-executor",
+        "vigil-ingest",
+        "vigil-sink",
+    ]

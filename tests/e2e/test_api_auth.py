@@ -1,6 +1,8 @@
 """`vigil up` guards its API: a token generated on first start and kept (mode 0600) in the
-data dir, 401/403 without it, webhooks still governed by their Source; `--no-auth` opens
-the API on loopback only, with a warning, and refuses any other address."""
+data dir, 401/403 without it, webhooks still governed by their Source (a Source's bearer
+token is read from its Secret file at each request: a rotation needs no restart);
+`--no-auth` opens the API on loopback only, with a warning, and refuses any other
+address."""
 
 from __future__ import annotations
 
@@ -45,6 +47,9 @@ def test_the_api_needs_the_token_vigil_up_generated_and_keeps(tmp_path: Path) ->
     with running_platform(definitions=_definitions(tmp_path), data_dir=data_dir) as platform:
         token_file = data_dir / "api-token"
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        # The harness made the folder with the default umask: vigil up closed it to others.
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+        assert "data_dir_made_private" in platform.logs()
         token = platform.token
         assert token is not None
         assert token.startswith("vigil_")
@@ -86,6 +91,55 @@ def test_the_api_needs_the_token_vigil_up_generated_and_keeps(tmp_path: Path) ->
         assert seen.status_code == 200, seen.text
         cancel = platform.api.post("/api/v1/executions/x/cancel", headers=as_reader)
         assert cancel.status_code == 403
+
+
+GUARDED_SOURCE = """---
+apiVersion: vigil.dev/v1alpha1
+kind: Source
+metadata: {name: guarded, namespace: ops}
+spec:
+  type: alertmanager
+  auth: {bearerTokenSecretRef: {name: ingest-token, key: token}}
+"""
+
+
+def _token_secret(token: str) -> str:
+    return f"""apiVersion: v1
+kind: Secret
+metadata: {{name: ingest-token, namespace: ops}}
+stringData: {{token: {token}}}
+"""
+
+
+def test_a_source_reads_its_bearer_token_from_the_secret_file_at_each_request(
+    tmp_path: Path,
+) -> None:
+    folder = write_definitions(tmp_path / "definitions", DEFINITIONS, GUARDED_SOURCE)
+    secret = folder / "token.yaml"
+    secret.write_text(_token_secret("first-source-token"), encoding="utf-8")
+    with running_platform(definitions=folder, data_dir=tmp_path / "data") as platform:
+
+        def hook(token: str | None) -> int:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            answer = httpx.post(
+                f"{platform.url}/hooks/ops/guarded",
+                json=alertmanager_body([firing_alert("Guarded")]),
+                headers=headers,
+                timeout=10,
+            )
+            return answer.status_code
+
+        assert [hook("first-source-token"), hook("wrong-token"), hook(None)] == [200, 401, 401]
+
+        # Rotated as an editor (or a mounted Secret's update) does: a new file renamed over.
+        swap = folder / ".token.yaml.swap"
+        swap.write_text(_token_secret("second-source-token"), encoding="utf-8")
+        swap.replace(secret)
+
+        assert [hook("second-source-token"), hook("first-source-token")] == [200, 401]
+        logs = platform.logs()
+        assert "first-source-token" not in logs
+        assert "second-source-token" not in logs
 
 
 def test_no_auth_opens_the_api_on_loopback_and_warns(tmp_path: Path) -> None:

@@ -211,8 +211,10 @@ def test_operations_endpoints_and_definitions(platform: Platform) -> None:
     ready = httpx.get(f"{platform.url}/readyz", timeout=5)
     assert ready.status_code == 200
     assert set(ready.json()["checks"]) == {"nats", "store", "definitions"}
-    metrics = httpx.get(f"{platform.url}/metrics", timeout=5).text
+    assert httpx.get(f"{platform.url}/metrics", timeout=5).status_code == 401  # beside the API
+    metrics = platform.api.get("/metrics", timeout=5).text
     assert "vigil_alerts_received_total" in metrics
+    assert 'vigil_ingest_rejected_total{reason="unknown_source"}' in metrics
     definitions = platform.api.get("/api/v1/definitions", timeout=5).json()["items"]
     assert {(d["kind"], d["name"], d["ready"]) for d in definitions} == {
         ("Source", "alertmanager", True),

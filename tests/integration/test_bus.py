@@ -40,7 +40,7 @@ from tests.support.bus import (
 from vigil.common import subjects
 from vigil.common.adapters.jetstream import JetStreamBus
 from vigil.common.bus import Delivery, Outgoing
-from vigil.common.errors import PermanentError, TransientError
+from vigil.common.errors import MessageTooLarge, PermanentError, TransientError
 from vigil.common.messages import DeadLetter
 from vigil.common.streams import DAY, stream_specs
 
@@ -334,6 +334,34 @@ async def test_publish_all_stores_every_message_once_and_each_is_consumed_once(
 
     assert set(seen) == set(range(200))
     assert set(seen.values()) == {1}
+
+
+async def test_a_batch_with_a_message_over_max_payload_is_refused_whole_naming_it(
+    bus: JetStreamBus, js: JetStreamContext
+) -> None:
+    """The server counts headers with the body against max_payload and drops a client that
+    goes over; the bus refuses such a batch before sending any of it, names the message,
+    and stays connected. Its body alone is under the limit: only the headers push it over."""
+    limit = 1024 * 1024  # nats-server's default max_payload
+    body_only = len(Ping(n=2, note="").model_dump_json().encode())
+    items = [
+        Outgoing(subject=SUBJECT, message=Ping(n=0), msg_id="small-0"),
+        Outgoing(subject=SUBJECT, message=Ping(n=1), msg_id="small-1"),
+        Outgoing(
+            subject=SUBJECT, message=Ping(n=2, note="x" * (limit - body_only - 8)), msg_id="big"
+        ),
+    ]
+
+    with pytest.raises(MessageTooLarge) as refused:
+        await bus.publish_all(items)
+    with pytest.raises(MessageTooLarge, match="over the server's max_payload of 1048576 bytes"):
+        await bus.publish(SUBJECT, items[2].message, msg_id="big")
+
+    assert (refused.value.index, refused.value.limit) == (2, limit)
+    assert refused.value.size > limit
+    assert await stored(js, subjects.STEPS_STREAM) == 0
+    assert bus.connected
+    assert await bus.publish_all(items[:2]) == 2
 
 
 async def test_max_in_flight_bounds_concurrent_handlers(

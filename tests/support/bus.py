@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import ClassVar
 
+import nats
 import nats.js.errors
 import pytest
 from nats.js import JetStreamContext
@@ -131,3 +132,24 @@ def drained[X](queue: asyncio.Queue[X]) -> list[X]:
 async def past_ack_wait(spec: ConsumerSpec) -> None:
     """Let ack_wait elapse, so a redelivery that was going to happen has happened."""
     await asyncio.sleep(spec.ack_wait_seconds + 0.5)
+
+
+async def config_bucket_messages(nats_url: str) -> list[tuple[str, bytes]]:
+    """Every message the `vigil-config` KV bucket's stream still stores, in order: each
+    key's value (and any older revision the server kept), as a reader of the bucket sees
+    it. What a secret-scanning test reads."""
+    connection = await nats.connect(nats_url, name="test-bucket-scan")
+    try:
+        js = connection.jetstream()
+        stream = f"KV_{subjects.CONFIG_BUCKET}"
+        state = (await js.stream_info(stream)).state
+        found: list[tuple[str, bytes]] = []
+        for sequence in range(state.first_seq, state.last_seq + 1):
+            try:
+                message = await js.get_msg(stream, sequence)
+            except nats.js.errors.NotFoundError:
+                continue  # replaced by a newer revision, or deleted
+            found.append((message.subject or "", message.data or b""))
+        return found
+    finally:
+        await connection.close()

@@ -18,6 +18,18 @@ class DataDirInUse(RuntimeError):
     pass
 
 
+def private_dir(path: Path) -> int | None:
+    """Create `path` readable by its owner only (the store, the bus's files and the API
+    token live there); an existing one open to others is closed. Returns the mode it had
+    when it was changed, else None."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777
+    if not mode & 0o077:
+        return None
+    path.chmod(0o700)
+    return mode
+
+
 @contextlib.contextmanager
 def data_dir_lock(data_dir: Path) -> Iterator[None]:
     path = data_dir / "vigil.lock"

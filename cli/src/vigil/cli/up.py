@@ -4,8 +4,9 @@ Starts nats-server (JetStream, data under `--data-dir`, loopback only, one NATS 
 service with fresh passwords: `vigil.cli.nats`) unless `--nats-url` points elsewhere, has
 the `provisioner` user create the streams and the config bucket, then starts the
 controller (definitions from `--definitions`), and once it has published, engine,
-executor, sink and ingest (HTTP on `--http-port`), each as its own NATS user. Ctrl-C or
-SIGTERM stops everything within the grace period.
+executor, sink and ingest (HTTP on `--http-port`), each as its own NATS user; sink and
+ingest read the Secret values they use from `--definitions` too. Ctrl-C or SIGTERM stops
+everything within the grace period.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import structlog
 
 from vigil.cli.apitoken import api_access
-from vigil.cli.lock import DataDirInUse, data_dir_lock
+from vigil.cli.lock import DataDirInUse, data_dir_lock, private_dir
 from vigil.cli.nats import EmbeddedBus, embedded_bus, nats_server_binary
 from vigil.cli.supervisor import Service, Supervisor
 from vigil.common.bus_permissions import PROVISIONER
@@ -74,7 +75,9 @@ async def _wait_port(port: int, *, timeout: float) -> None:
 
 async def up(options: UpOptions) -> int:
     data_dir = options.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    opened = private_dir(data_dir)
+    if opened is not None:
+        log.warning("data_dir_made_private", path=str(data_dir), was=oct(opened), now="0o700")
     try:
         with data_dir_lock(data_dir):
             return await _up(options, data_dir)
@@ -162,15 +165,20 @@ def _services(
     access_env: dict[str, str],
     common: dict[str, str],
 ) -> dict[str, Service]:
-    """The five services, each with its settings (and its NATS user on the embedded bus)."""
+    """Each service's process: its argv, environment (with its NATS user on the embedded
+    bus) and readiness URL."""
     services: dict[str, Service] = {}
+    definitions = str(options.definitions.resolve())
     for name in SERVICES:
         ops_port = options.http_port if name == "ingest" else free_port()
         env = {**common, f"VIGIL_{name.upper()}_OPS_PORT": str(ops_port)}
         if bus is not None:
             env.update(bus.env_for(name))
         if name == "controller":
-            env["VIGIL_CONTROLLER_DEFINITIONS"] = str(options.definitions.resolve())
+            env["VIGIL_CONTROLLER_DEFINITIONS"] = definitions
+        if name in {"ingest", "sink"}:
+            # They read the Secret values they use from the same folder, at use.
+            env["VIGIL_DEFINITIONS"] = definitions
         if name == "ingest":
             env["VIGIL_INGEST_HTTP_PORT"] = str(options.http_port)
             env["VIGIL_INGEST_HTTP_HOST"] = options.http_host

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from vigil.common.definitions import DefinitionStatus
+from vigil.common.definitions import Definition, DefinitionStatus
 from vigil.common.resources import Sink
-from vigil.common.validation import RawDocument, ValidationReport, validate_documents
+from vigil.common.validation import (
+    RawDocument,
+    ValidationReport,
+    read_documents,
+    validate_documents,
+)
 
 NAMESPACE = "monitoring"
 API = "vigil.dev/v1alpha1"
@@ -347,7 +354,7 @@ def test_unknown_field_is_rejected_with_its_path() -> None:
     assert "spec.steps[0].cli.comand" in status.message
 
 
-def test_secret_string_data_resolves_a_webhook_sink_url() -> None:
+def test_a_secret_in_string_data_makes_the_sink_ready_and_is_not_copied_into_it() -> None:
     url = "https://hooks.example.com/T000/B000"
 
     report = validate_documents([webhook_sink(), secret(string_data={"url": url})])
@@ -355,18 +362,32 @@ def test_secret_string_data_resolves_a_webhook_sink_url() -> None:
     assert report.ok
     (definition,) = report.definitions
     assert isinstance(definition.resource, Sink)
-    assert definition.secrets == {"hook-url/url": url}
-    assert definition.secret("hook-url", "url") == url
+    assert url not in definition.model_dump_json(by_alias=True)
 
 
-def test_secret_base64_data_resolves_a_webhook_sink_url() -> None:
+def test_a_secret_in_base64_data_makes_the_sink_ready_and_is_not_copied_into_it() -> None:
     url = "https://hooks.example.com/T000/B000"
     encoded = base64.b64encode(url.encode()).decode()
 
     report = validate_documents([secret(data={"url": encoded}), webhook_sink()])
 
     assert report.ok
-    assert report.definitions[0].secrets == {"hook-url/url": url}
+    published = report.definitions[0].model_dump_json(by_alias=True)
+    assert url not in published
+    assert encoded not in published
+
+
+def test_a_definition_written_with_secret_values_is_read_without_them() -> None:
+    """A controller before issue 10 wrote resolved values under `secrets`."""
+    (definition,) = validate_documents(
+        [webhook_sink(), secret(string_data={"url": "x"})]
+    ).definitions
+    legacy = {**definition.model_dump(mode="json"), "secrets": {"hook-url/url": "https://h/1"}}
+
+    read = Definition.model_validate_json(json.dumps(legacy))
+
+    assert read == definition
+    assert "https://h/1" not in read.model_dump_json()
 
 
 def test_secret_that_is_not_base64_is_reported() -> None:
@@ -520,3 +541,19 @@ def test_an_output_schema_whose_ref_names_nothing_is_rejected() -> None:
 
     assert not status.ready
     assert "outputSchema has a $ref that does not resolve here: #/$defs/team" in status.message
+
+
+def test_a_yaml_error_names_the_file_and_position_but_quotes_no_line(tmp_path: Path) -> None:
+    """The line PyYAML would quote may hold a Secret's value; the message is logged."""
+    file = tmp_path / "secrets.yaml"
+    file.write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: t}\nstringData: {token: hunter2\n",
+        encoding="utf-8",
+    )
+
+    documents, errors = read_documents(tmp_path)
+
+    assert documents == []
+    assert errors == [
+        f"{file}: not valid YAML: expected ',' or '}}', but got '<stream end>' (line 5, column 1)"
+    ]

@@ -11,6 +11,7 @@ leaving no task behind.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
 import shutil
@@ -22,9 +23,11 @@ from typing import Any
 
 import pytest
 
+from tests.support.bus import config_bucket_messages
 from vigil.common.adapters.jetstream import JetStreamBus
 from vigil.common.adapters.jetstream_kv import JetStreamBucket
 from vigil.common.definitions import DefinitionStatus, DefinitionsView
+from vigil.common.resources import SecretKeyRef, Sink
 from vigil.controller.app import run
 from vigil.controller.settings import ControllerSettings
 
@@ -136,14 +139,15 @@ class Harness:
                 return
         pytest.fail(f"the controller did not react to {touches} changes within {within} s")
 
-    def quickstart_is_published(self) -> bool:
+    def quickstart_is_published(self, *, count: int = 4) -> bool:
+        """The quickstart's definitions are all published and ready (`count` in all)."""
         view = self.view
         statuses = self.view.statuses()
         return (
             view.source(NAMESPACE, SOURCE) is not None
             and view.workflow(NAMESPACE, WORKFLOW) is not None
             and all(view.sink(NAMESPACE, name) is not None for name in SINKS)
-            and len(statuses) == 4
+            and len(statuses) == count
             and all(status.ready for status in statuses)
         )
 
@@ -218,7 +222,7 @@ async def _assert_no_tasks_left(before: set[asyncio.Task[object]]) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_the_folder_is_published_ready_with_the_webhook_secret_resolved(
+async def test_the_folder_is_published_ready_with_the_webhook_secret_referenced(
     nats_url: str, tmp_path: Path
 ) -> None:
     async with controller_on_quickstart(nats_url, tmp_path) as harness:
@@ -229,11 +233,13 @@ async def test_the_folder_is_published_ready_with_the_webhook_secret_resolved(
         view = harness.view
         webhook = view.sink(NAMESPACE, "team-webhook")
         assert webhook is not None
-        assert webhook.secrets == {"team-webhook/url": WEBHOOK_URL}
-        assert webhook.secret("team-webhook", "url") == WEBHOOK_URL
-        console = view.sink(NAMESPACE, "console")
-        assert console is not None
-        assert console.secrets == {}
+        assert isinstance(webhook.resource, Sink)
+        assert webhook.resource.spec.webhook is not None
+        assert webhook.resource.spec.webhook.url_secret_ref == SecretKeyRef(
+            name="team-webhook", key="url"
+        )
+        assert WEBHOOK_URL not in webhook.model_dump_json()
+        assert view.sink(NAMESPACE, "console") is not None
         assert sorted((s.kind, s.name, s.message) for s in view.statuses()) == [
             ("Sink", "console", "valid"),
             ("Sink", "team-webhook", "valid"),
@@ -248,6 +254,55 @@ async def test_the_folder_is_published_ready_with_the_webhook_secret_resolved(
             "report",
             "escalate",
         ]
+
+
+GUARDED_SOURCE_TOKEN = "vigil-test-bearer-4b1d9e0c7a"
+GUARDED_SOURCE = f"""
+apiVersion: vigil.dev/v1alpha1
+kind: Source
+metadata: {{name: guarded, namespace: {NAMESPACE}}}
+spec:
+  type: alertmanager
+  auth: {{bearerTokenSecretRef: {{name: ingest-token, key: token}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: ingest-token, namespace: {NAMESPACE}}}
+stringData: {{token: {GUARDED_SOURCE_TOKEN}}}
+"""
+
+
+async def test_no_secret_value_is_anywhere_in_the_config_bucket(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """Issue 10: the bucket once held a Source's bearer token (and the webhook URL) in clear.
+
+    Every message the `vigil-config` stream stores is scanned, in clear and in base64.
+    """
+    async with controller_on_quickstart(
+        nats_url, tmp_path, extra={"guarded.yaml": GUARDED_SOURCE}
+    ) as harness:
+
+        def published() -> bool:
+            status = harness.status("Source", "guarded")
+            return (
+                harness.quickstart_is_published(count=5)
+                and harness.view.source(NAMESPACE, "guarded") is not None
+                and status is not None
+                and status.ready
+            )
+
+        await harness.wait_until(
+            "the guarded Source is published", published, within=PUBLISHED_WITHIN
+        )
+
+        stored = await config_bucket_messages(nats_url)
+        assert any(subject.endswith("def.source.demo.guarded") for subject, _ in stored)
+        assert any(subject.endswith("def.sink.demo.team-webhook") for subject, _ in stored)
+        for value in (GUARDED_SOURCE_TOKEN, WEBHOOK_URL):
+            for subject, data in stored:
+                assert value.encode() not in data, f"{subject} holds a secret value"
+                assert base64.b64encode(value.encode()) not in data, f"{subject} holds it in base64"
 
 
 async def test_an_edit_that_breaks_the_workflow_withdraws_it_and_the_fix_restores_it(

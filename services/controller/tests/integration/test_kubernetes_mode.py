@@ -18,6 +18,7 @@ from typing import Any
 import kmock
 import pytest
 
+from tests.support.bus import config_bucket_messages
 from tests.support.kubernetes import custom_resource, kubeconfig
 from vigil.common import subjects
 from vigil.common.adapters.jetstream import JetStreamBus
@@ -195,18 +196,23 @@ spec:
             "generation 2 observed",
         )
 
-        # The Secret rotates: the published Sink carries the new URL.
+        # The Secret is checked, never published: no value (old or new) is in the bucket.
         async with k8s.patch(
             "/api/v1/namespaces/ops/secrets/hook",
             json={"data": {"url": base64.b64encode(b"http://127.0.0.1:9/new").decode()}},
         ) as response:
             assert response.status == 200
-
-        def rotated() -> bool:
-            sink = cluster.view.sink("ops", "hook")
-            return sink is not None and sink.secret("hook", "url") == "http://127.0.0.1:9/new"
-
-        await eventually(rotated, "the new Secret value published")
+        stored = await config_bucket_messages(nats_url)
+        assert any(subject.endswith("def.sink.ops.hook") for subject, _ in stored)
+        for url in (b"http://127.0.0.1:9/old", b"http://127.0.0.1:9/new"):
+            for subject, value in stored:
+                assert url not in value, subject
+                assert base64.b64encode(url) not in value, subject
+        # Deleted, the Secret withdraws the Sink that needs it (ready again when it returns).
+        async with k8s.delete("/api/v1/namespaces/ops/secrets/hook") as response:
+            assert response.status == 200
+        await eventually(lambda: cluster.view.sink("ops", "hook") is None, "the Sink withdrawn")
+        await eventually(lambda: cluster.ready("sinks", "hook") == "False", "Sink Ready=False")
 
         # Deleted: gone from the bucket.
         async with k8s.delete(f"{CRS}/workflows/disk") as response:

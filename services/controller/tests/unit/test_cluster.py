@@ -124,16 +124,26 @@ async def test_an_invalid_object_is_not_ready_with_an_event_and_not_published() 
     assert len(writer.patches) == 3
 
 
-async def test_a_rotated_secret_reaches_the_published_sink() -> None:
-    cluster, bucket, _ = controller()
+async def test_a_secret_is_checked_but_never_published_and_its_deletion_withdraws_the_sink() -> (
+    None
+):
+    cluster, bucket, writer = controller()
     cluster.seed([SOURCE, SINK, secret("http://127.0.0.1:9/old")])
     await cluster.reconcile()
-
     cluster.on_event("MODIFIED", secret("http://127.0.0.1:9/new"))
     await cluster.reconcile()
 
     sink = Definition.model_validate_json(bucket.values["def.sink.ops.hook"])
-    assert sink.secret("hook", "url") == "http://127.0.0.1:9/new"
+    assert sink.resource.metadata.name == "hook"
+    for value in bucket.values.values():
+        assert b"127.0.0.1:9/" not in value
+        assert base64.b64encode(b"http://127.0.0.1:9/new") not in value
+
+    cluster.on_event("DELETED", secret("http://127.0.0.1:9/new"))
+    await cluster.reconcile()
+
+    assert "def.sink.ops.hook" not in bucket.values
+    assert ready(writer, ("Sink", "ops", "hook")) == "False"
 
 
 async def test_a_spec_change_is_observed_and_a_deletion_unpublished() -> None:

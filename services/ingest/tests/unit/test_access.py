@@ -19,7 +19,13 @@ from starlette.routing import Route
 from tests.support.definitions import alertmanager_source
 from tests.support.documents import make_execution
 from vigil.common.errors import InvalidInput
-from vigil.common.testing import EPOCH, RecordingPublisher, definitions_view, sqlite_store
+from vigil.common.testing import (
+    EPOCH,
+    MemorySecrets,
+    RecordingPublisher,
+    definitions_view,
+    sqlite_store,
+)
 from vigil.ingest.access import (
     OPEN_PATHS,
     FixedTokens,
@@ -60,6 +66,7 @@ async def api(folder: Path, *, tokens: FixedTokens | None = TOKENS) -> AsyncIter
             store=store,
             definitions=definitions_view(alertmanager_source("ops") + WORKFLOW),
             sources={"alertmanager": AlertmanagerSource()},
+            secrets=MemorySecrets(),
             max_body_bytes=64 * 1024,
         )
 

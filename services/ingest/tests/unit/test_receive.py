@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 
 from tests.support.definitions import alertmanager_body, alertmanager_source, firing_alert
 from tests.support.documents import make_execution
@@ -24,6 +25,7 @@ from vigil.common.store import Store
 from vigil.common.testing import (
     EPOCH,
     FakeClock,
+    MemorySecrets,
     RecordingPublisher,
     definitions_view,
     sqlite_store,
@@ -47,6 +49,18 @@ apiVersion: v1
 kind: Secret
 metadata: {name: creds, namespace: ops}
 stringData: {user: am, password: s3cret}
+---
+apiVersion: vigil.dev/v1alpha1
+kind: Source
+metadata: {name: guarded, namespace: ops}
+spec:
+  type: alertmanager
+  auth: {bearerTokenSecretRef: {name: ingest-token, key: token}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: ingest-token, namespace: ops}
+stringData: {token: first-token}
 ---
 apiVersion: vigil.dev/v1alpha1
 kind: Workflow
@@ -80,6 +94,7 @@ class Edge:
     http: httpx.AsyncClient
     bus: RecordingPublisher
     store: Store
+    secrets: MemorySecrets
 
 
 @contextlib.asynccontextmanager
@@ -88,11 +103,13 @@ async def serving(
 ) -> AsyncIterator[Edge]:
     async with sqlite_store(folder) as store:
         bus = RecordingPublisher()
+        secrets = MemorySecrets.of(DEFINITIONS)  # the Secrets as file mode would read them
         ingest = Ingest(
             bus=bus,
             store=store,
             definitions=definitions or definitions_view(DEFINITIONS),
             sources={"alertmanager": AlertmanagerSource()},
+            secrets=secrets,
             max_body_bytes=MAX_BODY,
             clock=FakeClock(),
         )
@@ -102,7 +119,7 @@ async def serving(
             base_url="http://ingest",
             headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
         ) as http:
-            yield Edge(http=http, bus=bus, store=store)
+            yield Edge(http=http, bus=bus, store=store, secrets=secrets)
 
 
 async def test_an_accepted_body_is_answered_after_every_alert_is_published(
@@ -229,6 +246,92 @@ async def test_valid_credentials_open_a_protected_source(tmp_path: Path) -> None
         assert response.status_code == 200
 
 
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_bearer_source_checks_the_token_against_its_secret_at_each_request(
+    tmp_path: Path,
+) -> None:
+    async with serving(tmp_path) as edge:
+        accepted = await edge.http.post(
+            "/hooks/ops/guarded", json=payload("a"), headers=bearer("first-token")
+        )
+        wrong = await edge.http.post(
+            "/hooks/ops/guarded", json=payload("b"), headers=bearer("first-token-not")
+        )
+        edge.secrets.put("ops", "ingest-token", token="second-token")  # rotated
+        old = await edge.http.post(
+            "/hooks/ops/guarded", json=payload("c"), headers=bearer("first-token")
+        )
+        new = await edge.http.post(
+            "/hooks/ops/guarded", json=payload("d"), headers=bearer("second-token")
+        )
+
+    assert [r.status_code for r in (accepted, wrong, old, new)] == [200, 401, 401, 200]
+    assert [m.alert.fingerprint for m in edge.bus.messages(AlertReceived)] == ["a", "d"]
+    assert wrong.json() == {"error": "Source ops/guarded requires valid credentials"}
+
+
+@pytest.mark.parametrize(
+    ("path", "credentials", "break_secret"),
+    [
+        ("/hooks/ops/guarded", "Bearer first-token", "remove"),
+        ("/hooks/ops/guarded", "Bearer first-token", "unreachable"),
+        ("/hooks/ops/locked", "Basic " + base64.b64encode(b"am:s3cret").decode(), "no key"),
+    ],
+)
+async def test_a_source_whose_secret_cannot_be_resolved_refuses_with_a_503_naming_it(
+    tmp_path: Path, path: str, credentials: str, break_secret: str
+) -> None:
+    async with serving(tmp_path) as edge:
+        secret = "ops/ingest-token" if "guarded" in path else "ops/creds"
+        if break_secret == "remove":
+            edge.secrets.remove("ops", "ingest-token")
+        elif break_secret == "unreachable":
+            edge.secrets.fail_next()
+        else:
+            edge.secrets.put("ops", "creds", user="am")  # the password key is gone
+        with structlog.testing.capture_logs() as logs:
+            response = await edge.http.post(
+                path, json=payload("a"), headers={"Authorization": credentials}
+            )
+
+    assert response.status_code == 503
+    source = path.removeprefix("/hooks/")
+    assert response.json() == {
+        "error": f"Source {source} cannot check credentials: its Secret {secret} is "
+        "unavailable; retry later"
+    }
+    assert response.headers["Retry-After"] == "5"
+    assert edge.bus.published == []
+    (logged,) = [e for e in logs if e["event"] == "source_secret_unavailable"]
+    assert logged["log_level"] == "error"
+    assert f"Secret {secret}" in logged["error"]
+    assert "s3cret" not in str(logs)
+    assert "first-token" not in str(logs)
+
+
+async def test_a_request_without_credentials_is_refused_whether_or_not_the_secret_resolves(
+    tmp_path: Path,
+) -> None:
+    async with serving(tmp_path) as edge:
+
+        async def anonymous(fingerprint: str) -> httpx.Response:
+            request = edge.http.build_request(
+                "POST", "/hooks/ops/guarded", json=payload(fingerprint)
+            )
+            del request.headers["Authorization"]  # the client's API token: not for hooks
+            return await edge.http.send(request)
+
+        present = await anonymous("a")
+        edge.secrets.remove("ops", "ingest-token")
+        missing = await anonymous("b")
+
+    assert [present.status_code, missing.status_code] == [401, 401]
+    assert edge.bus.published == []
+
+
 async def test_before_the_definitions_are_loaded_webhooks_are_asked_to_retry(
     tmp_path: Path,
 ) -> None:
@@ -246,6 +349,7 @@ async def test_a_source_type_this_build_cannot_read_is_a_501(tmp_path: Path) -> 
             store=store,
             definitions=definitions_view(DEFINITIONS),
             sources={},
+            secrets=MemorySecrets(),
             max_body_bytes=MAX_BODY,
         )
         transport = httpx.ASGITransport(app=build_app(ingest, checks={}, tokens=None))

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from vigil.common.bus import Delivery
@@ -19,11 +20,13 @@ from vigil.common.store import Store
 from vigil.common.testing import (
     EPOCH,
     FakeClock,
+    MemorySecrets,
     RecordingPublisher,
     definitions_view,
     delivery,
     sqlite_store,
 )
+from vigil.sink.adapters.webhook import WebhookNotifier
 from vigil.sink.delivering import DeliveryLoop
 from vigil.sink.handlers import SinkHandlers
 from vigil.sink.notifiers import Notification
@@ -267,3 +270,56 @@ async def test_a_sink_type_without_a_notifier_fails_naming_the_type(tmp_path: Pa
         result = await bare.notify("team")
 
         assert result.error == "sink team: sink type webhook is not available in this build"
+
+
+async def test_a_webhook_whose_url_secret_is_missing_is_redelivered_then_fails_naming_it(
+    tmp_path: Path,
+) -> None:
+    """The real webhook notifier through the fake resolver: nothing is sent, the step is
+    redelivered while deliveries are left, and its last delivery fails naming the Secret."""
+    definitions = definitions_view(
+        """
+apiVersion: vigil.dev/v1alpha1
+kind: Sink
+metadata: {name: team, namespace: ops}
+spec:
+  type: webhook
+  webhook: {urlSecretRef: {name: team-hook, key: url}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: team-hook, namespace: ops}
+stringData: {url: "http://127.0.0.1:9/hooks"}
+"""
+    )
+    secrets = MemorySecrets()  # the Secret was deleted after the controller published
+    async with running_sink(tmp_path, definitions=definitions) as sink, httpx.AsyncClient() as http:
+        loop = DeliveryLoop(
+            store=sink.store,
+            notifiers={"webhook": WebhookNotifier(http, secrets=secrets)},
+            attempts=3,
+            backoff=0.5,
+            clock=sink.clock,
+        )
+        real = Sink(
+            handlers=SinkHandlers(
+                bus=sink.bus, definitions=definitions, deliveries=loop, clock=sink.clock
+            ),
+            bus=sink.bus,
+            store=sink.store,
+            clock=sink.clock,
+            webhook=sink.webhook,
+            log=sink.log,
+        )
+        missing = "Secret ops/team-hook is not defined in memory"
+
+        with pytest.raises(TransientError, match=f"after 3 attempts: {missing}"):
+            await real.notify("team", attempt=1, max_deliver=2)
+        result = await real.notify("team", attempt=2, max_deliver=2)
+
+        assert len(secrets.resolved) == 6  # 3 attempts per delivery, 2 deliveries
+        assert result.outcome == "failed"
+        assert result.error == (
+            f"sink team: gave up after 2 deliveries: delivery failed after 3 attempts: {missing}"
+        )
+        assert [status for _, status, _ in await sink.records()] == ["retrying", "failed"]

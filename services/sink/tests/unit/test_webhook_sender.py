@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from pydantic import JsonValue
 
 from tests.support.nats import free_port
@@ -28,7 +29,8 @@ from vigil.common.clock import SYSTEM_CLOCK
 from vigil.common.errors import PermanentError, TransientError
 from vigil.common.messages import Alert, NotifyStep, StepRequest
 from vigil.common.resources import Sink
-from vigil.common.testing import definitions_view
+from vigil.common.secrets import SecretKey, SecretUnavailable
+from vigil.common.testing import MemorySecrets, definitions_view
 from vigil.sink.adapters.webhook import WebhookNotifier, post_json
 from vigil.sink.delivering import with_retries
 from vigil.sink.notifiers import Notification
@@ -376,34 +378,36 @@ async def test_an_unparseable_retry_after_falls_back_to_the_backoff(
     assert len(receiver.requests) == 2
 
 
-async def test_the_webhook_notifier_posts_the_report_to_the_url_from_the_secret(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient
-) -> None:
-    view = definitions_view(
-        f"""
+ALERT = Alert.model_validate(
+    {
+        "status": "firing",
+        "fingerprint": "f1",
+        "labels": {"alertname": "DiskFull"},
+        "startsAt": "2026-11-24T08:00:00Z",
+    }
+)
+SECRET_SINK = """
 apiVersion: vigil.dev/v1alpha1
 kind: Sink
-metadata: {{name: team-webhook, namespace: demo}}
+metadata: {name: team-webhook, namespace: demo}
 spec:
   type: webhook
-  webhook: {{urlSecretRef: {{name: hook, key: url}}, headers: {{X-Team: storage}}}}
+  webhook: {urlSecretRef: {name: hook, key: url}, headers: {X-Team: storage}}
 ---
 apiVersion: v1
 kind: Secret
-metadata: {{name: hook, namespace: demo}}
-stringData: {{url: "{receiver.url}"}}
+metadata: {name: hook, namespace: demo}
+stringData: {url: "URL"}
 """
-    )
-    definition = view.sink("demo", "team-webhook")
+
+
+def secret_sink_notification(url: str) -> tuple[Notification, MemorySecrets]:
+    """The notification for a Sink whose URL is in a Secret, and that Secret (as file mode
+    would read it) in the fake resolver."""
+    text = SECRET_SINK.replace("URL", url)
+    definition = definitions_view(text).sink("demo", "team-webhook")
     assert definition is not None
-    alert = Alert.model_validate(
-        {
-            "status": "firing",
-            "fingerprint": "f1",
-            "labels": {"alertname": "DiskFull"},
-            "startsAt": "2026-11-24T08:00:00Z",
-        }
-    )
+    assert url not in definition.model_dump_json(), "the definition carries the reference only"
     request = StepRequest(
         execution_id="01JEXECUTION",
         namespace="demo",
@@ -411,24 +415,76 @@ stringData: {{url: "{receiver.url}"}}
         step="report",
         attempt=1,
         idempotency_key="01JEXECUTION/report/1",
-        notify=NotifyStep(sinks=["team-webhook"], title="t", message="m", alert=alert),
+        notify=NotifyStep(sinks=["team-webhook"], title="t", message="m", alert=ALERT),
     )
     assert request.notify is not None
-
-    await WebhookNotifier(client).send(
-        Notification(sink=definition, request=request, notify=request.notify, idempotency_key=KEY)
+    notification = Notification(
+        sink=definition, request=request, notify=request.notify, idempotency_key=KEY
     )
+    return notification, MemorySecrets.of(text)
+
+
+async def test_the_webhook_notifier_posts_the_report_to_the_url_from_the_secret(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient
+) -> None:
+    notification, secrets = secret_sink_notification(receiver.url)
+
+    await WebhookNotifier(client, secrets=secrets).send(notification)
 
     (received,) = receiver.requests
+    assert secrets.resolved == [SecretKey(namespace="demo", name="hook", key="url")]
     assert received.header("Idempotency-Key") == [KEY]
     assert received.header("X-Team") == ["storage"]
     assert received.json() == {
         "title": "t",
         "message": "m",
-        "alert": alert.model_dump(mode="json", by_alias=True),
+        "alert": ALERT.model_dump(mode="json", by_alias=True),
         "executionId": "01JEXECUTION",
         "workflow": {"namespace": "demo", "name": "disk"},
         "step": "report",
         "attempt": 1,
         "idempotencyKey": KEY,
     }
+
+
+async def test_a_rotated_url_secret_is_used_from_the_next_delivery_on(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient
+) -> None:
+    notification, secrets = secret_sink_notification(receiver.url)
+    notifier = WebhookNotifier(client, secrets=secrets)
+    await notifier.send(notification)
+
+    secrets.put("demo", "hook", url=receiver.url + "/rotated")
+    await notifier.send(notification)
+
+    assert [r.path for r in receiver.requests] == ["/hooks/team", "/hooks/team/rotated"]
+
+
+@pytest.mark.parametrize(
+    ("breakage", "problem"),
+    [
+        ("removed", "Secret demo/hook is not defined in memory"),
+        ("key removed", "Secret demo/hook has no key 'url' in memory"),
+        ("unreachable", "Secret demo/hook cannot be read: the Secret store is unreachable"),
+    ],
+)
+async def test_a_url_secret_that_cannot_be_resolved_is_a_transient_error_naming_it(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient, breakage: str, problem: str
+) -> None:
+    notification, secrets = secret_sink_notification(receiver.url)
+    if breakage == "removed":
+        secrets.remove("demo", "hook")
+    elif breakage == "key removed":
+        secrets.put("demo", "hook", URL=receiver.url)
+    else:
+        secrets.fail_next()
+
+    with structlog.testing.capture_logs() as logs, pytest.raises(TransientError) as raised:
+        await WebhookNotifier(client, secrets=secrets).send(notification)
+
+    assert isinstance(raised.value, SecretUnavailable)
+    assert str(raised.value) == problem
+    assert receiver.requests == [], "nothing is sent without the URL"
+    (logged,) = [e for e in logs if e["event"] == "sink_secret_unavailable"]
+    assert logged["sink"] == "team-webhook"
+    assert logged["error"] == problem

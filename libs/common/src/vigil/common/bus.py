@@ -69,13 +69,16 @@ class Publisher(Protocol):
         """Publish and wait for the stream's ack; False if it was a duplicate.
 
         Raises TransientError when the ack did not come: the caller must not report
-        success, and publishing again is safe (same `msg_id`).
+        success, and publishing again is safe (same `msg_id`). Raises MessageTooLarge,
+        publishing nothing, when the message is over the bus's largest message.
         """
 
     async def publish_all(self, items: Sequence[Outgoing]) -> int:
         """Publish `items` pipelined; return once all are acknowledged (how many were new).
 
-        Raises TransientError if any was not acknowledged.
+        Raises MessageTooLarge, naming the item, before anything is published when one is
+        over the bus's largest message. Raises TransientError if any was not acknowledged
+        (some may have been stored: re-sending the batch is safe, every item has its id).
         """
 
     async def announce(self, subject: str, message: Contract) -> None:

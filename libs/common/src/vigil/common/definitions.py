@@ -1,7 +1,9 @@
 """Validated definitions as the controller publishes them to the `vigil-config` KV bucket.
 
 The controller is the only writer. Engine, ingest and sink keep a `DefinitionsView`: an
-in-memory copy fed by a KV watch, ready once the initial values have arrived.
+in-memory copy fed by a KV watch, ready once the initial values have arrived. A definition
+names the Secrets it uses and never holds their values: whoever needs one resolves it at
+use time (`vigil.common.secrets`).
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import structlog
-from pydantic import Field, ValidationError
+from pydantic import ValidationError, model_validator
 
 from vigil.common.messages import SHOWN_IN_CAMEL_CASE, Contract
 from vigil.common.resources import AnyResource, Sink, Source, Workflow
@@ -21,16 +23,21 @@ log = structlog.get_logger(__name__)
 
 
 class Definition(Contract):
-    """A valid resource with the secret values it references, resolved."""
+    """A valid resource; the Secrets it references by name are resolved where used."""
 
     schema_name: ClassVar[str] = "definition.v1"
 
     resource: AnyResource
-    secrets: dict[str, str] = Field(default_factory=dict)
     origin: str = ""
 
-    def secret(self, name: str, key: str) -> str:
-        return self.secrets[f"{name}/{key}"]
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_secret_values(cls, data: Any) -> Any:
+        """A controller before issue 10 wrote resolved values under `secrets`: read such a
+        definition, but never keep the values (they are rewritten away at its next put)."""
+        if isinstance(data, dict) and "secrets" in data:
+            return {name: value for name, value in data.items() if name != "secrets"}
+        return data
 
 
 class DefinitionStatus(Contract):

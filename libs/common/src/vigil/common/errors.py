@@ -34,3 +34,16 @@ class NotFound(PermanentError):
 
 class Conflict(TransientError):
     """A compare-and-set lost a race; reload and try again."""
+
+
+class MessageTooLarge(PermanentError):
+    """A message is larger than the bus takes (NATS `max_payload`); nothing was published.
+
+    `index` is the message's position in the batch handed to `publish_all` (0 for `publish`).
+    """
+
+    def __init__(self, message: str, *, index: int, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.index = index
+        self.size = size
+        self.limit = limit

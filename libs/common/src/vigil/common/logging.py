@@ -54,3 +54,6 @@ def configure_logging(*, service: str, level: str = "info", fmt: str = "auto") -
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.INFO))
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request's whole URL at INFO, and a URL can be a secret (a Slack or
+    # Teams webhook carries its credential in the path): our own lines say what was sent.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -190,3 +190,29 @@ class ServiceSettings(BaseSettings):
     def retention(self) -> Retention:
         keep = timedelta(days=self.retention_days)
         return Retention(executions=keep, alerts=keep, artifacts=keep, deliveries=keep)
+
+
+class SecretSettings(ServiceSettings):
+    """A service that resolves Secret values at use (ingest, the sink): where it reads them.
+
+    Shared names, so `vigil up` and a ConfigMap set them once for both services.
+    """
+
+    secrets_from: Literal["file", "kubernetes"] = Field(
+        default="file",
+        validation_alias=_global("VIGIL_SECRETS_FROM"),
+        description="`file`: `kind: Secret` YAML under `definitions`; `kubernetes`: the "
+        "Secret objects, through the API (needs `get` on secrets).",
+    )
+    definitions: Path = Field(
+        default=Path("examples/quickstart"),
+        validation_alias=_global("VIGIL_DEFINITIONS"),
+        description="File mode: the folder (or file) of definitions the controller reads.",
+    )
+    secrets_cache_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias=_global("VIGIL_SECRETS_CACHE_SECONDS"),
+        description="Kubernetes mode: seconds a Secret read from the API is reused (a "
+        "rotation takes effect within this many seconds).",
+    )

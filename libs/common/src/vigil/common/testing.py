@@ -1,10 +1,14 @@
 """Fakes that ship beside the ports, for unit tests of handlers (as httpx ships MockTransport).
 
 - `RecordingPublisher`: the `Publisher` (and `ConsumerStatsSource`) port in memory. It
-  records what was published, deduplicates by `msg_id` as JetStream does, and can be told
-  to fail the next publishes with a `TransientError`.
+  records what was published, deduplicates by `msg_id` as JetStream does, refuses a batch
+  with a message over `max_payload` as the JetStream adapter does (`MessageTooLarge`,
+  nothing recorded), and can be told to fail the next publishes with a `TransientError`.
 - `FakeClock`: the `Clock` port; time moves only by `advance()` or by a `sleep()` on it.
 - `MemoryBucket`: the `ConfigBucket` port (definitions) in memory.
+- `MemorySecrets`: the `SecretResolver` port in memory, filled from the same YAML as the
+  definitions (`MemorySecrets.of`) and edited by the test (rotation, removal, an
+  unreachable store).
 - `delivery()`: the `Delivery` a handler gets with a message (which attempt, how many).
 - `sqlite_store()`: the real SQLite store adapter on a file in a folder of the test's.
 - `validated()`, `definitions_view()`: YAML definitions validated as the controller
@@ -24,8 +28,9 @@ from pathlib import Path
 
 from vigil.common.bus import ConsumerStats, Delivery, Outgoing
 from vigil.common.definitions import DefinitionsView
-from vigil.common.errors import InvalidInput, TransientError
+from vigil.common.errors import InvalidInput, MessageTooLarge, TransientError
 from vigil.common.messages import Contract
+from vigil.common.secrets import SecretKey, SecretUnavailable, read_secret, value_of
 from vigil.common.store import Retention, Store
 from vigil.common.validation import (
     RawDocument,
@@ -44,6 +49,9 @@ class RecordingPublisher:
     published: list[Outgoing] = field(default_factory=list)
     announced: list[tuple[str, Contract]] = field(default_factory=list)
     stats: dict[tuple[str, str], ConsumerStats] = field(default_factory=dict)
+    # nats-server's default; a message is its JSON body plus its id (the real adapter also
+    # counts its other headers, a few dozen bytes more).
+    max_payload: int = 1024 * 1024
     _seen: set[str] = field(default_factory=set)
     _failures: list[TransientError] = field(default_factory=list)
 
@@ -61,6 +69,11 @@ class RecordingPublisher:
         await asyncio.sleep(0)  # a real publish yields to the loop; so does this one
         if self._failures:
             raise self._failures.pop(0)
+        for index, item in enumerate(items):
+            size = len(item.message.model_dump_json(by_alias=True).encode()) + len(item.msg_id)
+            if size > self.max_payload:
+                msg = f"fake publish: message {index} is {size} bytes, over {self.max_payload}"
+                raise MessageTooLarge(msg, index=index, size=size, limit=self.max_payload)
         new = 0
         for item in items:
             if item.msg_id in self._seen:
@@ -144,6 +157,45 @@ class MemoryBucket:
 
     def definition_keys(self) -> list[str]:
         return sorted(key for key in self.values if key.startswith("def."))
+
+
+@dataclass(slots=True)
+class MemorySecrets:
+    """The `SecretResolver` port in memory: Secrets by (namespace, name), and what was asked."""
+
+    secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    resolved: list[SecretKey] = field(default_factory=list)
+    _failures: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, yaml_text: str) -> MemorySecrets:
+        """The `kind: Secret` documents of `yaml_text`, as file mode would read them."""
+        secrets = cls()
+        for body in load_yaml_documents(yaml_text):
+            if isinstance(body, dict) and body.get("kind") == "Secret":
+                document = read_secret(body)
+                secrets.put(document.namespace, document.name, **document.values)
+        return secrets
+
+    def put(self, namespace: str, name: str, **values: str) -> None:
+        """Create or replace (rotate) a Secret."""
+        self.secrets[(namespace, name)] = dict(values)
+
+    def remove(self, namespace: str, name: str) -> None:
+        self.secrets.pop((namespace, name), None)
+
+    def fail_next(self, times: int = 1, *, reason: str = "the Secret store is unreachable") -> None:
+        """Make the next `times` resolutions raise SecretUnavailable, as an unreachable store."""
+        self._failures += [reason] * times
+
+    async def resolve(self, secret: SecretKey) -> str:
+        await asyncio.sleep(0)  # a real store is read off the loop; this yields too
+        self.resolved.append(secret)
+        if self._failures:
+            raise SecretUnavailable(secret, f"cannot be read: {self._failures.pop(0)}")
+        return value_of(
+            secret, self.secrets.get((secret.namespace, secret.name)), where="in memory"
+        )
 
 
 def delivery(

@@ -1,5 +1,6 @@
 """Validation of definitions: schema, every template and CEL expression compiled,
-references resolved. Shared by the controller (file mode) and `vigil validate`.
+references checked (a Secret: that it exists with the key; its value is not kept). Shared
+by the controller (file mode) and `vigil validate`.
 
 Input is a list of parsed YAML documents with their origin; output is, per resource, either
 a `Definition` ready to publish or a precise message saying what is wrong and where.
@@ -7,8 +8,6 @@ a `Definition` ready to publish or a precise message saying what is wrong and wh
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from vigil.common.resources import (
     Step,
     Workflow,
 )
+from vigil.common.secrets import read_secret
 from vigil.common.templating import compile_template
 
 _RESOURCE = TypeAdapter[AnyResource](AnyResource)
@@ -86,22 +86,36 @@ class ValidationReport:
         return lines
 
 
+def yaml_files(path: Path) -> list[Path]:
+    """The YAML files of `path`: a folder's, recursively and sorted, or `path` itself."""
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
+    return [path] if path.exists() else []
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where, without the excerpt PyYAML quotes: the line may hold a
+    Secret's value, and this message is logged and shown."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem or 'syntax error'} (line {mark.line + 1}, column {mark.column + 1})"
+    return type(exc).__name__
+
+
 def read_documents(path: Path) -> tuple[list[RawDocument], list[str]]:
     """Every YAML document under `path` (a file or a folder, recursively), and parse errors."""
-    files = (
-        sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
-        if path.is_dir()
-        else [path]
-    )
-    documents: list[RawDocument] = []
-    errors: list[str] = []
     if not path.exists():
         return [], [f"{path}: no such file or directory"]
-    for file in files:
+    documents: list[RawDocument] = []
+    errors: list[str] = []
+    for file in yaml_files(path):
         try:
             loaded = load_yaml_documents(file.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-            errors.append(f"{file}: not valid YAML: {exc}")
+        except yaml.YAMLError as exc:
+            errors.append(f"{file}: not valid YAML: {yaml_problem(exc)}")
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            errors.append(f"{file}: not readable: {exc}")
             continue
         for index, body in enumerate(loaded):
             if body is None:
@@ -127,7 +141,7 @@ def format_validation_error(exc: ValidationError) -> str:
 @dataclass(slots=True, kw_only=True)
 class _Parsed:
     resources: list[tuple[str, Source | Workflow | Sink]] = field(default_factory=list)
-    secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)  # keys
 
 
 def _parse(documents: Iterable[RawDocument], report: ValidationReport, now: datetime) -> _Parsed:
@@ -141,11 +155,12 @@ def _parse(documents: Iterable[RawDocument], report: ValidationReport, now: date
             continue
         if body.get("kind") == "Secret" and body.get("apiVersion") == "v1":
             try:
-                namespace, name, values = _secret(body)
+                secret = read_secret(body)
             except InvalidInput as exc:
                 report.errors.append(f"{document.origin}: Secret: {exc}")
                 continue
-            parsed.secrets[(namespace, name)] = values
+            # Only which keys exist: a definition references a Secret, never holds a value.
+            parsed.secrets[(secret.namespace, secret.name)] = frozenset(secret.values)
             continue
         kind = body.get("kind")
         if kind not in KINDS:
@@ -194,19 +209,16 @@ def _problems(
     resource: Source | Workflow | Sink,
     parsed: _Parsed,
     catalog: _Catalog,
-    resolved: dict[str, str],
 ) -> list[str]:
-    """What is wrong with a schema-valid resource; fills `resolved` with its secrets."""
+    """What is wrong with a schema-valid resource (its Secrets are checked, not copied)."""
     namespace = resource.metadata.namespace
     problems: list[str] = []
     for where, ref in _secret_refs(resource):
-        values = parsed.secrets.get((namespace, ref.name))
-        if values is None:
+        keys = parsed.secrets.get((namespace, ref.name))
+        if keys is None:
             problems.append(f"{where}: Secret {namespace}/{ref.name} is not defined")
-        elif ref.key not in values:
+        elif ref.key not in keys:
             problems.append(f"{where}: Secret {namespace}/{ref.name} has no key {ref.key!r}")
-        else:
-            resolved[f"{ref.name}/{ref.key}"] = values[ref.key]
     if isinstance(resource, Workflow):
         problems += _check_workflow(resource, catalog)
     if isinstance(resource, Source) and resource.spec.type != "alertmanager":
@@ -232,8 +244,7 @@ def validate_documents(documents: Iterable[RawDocument]) -> ValidationReport:
     # Workflows last: they may only reference Sources and Sinks that are themselves ready.
     for origin, resource in sorted(parsed.resources, key=lambda item: item[1].kind == "Workflow"):
         meta = resource.metadata
-        resolved: dict[str, str] = {}
-        problems = _problems(resource, parsed, catalog, resolved)
+        problems = _problems(resource, parsed, catalog)
         report.statuses.append(
             _status(
                 kind=resource.kind,
@@ -247,9 +258,7 @@ def validate_documents(documents: Iterable[RawDocument]) -> ValidationReport:
         )
         if not problems:
             catalog.ready.add((resource.kind, meta.namespace, meta.name))
-            report.definitions.append(
-                Definition(resource=resource, secrets=resolved, origin=origin)
-            )
+            report.definitions.append(Definition(resource=resource, origin=origin))
     return report
 
 
@@ -272,32 +281,6 @@ def _status(
         origin=origin,
         observed_at=now,
     )
-
-
-def _mapping(body: dict[str, Any], field_name: str) -> dict[str, Any]:
-    value = body.get(field_name)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        msg = f"{field_name} must be a mapping, got {type(value).__name__}"
-        raise InvalidInput(msg)
-    return value
-
-
-def _secret(body: dict[str, Any]) -> tuple[str, str, dict[str, str]]:
-    meta = _mapping(body, "metadata")
-    name = meta.get("name")
-    if not isinstance(name, str) or not name:
-        raise InvalidInput("metadata.name is required")
-    values: dict[str, str] = {}
-    for key, value in _mapping(body, "stringData").items():
-        values[str(key)] = str(value)
-    for key, value in _mapping(body, "data").items():
-        try:
-            values[str(key)] = base64.b64decode(str(value), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"data.{key} is not base64 UTF-8: {exc}") from exc
-    return str(meta.get("namespace", "default")), name, values
 
 
 def _secret_refs(resource: Source | Workflow | Sink) -> Iterator[tuple[str, SecretKeyRef]]:

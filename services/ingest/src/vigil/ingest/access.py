@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Literal, Protocol, get_args
 
 import structlog
-from prometheus_client import Counter
 from starlette import types as asgi
 
 from vigil.common.errors import InvalidInput
+from vigil.ingest.rejections import Reason, count_rejection
 
 log = structlog.get_logger(__name__)
 
@@ -38,12 +38,6 @@ OPEN_PATHS = frozenset(
     {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
 OPEN_PREFIXES = ("/hooks/",)
-
-API_REFUSED = Counter(
-    "vigil_api_refused_total",
-    "API requests refused for want of a valid token (401) or of a scope (403).",
-    ["status"],
-)
 
 
 def _digest(token: str) -> bytes:
@@ -178,19 +172,36 @@ def required_scope(method: str, path: str) -> ApiScope | None:
     return "read" if method in ("GET", "HEAD") else "operate"
 
 
-def refusal(token: str | None, needed: ApiScope, tokens: TokenSource) -> tuple[int, str] | None:
-    """None when `token` grants `needed`; else the status and the sentence to answer."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refusal:
+    status: int
+    reason: Reason
+    message: str
+
+
+def refusal(token: str | None, needed: ApiScope, tokens: TokenSource) -> Refusal | None:
+    """None when `token` grants `needed`; else the status, reason and sentence to answer."""
     if token is None:
-        return 401, (
-            f"this endpoint needs a bearer token with scope {needed}: "
-            "send `Authorization: Bearer <token>`"
+        return Refusal(
+            status=401,
+            reason="no_token",
+            message=f"this endpoint needs a bearer token with scope {needed}: "
+            "send `Authorization: Bearer <token>`",
         )
     granted = tokens.scopes(token)
     if granted is None:
-        return 401, "the bearer token is not valid (unknown, revoked or rotated)"
+        return Refusal(
+            status=401,
+            reason="bad_token",
+            message="the bearer token is not valid (unknown, revoked or rotated)",
+        )
     if needed in granted or (needed == "read" and "operate" in granted):
         return None
-    return 403, f"the bearer token lacks scope {needed} (it has: {', '.join(sorted(granted))})"
+    return Refusal(
+        status=403,
+        reason="missing_scope",
+        message=f"the bearer token lacks scope {needed} (it has: {', '.join(sorted(granted))})",
+    )
 
 
 def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -222,11 +233,10 @@ class RequireTokens:
         if refused is None:
             await self.app(scope, receive, send)
             return
-        status, message = refused
-        API_REFUSED.labels(status=str(status)).inc()
-        body = json.dumps({"error": message}).encode()
+        count_rejection(refused.reason)
+        body = json.dumps({"error": refused.message}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        if status == 401:
+        if refused.status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="vigil"'))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.start", "status": refused.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

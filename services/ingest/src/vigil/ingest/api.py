@@ -1,20 +1,25 @@
 """The HTTP app of ingest: webhooks in (`vigil.ingest.hooks`), the read and operate API,
 the ops endpoints. Every `/api/v1` answer has a response model (`vigil.ingest.views`), so
-`/docs` shows real schemas; JSON keys are camelCase throughout.
+`/docs` shows real schemas; JSON keys are camelCase throughout. Every error is an
+`ErrorBody` (`{"error": "..."}`), FastAPI's own request validation and routing errors too,
+and every refusal is counted by reason (`vigil.ingest.rejections`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from ulid import ULID
 
 from vigil.common import subjects
 from vigil.common.adapters.ops import ReadinessCheck, ops_routes
-from vigil.common.alertmanager import AlertStatus
+from vigil.common.alertmanager import AlertStatus, WebhookPayload
 from vigil.common.documents import (
     AlertFilter,
     AlertPage,
@@ -23,12 +28,14 @@ from vigil.common.documents import (
     ExecutionFilter,
     ExecutionPage,
 )
-from vigil.common.errors import InvalidInput, TransientError
+from vigil.common.errors import InvalidInput, MessageTooLarge, TransientError
 from vigil.common.matchers import parse_matcher
 from vigil.common.messages import CancelRequested, ExecutionState, RunRequested
 from vigil.common.streams import MONITORED
 from vigil.ingest.access import RequireTokens, TokenSource, required_scope
+from vigil.ingest.alert_limits import AlertTooLarge, check_alert
 from vigil.ingest.hooks import Ingest
+from vigil.ingest.rejections import Reason, count_rejection
 from vigil.ingest.views import (
     AlertCounts,
     AlertDetail,
@@ -54,8 +61,39 @@ ERROR_CONTENT = {
 }
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse(ErrorBody(error=message).model_dump(), status_code=status)
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    # A message may quote the request, and a lone surrogate in it could not be encoded.
+    printable = message.encode("utf-8", "backslashreplace").decode()
+    return JSONResponse(
+        ErrorBody(error=printable).model_dump(), status_code=status, headers=headers
+    )
+
+
+def _refused(
+    status: int, reason: Reason, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    count_rejection(reason)
+    return _error(status, message, headers)
+
+
+def describe_validation_errors(errors: Sequence[Any]) -> str:
+    """FastAPI's request validation errors as one sentence naming each field, e.g.
+    `query parameter limit: Input should be a valid integer, unable to parse string as an
+    integer` or `body.labels: Field required`."""
+    parts = []
+    for error in errors:
+        where, *path = error.get("loc", ("request",))
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if error.get("type") == "json_invalid":
+            detail = error.get("ctx", {}).get("error", "")
+            parts.append(f"body is not valid JSON: {detail} at character {path[0] if path else 0}")
+            continue
+        if where in {"query", "path", "header", "cookie"}:
+            parts.append(f"{where} parameter {'.'.join(map(str, path))}: {message}")
+            continue
+        location = "".join(f"[{item}]" if isinstance(item, int) else f".{item}" for item in path)
+        parts.append(f"{where}{location}: {message}")
+    return "; ".join(parts)
 
 
 def build_app(
@@ -73,7 +111,15 @@ def build_app(
         "/hooks/{namespace}/{source}",
         tags=["webhooks"],
         response_model=AlertsAccepted,
-        responses={code: {"model": ErrorBody} for code in (400, 401, 404, 413, 422, 503)},
+        responses={code: {"model": ErrorBody} for code in (400, 401, 404, 408, 413, 415, 422, 503)},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/WebhookPayload"}}
+                },
+            }
+        },
     )
     async def receive_alerts(
         namespace: DnsLabel, source: DnsLabel, request: Request
@@ -84,40 +130,83 @@ def build_app(
     app.include_router(_executions(ingest))
     app.include_router(_alerts_and_definitions(ingest))
 
-    @app.exception_handler(TransientError)
-    async def transient(_: Request, exc: Exception) -> JSONResponse:
-        response = _error(503, str(exc))
-        response.headers["Retry-After"] = "1"
-        return response
-
+    _answer_errors_as_error_bodies(app)
     if tokens is not None:
         app.add_middleware(RequireTokens, tokens=tokens)
-        _document_bearer_auth(app)
+    _document_errors(app, bearer=tokens is not None)
     return app
 
 
-def _document_bearer_auth(app: FastAPI) -> None:
-    """Say in the OpenAPI document which operations need a token, and with which scope."""
+def _answer_errors_as_error_bodies(app: FastAPI) -> None:
+    @app.exception_handler(TransientError)
+    async def transient(_: Request, exc: Exception) -> JSONResponse:
+        return _error(503, str(exc), {"Retry-After": "1"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return _refused(422, "invalid_request", describe_validation_errors(exc.errors()))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return _refused(404, "no_route", f"no such path: {request.url.path}", exc.headers)
+        if exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+            return _refused(405, "no_route", message, exc.headers)
+        if isinstance(exc.__cause__, ClientDisconnect):  # gone: nobody reads this answer
+            return _error(400, "the client left before sending its body")
+        if isinstance(exc.__cause__, RecursionError):  # FastAPI's "error parsing the body"
+            return _refused(400, "invalid_request", "body is nested too deeply", exc.headers)
+        if exc.status_code < 500:
+            return _refused(exc.status_code, "invalid_request", str(exc.detail), exc.headers)
+        return _error(exc.status_code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(MessageTooLarge)
+    async def too_large_for_the_bus(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, MessageTooLarge)
+        message = (
+            f"the request makes a message of {exc.size} bytes, over the bus's largest "
+            f"({exc.limit} bytes)"
+        )
+        return _refused(413, "over_max_payload", message)
+
+
+def _document_errors(app: FastAPI, *, bearer: bool) -> None:
+    """Say in the OpenAPI document that a 422 is an ErrorBody, what a webhook's body is (the
+    handler reads it itself, after its limits) and, with `bearer`, which operations need a
+    token, and with which scope."""
     plain = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = plain()
-        schema.setdefault("components", {})["securitySchemes"] = {
-            "bearer": {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "An API token; GET needs scope `read`, POST scope `operate`.",
+        components = schema.setdefault("components", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.get("schemas", {}).pop(unused, None)
+        webhook = WebhookPayload.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.setdefault("schemas", {}).update(webhook.pop("$defs", {}))
+        components["schemas"]["WebhookPayload"] = webhook
+        if bearer:
+            components["securitySchemes"] = {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API token; GET needs scope `read`, POST scope `operate`.",
+                }
             }
-        }
         for path, operations in schema.get("paths", {}).items():
             for method, operation in operations.items():
-                needed = required_scope(method.upper(), path)
+                responses = operation.setdefault("responses", {})
+                if "422" in responses:
+                    responses["422"] = {"description": "The request is not valid.", **ERROR_CONTENT}
+                needed = required_scope(method.upper(), path) if bearer else None
                 if needed is None:
                     continue
                 operation["security"] = [{"bearer": [needed]}]
-                operation.setdefault("responses", {}).update(
+                responses.update(
                     {
                         "401": {"description": "No valid bearer token.", **ERROR_CONTENT},
                         "403": {"description": f"The token lacks scope {needed}.", **ERROR_CONTENT},
@@ -205,7 +294,7 @@ def _executions(ingest: Ingest) -> APIRouter:
         tags=["workflows"],
         status_code=202,
         response_model=RunAccepted,
-        responses=NOT_FOUND,
+        responses={**NOT_FOUND, 413: {"model": ErrorBody}},
     )
     async def run_workflow(
         namespace: DnsLabel, name: DnsLabel, alert: ManualAlert
@@ -215,6 +304,10 @@ def _executions(ingest: Ingest) -> APIRouter:
             return _error(404, f"no Workflow {namespace}/{name}")
         execution_id = str(ULID())
         now = ingest.clock.now()
+        try:
+            check_alert(alert.to_alert(now), ingest.alert_limits, where="body")
+        except AlertTooLarge as exc:
+            return _refused(413, exc.reason, str(exc))
         await ingest.bus.publish(
             subjects.control("run"),
             RunRequested(
@@ -280,7 +373,7 @@ def _alerts_and_definitions(ingest: Ingest) -> APIRouter:
             for matcher in query.matchers:
                 parse_matcher(matcher)
         except InvalidInput as exc:
-            return _error(400, f"match: {exc}")
+            return _refused(400, "invalid_request", f"match: {exc}")
         return await ingest.store.list_alerts(query, limit=limit, cursor=cursor)
 
     @router.get(

@@ -1,4 +1,5 @@
-"""Ingest composition root: bus, store (read side), definitions view, source types, HTTP."""
+"""Ingest composition root: bus, store (read side), definitions view, Secret resolver
+(Sources' credentials), source types, HTTP."""
 
 from __future__ import annotations
 
@@ -9,13 +10,19 @@ from typing import Any
 import structlog
 
 from vigil.common.adapters.ops import HttpServer
-from vigil.common.adapters.service import connected_bus, opened_store, readiness_checks
+from vigil.common.adapters.service import (
+    connected_bus,
+    opened_store,
+    readiness_checks,
+    secret_resolver,
+)
 from vigil.common.definitions import DefinitionsView
 from vigil.common.runtime import run_tasks
 from vigil.ingest.access import FixedTokens, TokenFile, TokenSource, TokenTable
 from vigil.ingest.adapters.alertmanager import AlertmanagerSource
 from vigil.ingest.api import build_app
 from vigil.ingest.hooks import Ingest
+from vigil.ingest.rejections import count_rejection
 from vigil.ingest.settings import IngestSettings
 from vigil.ingest.sources import SourceAdapters
 
@@ -29,14 +36,20 @@ def build_sources() -> SourceAdapters:
 
 async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
     tokens = api_tokens(settings)  # a bad tokens file stops the service before it connects
-    async with opened_store(settings) as store, connected_bus(settings, service="ingest") as bus:
+    async with (
+        opened_store(settings) as store,
+        connected_bus(settings, service="ingest") as bus,
+        secret_resolver(settings) as secrets,
+    ):
         definitions = DefinitionsView()
         ingest = Ingest(
             bus=bus,
             store=store,
             definitions=definitions,
             sources=build_sources(),
+            secrets=secrets,
             max_body_bytes=settings.max_body_bytes,
+            alert_limits=settings.alert_limits(),
         )
         guarding: list[Coroutine[Any, Any, None]] = []
         if tokens is None:
@@ -48,7 +61,13 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
             checks=readiness_checks(bus=bus, store=store, definitions=definitions),
             tokens=tokens,
         )
-        server = HttpServer(app, host=settings.http_host, port=settings.http_port)
+        server = HttpServer(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            limits=settings.http_limits(),
+            on_reject=count_rejection,
+        )
         log.info("ingest_starting")
         await run_tasks(stop, server.serve(), definitions.run(await bus.config_bucket()), *guarding)
 

@@ -2,30 +2,42 @@
 
 Status codes are promises to Alertmanager: 2xx only after JetStream acknowledged every alert
 of the body; 5xx when that could not be ensured (Alertmanager retries); 4xx, with a message
-naming the problem, when the request itself is wrong (Alertmanager drops it). The body is
-read by the adapter of the Source's type (`vigil.ingest.sources`).
+naming the problem, when the request itself is wrong (Alertmanager drops it), which is
+also the answer to a body that could never be accepted (too large, an alert over the
+limits of `vigil.ingest.alert_limits` or over the bus's largest message). A Source whose
+Secret cannot be resolved lets no request through: one bringing credentials gets a 503
+naming the Secret (ours to fix; Alertmanager retries meanwhile), one without a 401. The
+body is read by the adapter of the Source's type (`vigil.ingest.sources`).
+
+A body is accepted or refused whole: every check, sizes included, runs on the whole body
+before anything is published, so a 4xx stored nothing. A 503 may have stored some of the
+alerts; the retry it asks for stores the rest, each alert once (`Nats-Msg-Id`). Every
+refusal is counted by reason (`vigil.ingest.rejections`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
-from vigil.common.bus import ConsumerStatsSource, Publisher
+from vigil.common.bus import ConsumerStatsSource, Outgoing, Publisher
 from vigil.common.clock import SYSTEM_CLOCK, Clock
-from vigil.common.definitions import DefinitionsView
-from vigil.common.errors import InvalidInput, TransientError
+from vigil.common.definitions import Definition, DefinitionsView
+from vigil.common.errors import InvalidInput, MessageTooLarge, TransientError
 from vigil.common.resources import Source
+from vigil.common.secrets import SecretResolver, SecretUnavailable
 from vigil.common.store import Store
+from vigil.ingest.alert_limits import AlertLimits, AlertTooLarge, check_alert_sizes
 from vigil.ingest.alerts import alert_messages
 from vigil.ingest.auth import authorized
-from vigil.ingest.sources import SourceAdapters
+from vigil.ingest.rejections import Reason, count_rejection
+from vigil.ingest.sources import SourceAdapter, SourceAdapters
 
 log = structlog.get_logger(__name__)
 
@@ -35,18 +47,18 @@ ALERTS_RECEIVED = Counter(
 ALERTS_DEDUPLICATED = Counter(
     "vigil_alerts_deduplicated_total", "Accepted alerts JetStream already had (re-sends)."
 )
-REQUESTS_REJECTED = Counter(
-    "vigil_webhook_rejected_total", "Webhook requests answered 4xx or 5xx.", ["status"]
-)
+
+
+SECRET_RETRY_AFTER_SECONDS = 5  # a rotation in flight, or the controller withdrawing the Source
 
 
 class IngestBus(Publisher, ConsumerStatsSource, Protocol):
     """What ingest needs of the bus: publishing, and the consumers' lag for `/stats`."""
 
 
-def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
-    REQUESTS_REJECTED.labels(status=str(status)).inc()
-    return JSONResponse({"error": message, **extra}, status_code=status)
+def error_response(status: int, reason: Reason, message: str) -> JSONResponse:
+    count_rejection(reason)
+    return JSONResponse({"error": message}, status_code=status)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,54 +67,100 @@ class Ingest:
     store: Store
     definitions: DefinitionsView
     sources: SourceAdapters
+    secrets: SecretResolver
     max_body_bytes: int
+    alert_limits: AlertLimits = field(default_factory=AlertLimits)
     clock: Clock = SYSTEM_CLOCK
 
     async def receive(self, namespace: str, source: str, request: Request) -> JSONResponse:
+        checked = await self._check_request(namespace, source, request)
+        if isinstance(checked, JSONResponse):
+            return checked
+        definition, adapter = checked
+        body = await self._bounded_body(request)
+        if body is None:
+            return error_response(
+                413, "too_large", f"body is larger than {self.max_body_bytes} bytes"
+            )
+        document = _parsed(body)
+        if isinstance(document, JSONResponse):
+            return document
+        try:
+            batch = adapter.read(document, source=definition)
+            check_alert_sizes(batch, self.alert_limits)
+        except AlertTooLarge as exc:
+            return error_response(413, exc.reason, str(exc))
+        except InvalidInput as exc:
+            return error_response(422, "invalid_payload", str(exc))
+        messages = alert_messages(
+            batch, namespace=namespace, source=source, received_at=self.clock.now()
+        )
+        return await self._publish(namespace, source, messages)
+
+    async def _check_request(
+        self, namespace: str, source: str, request: Request
+    ) -> tuple[Definition, SourceAdapter] | JSONResponse:
+        """What can be refused before the body is read: the Source and the media type."""
         if not self.definitions.ready.is_set():
-            return error_response(503, "definitions are not loaded yet; retry shortly")
+            return error_response(503, "not_ready", "definitions are not loaded yet; retry shortly")
         definition = self.definitions.source_definition(namespace, source)
         if definition is None:
-            return error_response(404, f"no Source {namespace}/{source} is defined")
-        if not authorized(definition, request.headers.get("authorization")):
-            return error_response(401, f"Source {namespace}/{source} requires valid credentials")
+            return error_response(
+                404, "unknown_source", f"no Source {namespace}/{source} is defined"
+            )
         resource = definition.resource
         assert isinstance(resource, Source), "source_definition returns Sources only"
+        authorization = request.headers.get("authorization")
+        try:
+            allowed = await authorized(resource, authorization, secrets=self.secrets)
+        except SecretUnavailable as exc:
+            log.error(
+                "source_secret_unavailable", namespace=namespace, source=source, error=str(exc)
+            )
+            response = error_response(
+                503,
+                "secret_unavailable",
+                f"Source {namespace}/{source} cannot check credentials: its {exc.secret.secret}"
+                " is unavailable; retry later",
+            )
+            response.headers["Retry-After"] = str(SECRET_RETRY_AFTER_SECONDS)
+            return response
+        if not allowed:
+            return error_response(
+                401, "unauthorized", f"Source {namespace}/{source} requires valid credentials"
+            )
         adapter = self.sources.get(resource.spec.type)
         if adapter is None:
             return error_response(
-                501, f"Source type {resource.spec.type} is not available in this build"
+                501,
+                "source_type_unavailable",
+                f"Source type {resource.spec.type} is not available in this build",
             )
         media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media_type != "application/json" and not media_type.endswith("+json"):
             return error_response(
-                415, f"body must be application/json, not {media_type or 'untyped'}"
+                415,
+                "unsupported_media_type",
+                f"body must be application/json, not {media_type or 'untyped'}",
             )
-        body = await self._bounded_body(request)
-        if body is None:
-            return error_response(413, f"body is larger than {self.max_body_bytes} bytes")
-        try:
-            document = json.loads(body)
-            # A lone surrogate (\ud800) is valid JSON but no Unicode text: refuse it here.
-            json.dumps(document, ensure_ascii=False).encode()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return error_response(400, f"body is not valid JSON: {exc}")
-        except UnicodeEncodeError:
-            return error_response(400, "body holds invalid Unicode (a lone surrogate)")
-        except RecursionError:
-            return error_response(400, "body is nested too deeply")
-        try:
-            batch = adapter.read(document, source=definition)
-        except InvalidInput as exc:
-            return error_response(422, str(exc))
-        messages = alert_messages(
-            batch, namespace=namespace, source=source, received_at=self.clock.now()
-        )
+        return definition, adapter
+
+    async def _publish(self, namespace: str, source: str, messages: list[Outgoing]) -> JSONResponse:
         try:
             new = await self.bus.publish_all(messages)
+        except MessageTooLarge as exc:
+            return error_response(
+                413,
+                "over_max_payload",
+                f"alerts[{exc.index}] is {exc.size} bytes as a message, over the bus's "
+                f"largest message ({exc.limit} bytes): shorten its labels, annotations or "
+                "URLs; nothing of this body was stored",
+            )
         except TransientError as exc:
             log.warning("alerts_not_accepted", source=source, error=str(exc))
-            response = error_response(503, f"alerts could not be stored durably: {exc}")
+            response = error_response(
+                503, "not_stored", f"alerts could not be stored durably: {exc}"
+            )
             response.headers["Retry-After"] = "1"
             return response
         ALERTS_RECEIVED.inc(len(messages))
@@ -124,3 +182,20 @@ class Ingest:
             if len(body) > self.max_body_bytes:
                 return None
         return bytes(body)
+
+
+def _parsed(body: bytes) -> object:
+    """The JSON document of `body`, or the 400 naming why it is not one."""
+    try:
+        document: object = json.loads(body)
+        # A lone surrogate (\ud800) is valid JSON but no Unicode text: refuse it here.
+        json.dumps(document, ensure_ascii=False).encode()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return error_response(400, "bad_json", f"body is not valid JSON: {exc}")
+    except UnicodeEncodeError:
+        return error_response(
+            400, "invalid_unicode", "body holds invalid Unicode (a lone surrogate)"
+        )
+    except RecursionError:
+        return error_response(400, "too_deep", "body is nested too deeply")
+    return document

@@ -8,10 +8,12 @@ from typing import Literal, Self
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from vigil.common.settings import ServiceSettings, is_loopback
+from vigil.common.adapters.http_limits import HttpLimits
+from vigil.common.settings import SecretSettings, is_loopback
+from vigil.ingest.alert_limits import AlertLimits
 
 
-class IngestSettings(ServiceSettings):
+class IngestSettings(SecretSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_INGEST_", extra="ignore", frozen=True)
 
     http_host: str = Field(
@@ -20,7 +22,43 @@ class IngestSettings(ServiceSettings):
     )
     http_port: int = Field(default=8080, description="Port of webhooks, the API and /healthz.")
     max_body_bytes: int = Field(
-        default=8 * 1024 * 1024, description="Largest webhook body accepted, in bytes."
+        default=8 * 1024 * 1024, gt=0, description="Largest webhook body accepted, in bytes."
+    )
+    max_label_bytes: int = Field(
+        default=16 * 1024,
+        gt=0,
+        description="Largest label or annotation of an alert, name or value, in UTF-8 bytes.",
+    )
+    max_alert_label_bytes: int = Field(
+        default=64 * 1024,
+        gt=0,
+        description="Largest total of one alert's labels and annotations (names and values), "
+        "in UTF-8 bytes; the same for the group's.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a client has to send a request's headers, from connecting (or "
+        "from its first byte on a kept-alive connection); then 408 and closed.",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a client has to send a request's body, from its headers; then "
+        "408 and closed.",
+    )
+    keep_alive_seconds: int = Field(
+        default=5, gt=0, description="Seconds an idle kept-alive connection stays open."
+    )
+    max_connections: int = Field(
+        default=512,
+        gt=0,
+        description="Connections open at once; one more is answered 503 and closed.",
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        gt=0,
+        description="Largest request line and headers, in bytes; larger is a 400.",
     )
     api_auth: Literal["tokens", "none"] = Field(
         default="tokens",
@@ -36,6 +74,31 @@ class IngestSettings(ServiceSettings):
         validation_alias=AliasChoices("VIGIL_API_TOKEN", "vigil_api_token"),
         description="One API token with every scope (VIGIL_API_TOKEN).",
     )
+
+    @model_validator(mode="after")
+    def _label_limit_within_the_alert_limit(self) -> Self:
+        if self.max_label_bytes > self.max_alert_label_bytes:
+            msg = (
+                f"VIGIL_INGEST_MAX_LABEL_BYTES ({self.max_label_bytes}) must not be over "
+                f"VIGIL_INGEST_MAX_ALERT_LABEL_BYTES ({self.max_alert_label_bytes})"
+            )
+            raise ValueError(msg)
+        return self
+
+    def alert_limits(self) -> AlertLimits:
+        return AlertLimits(
+            max_label_bytes=self.max_label_bytes,
+            max_alert_label_bytes=self.max_alert_label_bytes,
+        )
+
+    def http_limits(self) -> HttpLimits:
+        return HttpLimits(
+            header_timeout_seconds=self.header_timeout_seconds,
+            body_timeout_seconds=self.body_timeout_seconds,
+            keep_alive_seconds=self.keep_alive_seconds,
+            max_connections=self.max_connections,
+            max_header_bytes=self.max_header_bytes,
+        )
 
     @model_validator(mode="after")
     def _refuse_open_api_off_loopback(self) -> Self:

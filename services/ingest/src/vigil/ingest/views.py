@@ -7,14 +7,28 @@ stored, under their camelCase aliases; the models here are the API's own envelop
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from vigil.common.alertmanager import AlertStatus, label_fingerprint
 from vigil.common.definitions import DefinitionStatus
 from vigil.common.documents import AlertRecord, DeliveryRecord
 from vigil.common.messages import Alert, ExecutionState
+
+
+def _unicode(value: str) -> str:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        msg = "holds invalid Unicode (a lone surrogate)"
+        raise ValueError(msg) from None
+    return value
+
+
+# Request text: JSON may carry a lone surrogate (`"\ud800"`), which no message can.
+type Text = Annotated[str, AfterValidator(_unicode)]
 
 
 class View(BaseModel):
@@ -40,7 +54,7 @@ class AlertsAccepted(View):
 
 
 class CancelBody(View):
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: Text | None = Field(default=None, max_length=1000)
 
 
 class CancelAccepted(View):
@@ -52,11 +66,11 @@ class CancelAccepted(View):
 class ManualAlert(View):
     """The alert a manual run starts with; only `labels` is required."""
 
-    labels: dict[str, str] = Field(min_length=1)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[Text, Text] = Field(min_length=1)
+    annotations: dict[Text, Text] = Field(default_factory=dict)
     status: AlertStatus = "firing"
     starts_at: datetime | None = None
-    fingerprint: str | None = None
+    fingerprint: Text | None = None
 
     def to_alert(self, now: datetime) -> Alert:
         return Alert(

@@ -1,4 +1,5 @@
-"""Sink composition root: the notifiers by sink type, the delivery loop, the notify consumer."""
+"""Sink composition root: the notifiers by sink type (with the Secret resolver they read
+webhook URLs through), the delivery loop, the notify consumer."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from vigil.common.adapters.service import (
     opened_store,
     ops_server,
     readiness_checks,
+    secret_resolver,
 )
 from vigil.common.definitions import DefinitionsView
 from vigil.common.messages import StepRequest
 from vigil.common.runtime import run_tasks
+from vigil.common.secrets import SecretResolver
 from vigil.sink.adapters.log import LogNotifier
 from vigil.sink.adapters.webhook import WebhookNotifier
 from vigil.sink.delivering import DeliveryLoop
@@ -29,9 +32,9 @@ from vigil.sink.settings import SinkSettings
 log = structlog.get_logger(__name__)
 
 
-def build_notifiers(client: httpx.AsyncClient) -> Notifiers:
+def build_notifiers(client: httpx.AsyncClient, *, secrets: SecretResolver) -> Notifiers:
     """The notifier of each sink type this build delivers to."""
-    return {"log": LogNotifier(), "webhook": WebhookNotifier(client)}
+    return {"log": LogNotifier(), "webhook": WebhookNotifier(client, secrets=secrets)}
 
 
 async def run(settings: SinkSettings, stop: asyncio.Event) -> None:
@@ -39,6 +42,7 @@ async def run(settings: SinkSettings, stop: asyncio.Event) -> None:
         opened_store(settings) as store,
         connected_bus(settings, service="sink") as bus,
         httpx.AsyncClient(headers={"User-Agent": "vigil-sink"}) as client,
+        secret_resolver(settings) as secrets,
     ):
         definitions = DefinitionsView()
         handlers = SinkHandlers(
@@ -46,7 +50,7 @@ async def run(settings: SinkSettings, stop: asyncio.Event) -> None:
             definitions=definitions,
             deliveries=DeliveryLoop(
                 store=store,
-                notifiers=build_notifiers(client),
+                notifiers=build_notifiers(client, secrets=secrets),
                 attempts=settings.attempts,
                 backoff=settings.backoff_seconds,
             ),

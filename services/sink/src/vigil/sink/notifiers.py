@@ -23,7 +23,7 @@ from vigil.common.resources import Sink
 class Notification:
     """One notify step's message for one sink, with the key receivers deduplicate by."""
 
-    sink: Definition  # the Sink resource and the secret values it references
+    sink: Definition  # the Sink resource (Secrets by reference: notifiers resolve them)
     request: StepRequest
     notify: NotifyStep
     idempotency_key: str

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from vigil.common.settings import ServiceSettings
+from vigil.common.settings import SecretSettings
 
 
-class SinkSettings(ServiceSettings):
+class SinkSettings(SecretSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_SINK_", extra="ignore", frozen=True)
 
     deliveries_in_flight: int = Field(default=32, ge=1, description="Notify steps at once.")

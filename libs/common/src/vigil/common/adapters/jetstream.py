@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import nats
@@ -37,7 +38,7 @@ from vigil.common.adapters.jetstream_kv import JetStreamBucket
 from vigil.common.adapters.nats_errors import NATS_ERRORS
 from vigil.common.bus import BatchHandler, ConsumerStats, Delivery, Handler, Outgoing
 from vigil.common.bus_permissions import inbox_prefix
-from vigil.common.errors import InvalidInput, TransientError
+from vigil.common.errors import InvalidInput, MessageTooLarge, TransientError
 from vigil.common.messages import Contract, DeadLetter
 from vigil.common.outcomes import outcome_for
 from vigil.common.settings import BusCredentials, redacted_url
@@ -48,6 +49,9 @@ log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("vigil.bus")
 
 SCHEMA_HEADER = "Vigil-Schema"
+# What nats-py writes around the headers of an HPUB; the server counts headers and body
+# together against `max_payload` and drops the connection of a client that goes over.
+_HEADER_FRAME_BYTES = len(b"NATS/1.0\r\n") + len(b"\r\n")
 MSG_ID_HEADER = "Nats-Msg-Id"
 PUBLISH_TIMEOUT_SECONDS = 5.0
 FETCH_TIMEOUT_SECONDS = 2.0
@@ -59,6 +63,19 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 MAX_DELIVER_MARGIN = 3
 
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (*NATS_ERRORS, OSError)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Encoded:
+    subject: str
+    payload: bytes
+    headers: dict[str, str]
+
+
+def _header_bytes(headers: dict[str, str]) -> int:
+    """The size of `headers` in an HPUB as nats-py writes them: `Key: value` and CRLF each."""
+    lines = sum(len(key.encode()) + len(value.encode()) + 4 for key, value in headers.items())
+    return _HEADER_FRAME_BYTES + lines
 
 
 class JetStreamBus:
@@ -188,12 +205,9 @@ class JetStreamBus:
 
     async def publish(self, subject: str, message: Contract, *, msg_id: str) -> bool:
         """Publish and wait for the stream's ack. Returns False if it was a duplicate."""
+        (encoded,) = self._encoded([Outgoing(subject=subject, message=message, msg_id=msg_id)])
         try:
-            ack = await self._js.publish(
-                subject,
-                message.model_dump_json(by_alias=True).encode(),
-                headers=self._headers(message, msg_id),
-            )
+            ack = await self._js.publish(subject, encoded.payload, headers=encoded.headers)
         except NATS_ERRORS as exc:
             msg = f"publish to {subject} was not acknowledged: {exc}"
             raise TransientError(msg) from exc
@@ -202,18 +216,20 @@ class JetStreamBus:
     async def publish_all(self, items: Sequence[Outgoing]) -> int:
         """Publish `items` pipelined; return when all are acknowledged (count of new ones).
 
-        Raises TransientError if any was not acknowledged: the caller must not report
-        success, and re-sending is safe because every item carries its `Nats-Msg-Id`.
+        Raises MessageTooLarge, before anything is sent, if one is over the server's
+        `max_payload`. Raises TransientError if any was not acknowledged: the caller must
+        not report success, and re-sending is safe because every item carries its
+        `Nats-Msg-Id`.
         """
-        trace_headers = inject_headers({})  # the same span for the whole batch
+        encoded = self._encoded(items, trace_headers=inject_headers({}))  # one span per batch
         futures: list[asyncio.Future[PubAck]] = []
         try:
-            for item in items:
+            for item in encoded:
                 futures.append(
                     await self._js.publish_async(
                         item.subject,
-                        item.message.model_dump_json(by_alias=True).encode(),
-                        headers=self._headers(item.message, item.msg_id, trace_headers),
+                        item.payload,
+                        headers=item.headers,
                         wait_stall=PUBLISH_TIMEOUT_SECONDS,
                     )
                 )
@@ -225,6 +241,26 @@ class JetStreamBus:
             msg = f"publish of {len(items)} message(s) was not acknowledged: {exc!r}"
             raise TransientError(msg) from exc
         return sum(1 for ack in acks if not ack.duplicate)
+
+    def _encoded(
+        self, items: Sequence[Outgoing], *, trace_headers: dict[str, str] | None = None
+    ) -> list[_Encoded]:
+        """Every item as it goes on the wire; MessageTooLarge names the first one over the
+        server's `max_payload` (headers included, as the server counts them)."""
+        limit = int(self._nc.max_payload)
+        encoded: list[_Encoded] = []
+        for index, item in enumerate(items):
+            headers = self._headers(item.message, item.msg_id, trace_headers)
+            payload = item.message.model_dump_json(by_alias=True).encode()
+            size = len(payload) + _header_bytes(headers)
+            if size > limit:
+                msg = (
+                    f"message {index} for {item.subject} is {size} bytes with its headers, "
+                    f"over the server's max_payload of {limit} bytes"
+                )
+                raise MessageTooLarge(msg, index=index, size=size, limit=limit)
+            encoded.append(_Encoded(subject=item.subject, payload=payload, headers=headers))
+        return encoded
 
     async def announce(self, subject: str, message: Contract) -> None:
         """Fire-and-forget core NATS publish (not stored): for best-effort notices."""

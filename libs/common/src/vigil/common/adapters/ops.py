@@ -19,6 +19,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from vigil.common.adapters.http_limits import (
+    BodyDeadline,
+    HttpLimits,
+    OnReject,
+    guarded_protocol,
+    ignore_rejection,
+)
 from vigil.common.errors import VigilError
 
 log = structlog.get_logger(__name__)
@@ -80,25 +87,47 @@ class HttpServer:
     """uvicorn serving an ASGI app, run inside a TaskGroup.
 
     The socket is bound when serving starts and closed when it ends, so a server cancelled
-    before it ever ran holds no socket. A port of 0 is resolved and logged.
+    before it ever ran holds no socket. A port of 0 is resolved and logged (and kept in
+    `port` once `listening` is set). `limits` bound what slow or greedy clients may hold
+    (`vigil.common.adapters.http_limits`); each refusal is reported to `on_reject`.
     """
 
-    def __init__(self, app: Callable[..., Awaitable[None]], *, host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: Callable[..., Awaitable[None]],
+        *,
+        host: str,
+        port: int,
+        limits: HttpLimits | None = None,
+        on_reject: OnReject = ignore_rejection,
+    ) -> None:
         self._app = app
         self._host = host
         self._port = port
+        self._limits = limits or HttpLimits()
+        self._on_reject = on_reject
+        self.port: int | None = None
+        self.listening = asyncio.Event()
 
     async def serve(self) -> None:
         sock = bind_socket(self._host, self._port)
         try:
-            log.info("http_listening", host=self._host, port=sock.getsockname()[1])
+            self.port = sock.getsockname()[1]
+            log.info("http_listening", host=self._host, port=self.port)
+            limits = self._limits
             config = uvicorn.Config(
-                self._app,
+                BodyDeadline(
+                    self._app, seconds=limits.body_timeout_seconds, on_reject=self._on_reject
+                ),
+                http=guarded_protocol(limits, self._on_reject),
+                timeout_keep_alive=limits.keep_alive_seconds,
+                h11_max_incomplete_event_size=limits.max_header_bytes,
                 log_config=None,
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=5,
             )
+            self.listening.set()
             await uvicorn.Server(config).serve(sockets=[sock])
         finally:
             sock.close()

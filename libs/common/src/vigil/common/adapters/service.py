@@ -2,7 +2,8 @@
 
 Open the store, connect to NATS and provision the streams, and close both whatever
 happens; the readiness checks `/readyz` runs (NATS connected, store answering, definitions
-loaded); the ops server. Each `app.py` adds only its own handlers and loops.
+loaded); the ops server; the Secret resolver of the services that use Secret values. Each
+`app.py` adds only its own handlers and loops.
 """
 
 from __future__ import annotations
@@ -10,14 +11,20 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 
+import structlog
+
 from vigil.common.adapters.jetstream import JetStreamBus
 from vigil.common.adapters.ops import HttpServer, ReadinessCheck, ops_app
+from vigil.common.adapters.secret_files import SecretFiles
 from vigil.common.adapters.stores import open_store
 from vigil.common.definitions import DefinitionsView
 from vigil.common.errors import TransientError
-from vigil.common.settings import ServiceSettings
+from vigil.common.secrets import SecretResolver
+from vigil.common.settings import SecretSettings, ServiceSettings
 from vigil.common.store import Store
 from vigil.common.streams import stream_specs
+
+log = structlog.get_logger(__name__)
 
 
 @contextlib.asynccontextmanager
@@ -27,6 +34,24 @@ async def opened_store(settings: ServiceSettings) -> AsyncIterator[Store]:
         yield store
     finally:
         await store.close()
+
+
+@contextlib.asynccontextmanager
+async def secret_resolver(settings: SecretSettings) -> AsyncIterator[SecretResolver]:
+    """Where this service reads Secret values at use: the definitions folder or the API."""
+    if settings.secrets_from == "file":
+        if not settings.definitions.exists():
+            # Not fatal: a Source or Sink without Secrets works; one with them is refused,
+            # naming the Secret and this folder.
+            log.warning("secrets_folder_missing", definitions=str(settings.definitions))
+        yield SecretFiles(settings.definitions)
+        return
+    # kubernetes-asyncio is imported only in Kubernetes mode.
+    from vigil.common.adapters.kubernetes import api_client
+    from vigil.common.adapters.kubernetes_secrets import KubernetesSecrets
+
+    async with api_client() as api:
+        yield KubernetesSecrets(api, ttl=settings.secrets_cache_seconds)
 
 
 @contextlib.asynccontextmanager

@@ -2,8 +2,12 @@
 
 5xx, 429, 425, 408 and transport errors are transient (with the receiver's `Retry-After`,
 when it sent one); other 4xx are permanent: the receiver told us the request itself is
-wrong. Errors leave this module as TransientError or PermanentError; retrying is the
-delivery loop's job (`vigil.sink.delivering`).
+wrong. A URL kept in a Secret (`urlSecretRef`) is resolved at each attempt, so a rotation
+counts from the next delivery; a Secret that cannot be resolved is a TransientError naming
+it (`SecretUnavailable`: the controller found it when it published the Sink, so it is a
+change in flight), retried like a receiver's 503 until the step's deliveries run out.
+Errors leave this module as TransientError or PermanentError; retrying is the delivery
+loop's job (`vigil.sink.delivering`).
 """
 
 from __future__ import annotations
@@ -12,11 +16,15 @@ import email.utils
 from datetime import UTC, datetime
 
 import httpx
+import structlog
 from pydantic import JsonValue
 
 from vigil.common.durations import parse_duration
 from vigil.common.errors import PermanentError, TransientError
+from vigil.common.secrets import SecretKey, SecretResolver, SecretUnavailable
 from vigil.sink.notifiers import Notification
+
+log = structlog.get_logger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 MAX_RETRY_AFTER_SECONDS = 60.0
@@ -58,7 +66,9 @@ async def post_json(
             timeout=timeout,
         )
     except httpx.HTTPError as exc:
-        raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+        # The URL may be a secret (it is for Slack and Teams): the error names it vaguely.
+        reason = str(exc).replace(url, "<the sink's URL>")
+        raise TransientError(f"{type(exc).__name__}: {reason}") from exc
     status = response.status_code
     if status < 300:
         return status
@@ -83,8 +93,9 @@ def webhook_body(notification: Notification) -> dict[str, JsonValue]:
 
 
 class WebhookNotifier:
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, *, secrets: SecretResolver) -> None:
         self._client = client
+        self._secrets = secrets
 
     async def send(self, notification: Notification) -> None:
         hook = notification.resource.spec.webhook
@@ -93,7 +104,9 @@ class WebhookNotifier:
             raise PermanentError(msg)
         url = hook.url
         if hook.url_secret_ref is not None:
-            url = notification.sink.secret(hook.url_secret_ref.name, hook.url_secret_ref.key)
+            url = await self._secret_url(
+                notification, hook.url_secret_ref.name, hook.url_secret_ref.key
+            )
         if url is None:
             msg = f"sink {notification.sink_name} has no webhook URL"
             raise PermanentError(msg)
@@ -105,3 +118,11 @@ class WebhookNotifier:
             headers=dict(hook.headers),
             timeout=parse_duration(hook.timeout),
         )
+
+    async def _secret_url(self, notification: Notification, name: str, key: str) -> str:
+        secret = SecretKey(namespace=notification.resource.metadata.namespace, name=name, key=key)
+        try:
+            return await self._secrets.resolve(secret)
+        except SecretUnavailable as exc:
+            log.warning("sink_secret_unavailable", sink=notification.sink_name, error=str(exc))
+            raise
