@@ -41,6 +41,7 @@ from tests.support.nats import (
 from vigil.common import streams
 from vigil.common.adapters.jetstream import JetStreamBus
 from vigil.common.adapters.provisioning import provision_bus
+from vigil.common.adapters.service import connected_bus
 from vigil.common.bus import Delivery
 from vigil.common.errors import PermanentError, TransientError
 from vigil.common.settings import BusCredentials, ServiceSettings
@@ -407,10 +408,20 @@ async def test_the_controller_writes_definitions_that_the_others_watch(
 
 
 async def test_only_the_provisioner_makes_the_streams(secured_server: SecuredNats) -> None:
-    """A service started with provisioning on, as its own user, cannot make the layout."""
-    async with service_bus(secured_server, "ingest") as ingest:
-        with pytest.raises(TransientError, match="cannot provision stream ALERTS"):
-            await ingest.ensure_streams(streams.stream_specs()[:1])
+    """A service started with provisioning on, as its own user, cannot make the layout,
+    and is told what to do instead."""
+    settings = ServiceSettings.model_validate(
+        {
+            "VIGIL_NATS_URL": secured_server.url,
+            "VIGIL_NATS_USER": "ingest",
+            "VIGIL_NATS_PASSWORD": secured_server.passwords["ingest"],
+        }
+    )
+    with pytest.raises(TransientError, match="cannot provision stream ALERTS") as caught:
+        async with connected_bus(settings, service="ingest"):
+            pytest.fail("connected without the streams")
+    assert "set VIGIL_NATS_PROVISION=false" in str(caught.value)
+    assert secured_server.passwords["ingest"] not in str(caught.value)
 
 
 # --- failing closed -------------------------------------------------------------------------

@@ -67,7 +67,16 @@ async def connected_bus(settings: ServiceSettings, *, service: str) -> AsyncIter
     )
     try:
         if settings.nats_provision:
-            await provision(bus, settings)
+            try:
+                await provision(bus, settings)
+            except TransientError as exc:
+                if settings.nats_user is None:
+                    raise
+                msg = (
+                    f"{exc} (as NATS user {settings.nats_user}: if it may not change streams, "
+                    "set VIGIL_NATS_PROVISION=false and provision with the provisioner user)"
+                )
+                raise TransientError(msg) from exc
         yield bus
     finally:
         await bus.close()
