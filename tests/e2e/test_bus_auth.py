@@ -93,7 +93,12 @@ async def refused_step_request(url: str, *, user: str | None, password: str | No
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     folder = tmp_path_factory.mktemp("definitions")
     write_definitions(folder, DEFINITIONS)
-    with running_platform(definitions=folder, data_dir=tmp_path_factory.mktemp("data")) as up:
+    # Credentials left in the user's shell must not reach the services (they would clash
+    # with the embedded server's: a password and a password file are refused together).
+    shell = {"VIGIL_NATS_USER": "someone", "VIGIL_NATS_PASSWORD": "from-the-shell"}
+    with running_platform(
+        definitions=folder, data_dir=tmp_path_factory.mktemp("data"), env=shell
+    ) as up:
         yield up
 
 
@@ -149,4 +154,6 @@ def test_the_credentials_are_private_files_on_no_command_line_and_in_no_environm
         for password in passwords.values():
             assert password not in cmdline, name
             assert password not in environ, name
+        if name != "nats":
+            assert "from-the-shell" not in environ, name
     assert not any(password in platform.logs() for password in passwords.values())
