@@ -330,7 +330,7 @@ async def test_an_edit_that_breaks_the_workflow_withdraws_it_and_the_fix_restore
         await harness.wait_until("the workflow is withdrawn", withdrawn, within=RELOADED_WITHIN)
         status = harness.status("Workflow", WORKFLOW)
         assert status is not None
-        assert "spec.steps[0].cli.command[2]" in status.message
+        assert "spec.steps[0].cli.command[3]" in status.message
         assert "template syntax error" in status.message
         assert status.origin.startswith(str(workflow_file))
         # The rest of the folder is untouched by the broken workflow.
