@@ -166,9 +166,9 @@ def parse_matcher(text: str) -> Matcher:
     if found is None:
         msg = f'matcher {text!r} is not of the form name="value" (operators: = != =~ !~)'
         raise InvalidInput(msg)
-    name = _unquote(found["name"], "label name")
+    name = _unquote(found["name"], f"matcher {text!r}: label name")
     operator: Operator = found["op"]  # type: ignore[assignment]
-    value = _unquote(found["value"], "matcher value")
+    value = _unquote(found["value"], f"matcher {text!r}: value")
     pattern = None
     if operator in ("=~", "!~"):
         pattern = compile_regex(value, where=f"matcher {text!r}")
