@@ -47,6 +47,11 @@ def compile_template(source: str, *, allowed: frozenset[str] = CONTEXT_NAMES) ->
     except jinja2.TemplateSyntaxError as exc:  # TemplateAssertionError is one too
         msg = f"template syntax error at line {exc.lineno}: {exc.message}"
         raise InvalidInput(msg) from exc
+    except (RecursionError, SyntaxError) as exc:
+        # Jinja's parser recurses per nesting level, and Python refuses the code it
+        # generates past 200 nested brackets: either way, the template is too deep.
+        msg = "template is nested too deeply (brackets, blocks or expressions)"
+        raise InvalidInput(msg) from exc
 
 
 def render(source: str, context: Mapping[str, Any]) -> str:
@@ -60,6 +65,13 @@ def render(source: str, context: Mapping[str, Any]) -> str:
     except jinja2.exceptions.SecurityError as exc:
         msg = f"template {source!r} was refused by the sandbox: {exc}"
         raise TemplateError(msg) from exc
-    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
         msg = f"template {source!r} failed: {exc}"
+        raise TemplateError(msg) from exc
+    except AssertionError as exc:
+        # Some of Jinja's filters check their arguments with `assert` (`truncate(-1)`).
+        msg = f"template {source!r} failed: a filter refused its arguments: {exc}"
+        raise TemplateError(msg) from exc
+    except RecursionError as exc:
+        msg = f"template {source!r} failed: it recursed too deeply"
         raise TemplateError(msg) from exc
