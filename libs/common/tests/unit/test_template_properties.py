@@ -19,7 +19,9 @@ from vigil.common.templating import TemplateError, compile_template, render
 VALUES = st.one_of(
     st.text(max_size=30),
     st.from_regex(r"-?[0-9]{1,6}(\.[0-9]+)?(e[0-9]{1,4})?", fullmatch=True),
-    st.sampled_from(["", "%s", "%(x)s", "%d%d", "{}", "{0}", "\x00", "9" * 5000, "1e400"]),
+    st.sampled_from(
+        ["", "%s", "%(x)s", "%d%d", "{}", "{0}", "\x00", "9" * 5000, "1e400", "2e10", "%999999999d"]
+    ),
 )
 LABELS = st.dictionaries(st.sampled_from(["pod", "n", "app.kubernetes.io/name", ""]), VALUES)
 
