@@ -6,6 +6,7 @@ Alert history: occurrences, status changes, listing with label matchers.
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,10 @@ from vigil.common.documents import (
     alert_id,
 )
 from vigil.common.errors import InvalidInput
+from vigil.common.matchers import parse_matcher
+from vigil.common.scanning import SCAN_ALERTS, SCAN_WORK
 from vigil.common.store import Store
+from vigil.common.testing import sqlite_store
 
 pytestmark = pytest.mark.integration
 
@@ -226,3 +230,101 @@ async def test_list_alerts_cursor_walks_every_match_exactly_once(
     assert seen == expected
     keys = [(a.last_seen, a.id) for a in everything.items]
     assert keys == sorted(keys, reverse=True)
+
+
+# --- regular expressions: RE2, bounded scans -------------------------------------------
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("operator", ["=~", "!~"])
+async def test_a_backtracking_bomb_over_a_long_label_answers_at_once(
+    store: Store, operator: str
+) -> None:
+    # `(a+)+` over 29 characters took 21 s in Python's `re` (SQLite's REGEXP function) and
+    # PCRE ($regex); over 45 it would take days. RE2 answers in microseconds.
+    at = now_ms()
+    await store.record_alert(make_occurrence(at=at, labels={"x": "a" * 45 + "!"}))
+    await store.record_alert(
+        make_occurrence(at=at + timedelta(seconds=1), fingerprint="fp-2", labels={"x": "a" * 45})
+    )
+
+    page = await store.list_alerts(AlertFilter(matchers=[f'x{operator}"(a+)+"']))
+
+    assert [a.fingerprint for a in page.items] == (["fp-2"] if operator == "=~" else ["fp-1"])
+    assert page.next is None
+
+
+@pytest.mark.parametrize(
+    "matcher",
+    ['x=~"(a)\\\\1"', 'x=~"(?=a)a"', f'x=~"{"a" * 1025}"'],
+    ids=["backreference", "lookahead", "too-long"],
+)
+async def test_list_alerts_refuses_a_pattern_re2_cannot_run_naming_the_matcher(
+    store: Store, matcher: str
+) -> None:
+    with pytest.raises(InvalidInput, match=r"^matcher 'x=~"):
+        await store.list_alerts(AlertFilter(matchers=[matcher]))
+
+
+async def test_a_page_stops_scanning_when_its_matching_budget_is_spent(store: Store) -> None:
+    """Alerts with long labels spend a page's matching work before its alert count: the page
+    comes back short, with `next`, and following `next` still finds every match once."""
+    at = now_ms()
+    long_value = "a" * 300_000
+    per_page = SCAN_WORK // parse_matcher('x=~"a*b"').cost({"x": long_value})
+    assert 5 < per_page < 40
+    received = [
+        make_occurrence(
+            at=at + timedelta(seconds=n),
+            fingerprint=f"fp-{n:02d}",
+            labels={"x": long_value + ("b" if n in (3, 10) else "")},
+        )
+        for n in range(50)
+    ]
+    await store.record_alerts(received)
+    query = AlertFilter(matchers=['x=~"a*b"'])
+
+    first = await store.list_alerts(query, limit=10)
+    assert first.items == []  # the newest `per_page` alerts do not match, the rest is unread
+    assert first.next is not None
+
+    found: list[str] = []
+    pages = 0
+    cursor: str | None = None
+    while True:
+        page = await store.list_alerts(query, limit=10, cursor=cursor)
+        pages += 1
+        found += [a.fingerprint for a in page.items]
+        if page.next is None:
+            break
+        cursor = page.next
+    assert found == ["fp-10", "fp-03"]
+    assert pages >= 3
+
+
+async def test_a_never_matching_regex_reads_at_most_scan_alerts_per_page(tmp_path: Path) -> None:
+    """The first page reads SCAN_ALERTS alerts, finds none and says where to go on.
+
+    SQLite only: recording 10,000 alerts one by one takes minutes on mongoeco. The MongoDB
+    adapter stops in the same way (the same `LabelScan`), shown by the budget test above.
+    """
+    async with sqlite_store(tmp_path) as store:
+        at = now_ms()
+        await store.record_alerts(
+            [
+                make_occurrence(
+                    at=at + timedelta(milliseconds=n),
+                    fingerprint=f"fp-{n:05d}",
+                    labels={"n": str(n)},
+                )
+                for n in range(SCAN_ALERTS + 5)
+            ]
+        )
+        query = AlertFilter(matchers=['n=~"none|4"'])
+
+        first = await store.list_alerts(query)
+        assert first.items == []
+        assert first.next is not None
+        last = await store.list_alerts(query, cursor=first.next)
+        assert [a.fingerprint for a in last.items] == ["fp-00004"]
+        assert last.next is None

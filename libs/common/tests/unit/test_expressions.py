@@ -7,7 +7,12 @@ from typing import Any
 import pytest
 
 from vigil.common.errors import InvalidInput, PermanentError
-from vigil.common.expressions import ExpressionError, compile_expression, evaluate_bool
+from vigil.common.expressions import (
+    MAX_EXPRESSION_CHARS,
+    ExpressionError,
+    compile_expression,
+    evaluate_bool,
+)
 
 CONTEXT: dict[str, Any] = {
     "alert": {
@@ -118,3 +123,12 @@ def test_unknown_root_variable_is_reported_even_when_a_macro_is_used() -> None:
 def test_compile_honours_a_narrower_set_of_allowed_names() -> None:
     with pytest.raises(InvalidInput, match="unknown name"):
         compile_expression('alert.status == "firing"', allowed=frozenset({"body"}))
+
+
+def test_a_condition_over_the_length_limit_is_invalid_input_not_a_parser_panic() -> None:
+    # Past 65,535 characters, a parse error made the bindings panic (a BaseException).
+    longest = "true" + " " * (MAX_EXPRESSION_CHARS - 4)
+    assert evaluate_bool(longest, CONTEXT) is True
+
+    with pytest.raises(InvalidInput, match=r"is 70003 characters long; the limit is 4096"):
+        compile_expression("x" + " " * 70_000 + " +")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vigil.common.errors import InvalidInput
-from vigil.common.matchers import matches_all, parse_matcher
+from vigil.common.matchers import MAX_PATTERN_BYTES, matches_all, parse_matcher
 
 LABELS = {"alertname": "KubePodCrashLooping", "severity": "critical", "namespace": "shop"}
 
@@ -159,3 +159,94 @@ def test_regex_characters_are_literal_for_equality_operators() -> None:
 
     assert matcher.matches({"pod": "api-[0-9"})
     assert not matcher.matches({"pod": "api-7"})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        (r"(a)\\1", "invalid escape sequence"),  # a backreference
+        ("(?=a)a", "invalid perl operator"),  # lookahead
+        ("(?<!a)b", "invalid perl operator"),  # lookbehind
+        ("a{1001}", "invalid repetition size"),
+    ],
+    ids=["backreference", "lookahead", "lookbehind", "repetition"],
+)
+def test_a_pattern_re2_refuses_is_invalid_input_naming_the_matcher(
+    pattern: str, reason: str
+) -> None:
+    text = f'pod=~"{pattern}"'
+
+    with pytest.raises(InvalidInput) as refused:
+        parse_matcher(text)
+
+    assert str(refused.value).startswith(f"matcher {text!r}: invalid regular expression")
+    assert reason in str(refused.value)
+    assert "RE2 syntax" in str(refused.value)
+
+
+def test_a_pattern_over_the_length_limit_is_refused_naming_the_matcher() -> None:
+    longest = "a" * MAX_PATTERN_BYTES
+    assert parse_matcher(f'pod=~"{longest}"').matches({"pod": longest})
+
+    with pytest.raises(InvalidInput, match=r"is 1025 bytes long; the limit is 1024") as refused:
+        parse_matcher(f'pod!~"{longest}a"')
+    assert str(refused.value).startswith("matcher 'pod!~\"aaaa")
+
+
+def test_a_pattern_compiling_to_a_huge_program_is_refused_as_too_complex() -> None:
+    with pytest.raises(InvalidInput, match=r"too complex \(RE2 program of \d+ instructions"):
+        parse_matcher('msg=~".{1000}"')  # about 8,000 instructions: `.` is a UTF-8 automaton
+    assert parse_matcher('msg=~".{500}"').matches({"msg": "x" * 500})
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("pattern", ["(a+)+", "(a|aa)+", "(.*a){20}", "((a*)*)*b"])
+def test_a_backtracking_bomb_over_a_long_label_answers_at_once(pattern: str) -> None:
+    # A backtracking engine takes about 2**40 steps here (Python's `re`: hours).
+    matcher = parse_matcher(f'x=~"{pattern}"')
+
+    assert not matcher.matches({"x": "a" * 40 + "!"})
+    assert matcher.matches({"x": "a" * 40 + "b"}) is (pattern == "((a*)*)*b")
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "expected"),
+    [
+        (r'n=~"\\d+"', "١٢٣", False),  # Go's \d is ASCII: Arabic-Indic digits are not digits
+        (r'n=~"\\d+"', "123", True),
+        (r'n=~"\\w+"', "café", False),  # so is \w
+        ('n=~"caf."', "café", True),  # `.` is one character, not one byte
+        ('n=~"abc"', "abc\n", False),  # the end is the end, not before a final newline
+        ('n=~"(?i)ÉTÉ"', "été", True),
+        ('n=~"(?s)a.b"', "a\nb", True),
+    ],
+)
+def test_regexes_decide_as_gos_regexp_does(text: str, value: str, expected: bool) -> None:
+    assert parse_matcher(text).matches({"n": value}) is expected
+
+
+def test_a_value_with_a_lone_surrogate_is_matched_without_error() -> None:
+    matcher = parse_matcher('x=~"a.*"')
+
+    assert matcher.matches({"x": "a\ud800"})  # as in Go, `.` takes a byte that is no UTF-8
+    assert parse_matcher('x!~"b.*"').matches({"x": "\ud800"})
+
+
+def test_a_regex_that_is_not_unicode_text_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="not valid UTF-8"):
+        parse_matcher('x=~"\ud800"')
+
+
+def test_a_quoted_label_name_prints_quoted_so_it_parses_back() -> None:
+    matcher = parse_matcher(r'"app.kubernetes.io/na\"me"=~"api|web"')
+
+    assert str(matcher) == r'"app.kubernetes.io/na\"me"=~"api|web"'
+    assert parse_matcher(str(matcher)).name == 'app.kubernetes.io/na"me'
+
+
+@pytest.mark.timeout(10)
+def test_parsing_a_long_hostile_matcher_takes_linear_time() -> None:
+    # Lazy `.*?` before `\s*$` was quadratic in the spaces of a value.
+    with pytest.raises(InvalidInput, match="not of the form"):
+        parse_matcher("a=" + " x" * 200_000 + "\n" + " " * 200_000 + "y")
+    assert parse_matcher("a=" + " x" * 200_000).value.endswith("x x")

@@ -138,3 +138,62 @@ def test_an_unknown_filter_is_refused_when_the_template_is_compiled() -> None:
     """Found by the CRD corpus: it used to escape as a Jinja error and crash validation."""
     with pytest.raises(InvalidInput, match="No filter named 'shout'"):
         compile_template("{{ alert.labels.x | shout }}")
+
+
+@pytest.mark.parametrize(
+    ("source", "labels", "refusal"),
+    [
+        ("{{ alert.labels.x | center(alert.labels.n | int) }}", {"x": "", "n": "2e10"}, "center"),
+        ("{{ alert.labels.x | indent(alert.labels.n | int) }}", {"x": "a", "n": "1e9"}, "indent"),
+        ("{{ alert.labels.x.ljust(alert.labels.n | int) }}", {"x": "", "n": "1e9"}, "ljust"),
+        ('{{ "ab" * (alert.labels.n | int) }}', {"n": "1e9"}, "repeating a sequence"),
+        ("{{ 10 ** (alert.labels.n | int) }}", {"n": "100000000"}, "an exponent of"),
+        ("{{ alert.labels.x | format(1) }}", {"x": "%999999999d"}, "width over 99999"),
+        ("{{ alert.labels.x % 1 }}", {"x": "%.9999999f"}, "width over 99999"),
+    ],
+    ids=["center", "indent", "ljust", "repeat", "power", "format-filter", "printf"],
+)
+def test_a_size_taken_from_a_label_is_bounded_by_the_sandbox(
+    source: str, labels: dict[str, str], refusal: str
+) -> None:
+    # Each would build gigabytes (or take minutes) if the label's number were obeyed.
+    with pytest.raises(TemplateError, match="refused by the sandbox") as refused:
+        render(source, {"alert": {"labels": labels}})
+    assert refusal in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ('{{ "x" | center(5) }}', "  x  "),
+        ('{{ "ab" * 3 }}', "ababab"),
+        ("{{ 2 ** 10 }}", "1024"),
+        ('{{ "%05d" | format(42) }}', "00042"),
+        ('{{ "%s-%d" % ("a", 3) }}', "a-3"),
+        ('{{ "abcdefghijklmnop" | truncate(5) }}', "ab..."),
+    ],
+)
+def test_ordinary_sizes_render_as_before(source: str, expected: str) -> None:
+    assert render(source, {}) == expected
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("{{ " + "(" * 150 + "1" + ")" * 150 + " }}", "nested too deeply"),
+        ("{% if 1 %}" * 120 + "{% endif %}" * 120, "nested too deeply"),
+    ],
+    ids=["brackets", "blocks"],
+)
+def test_a_template_nested_too_deeply_is_invalid_input(source: str, problem: str) -> None:
+    with pytest.raises(InvalidInput, match=problem):
+        compile_template(source)
+
+
+def test_a_filter_asserting_on_a_label_value_is_a_template_error() -> None:
+    # `truncate` checks its length with `assert`: an AssertionError escaped before.
+    with pytest.raises(TemplateError, match="a filter refused its arguments"):
+        render(
+            "{{ alert.labels.x | truncate(alert.labels.n | int) }}",
+            {"alert": {"labels": {"x": "abc", "n": "-1"}}},
+        )

@@ -9,6 +9,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 import structlog
 
 from tests.support.definitions import alertmanager_body, alertmanager_source, firing_alert
-from tests.support.documents import make_execution
+from tests.support.documents import make_execution, make_occurrence
 from vigil.common.bus import ConsumerStats
 from vigil.common.definitions import DefinitionStatus, DefinitionsView, status_key
 from vigil.common.messages import AlertReceived, CancelRequested, RunRequested
@@ -472,3 +473,45 @@ async def test_an_unknown_execution_or_artifact_is_a_404_naming_it(tmp_path: Pat
         404,
         {"error": "no artifact 01NOPE/measure/1/output"},
     )
+
+
+@pytest.mark.parametrize(
+    ("matcher", "problem"),
+    [
+        ('x=~"(a)\\\\1"', "invalid escape sequence"),  # a backreference
+        ('x!~"(?<=a)b"', "invalid perl operator"),  # lookbehind
+        (f'x=~"{"a" * 1025}"', "is 1025 bytes long; the limit is 1024"),
+        ('x=~".{1000}"', "too complex"),
+    ],
+    ids=["backreference", "lookbehind", "too-long", "too-complex"],
+)
+async def test_a_match_re2_cannot_run_is_a_400_naming_the_matcher(
+    tmp_path: Path, matcher: str, problem: str
+) -> None:
+    async with serving(tmp_path) as edge:
+        response = await edge.http.get(
+            "/api/v1/alerts", params={"match": ['alertname="DiskFull"', matcher]}
+        )
+
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error.startswith(f"match: matcher {matcher!r}: ")
+        assert problem in error
+
+
+async def test_match_filters_the_alert_history_with_anchored_re2_regexes(tmp_path: Path) -> None:
+    async with serving(tmp_path) as edge:
+        for number, pod in enumerate(["api-1", "api-12", "db-1", "xapi-1"]):
+            await edge.store.record_alert(
+                make_occurrence(
+                    at=EPOCH + timedelta(seconds=number),
+                    fingerprint=f"fp-{number}",
+                    labels={"alertname": "Down", "pod": pod},
+                )
+            )
+
+        response = await edge.http.get("/api/v1/alerts", params={"match": r'pod=~"api-\\d"'})
+
+        assert response.status_code == 200
+        assert [a["labels"]["pod"] for a in response.json()["items"]] == ["api-1"]
+        assert response.json()["next"] is None

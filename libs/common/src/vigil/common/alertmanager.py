@@ -8,9 +8,9 @@ names the field instead of being half-accepted.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 AlertStatus = Literal["firing", "resolved"]
 
@@ -34,18 +34,32 @@ def label_fingerprint(labels: dict[str, str]) -> str:
     return f"{digest:016x}"
 
 
+def _unicode_text(value: str) -> str:
+    """Refuse a lone surrogate: JSON can carry one ("\\ud800"), Unicode text cannot, and it
+    would fail later, when the alert is fingerprinted or published."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        msg = f"holds a lone surrogate at position {exc.start}, which is not Unicode text"
+        raise ValueError(msg) from exc
+    return value
+
+
+type Text = Annotated[str, AfterValidator(_unicode_text)]
+
+
 class _Foreign(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
 
 class WebhookAlert(_Foreign):
     status: AlertStatus
-    labels: dict[str, str]
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[Text, Text]
+    annotations: dict[Text, Text] = Field(default_factory=dict)
     starts_at: datetime = Field(alias="startsAt")
     ends_at: datetime | None = Field(default=None, alias="endsAt")
-    generator_url: str = Field(default="", alias="generatorURL")
-    fingerprint: str = ""
+    generator_url: Text = Field(default="", alias="generatorURL")
+    fingerprint: Text = ""
 
     def identity(self) -> str:
         return self.fingerprint or label_fingerprint(self.labels)
@@ -55,12 +69,12 @@ class WebhookPayload(_Foreign):
     """`POST` body of Alertmanager's webhook receiver, version 4."""
 
     version: Literal["4"] = "4"
-    group_key: str = Field(default="", alias="groupKey")
+    group_key: Text = Field(default="", alias="groupKey")
     truncated_alerts: int = Field(default=0, alias="truncatedAlerts")
     status: AlertStatus
-    receiver: str = ""
-    group_labels: dict[str, str] = Field(default_factory=dict, alias="groupLabels")
-    common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
-    common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
-    external_url: str = Field(default="", alias="externalURL")
+    receiver: Text = ""
+    group_labels: dict[Text, Text] = Field(default_factory=dict, alias="groupLabels")
+    common_labels: dict[Text, Text] = Field(default_factory=dict, alias="commonLabels")
+    common_annotations: dict[Text, Text] = Field(default_factory=dict, alias="commonAnnotations")
+    external_url: Text = Field(default="", alias="externalURL")
     alerts: list[WebhookAlert] = Field(min_length=1)

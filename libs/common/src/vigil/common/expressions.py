@@ -18,6 +18,9 @@ from vigil.common.errors import InvalidInput, PermanentError
 from vigil.common.templating import CONTEXT_NAMES
 
 _MACRO_BINDING = re.compile(r"\.(?:all|exists_one|exists|map|filter)\(\s*([A-Za-z_]\w*)\s*,")
+# Far longer than any condition a workflow holds; past 65,535 characters the bindings'
+# parser panics (a Rust panic, not an exception) while it formats an error message.
+MAX_EXPRESSION_CHARS = 4096
 # What the cel bindings raise while evaluating (no-such-overload, division by zero, index).
 _EVALUATION_ERRORS = (TypeError, ValueError, RuntimeError, ArithmeticError, LookupError)
 
@@ -29,6 +32,12 @@ class ExpressionError(PermanentError):
 @lru_cache(maxsize=4096)
 def compile_expression(source: str, *, allowed: frozenset[str] = CONTEXT_NAMES) -> Any:
     """Compile `source` or raise InvalidInput with the parser's message."""
+    if len(source) > MAX_EXPRESSION_CHARS:
+        msg = (
+            f"CEL {source[:40]!r}… is {len(source)} characters long;"
+            f" the limit is {MAX_EXPRESSION_CHARS}"
+        )
+        raise InvalidInput(msg)
     try:
         program = cel.compile(source)
     except ValueError as exc:

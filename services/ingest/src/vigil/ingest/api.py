@@ -364,7 +364,9 @@ def _alerts_and_definitions(ingest: Ingest) -> APIRouter:
         """Alert history, most recently seen first.
 
         `match` takes Alertmanager matchers over labels and may repeat, e.g.
-        `?match=severity=~"critical|warning"&match=team="db"`.
+        `?match=severity=~"critical|warning"&match=team="db"`; regexes are RE2, anchored,
+        at most 1 KiB. A page filtered by `match` examines a bounded number of alerts: it
+        may come back short, even empty, with `next` set; follow `next` until it is null.
         """
         try:
             query = AlertFilter(

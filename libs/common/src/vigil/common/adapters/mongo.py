@@ -13,6 +13,7 @@ PyMongo's errors become TransientError here and never leave this module.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,7 +29,6 @@ from pymongo.errors import (
     ConfigurationError,
     DuplicateKeyError,
     InvalidName,
-    OperationFailure,
     PyMongoError,
 )
 
@@ -46,8 +46,9 @@ from vigil.common.documents import (
 )
 from vigil.common.errors import Conflict, InvalidInput, PermanentError, TransientError
 from vigil.common.history import merge_occurrence
-from vigil.common.matchers import Matcher, matches_all, parse_matcher
+from vigil.common.matchers import Matcher, parse_matcher
 from vigil.common.messages import AlertReceived
+from vigil.common.scanning import SCAN_BATCH, LabelScan
 from vigil.common.store import Retention, with_expiry
 
 # A BSON document as PyMongo hands it over; it never leaves this module.
@@ -70,8 +71,6 @@ _STAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _ALERT_ATTEMPTS = 64
 _PLAIN_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Leading inline flags such as `(?i)` must stay in front of the anchors we add.
-_INLINE_FLAGS = re.compile(r"(?:\(\?[a-zA-Z]+\))*")
-_INVALID_REGEX = 51091  # MongoDB's error code for a regular expression it cannot compile
 _ACTIVE_STATES = ["pending", "running"]
 
 
@@ -144,34 +143,19 @@ def _decode[D: Document](model: type[D], found: Mapping[str, Any]) -> D:
     return model.model_validate(fields)
 
 
-def _anchored(pattern: str) -> str:
-    """`pattern` matching whole values only, as `re.fullmatch` does (no trailing newline)."""
-    flags = _INLINE_FLAGS.match(pattern)
-    prefix = flags.group() if flags else ""
-    return f"{prefix}^(?:{pattern[len(prefix) :]})$(?!\\n)"
-
-
 def _label_condition(matcher: Matcher) -> Bson:
-    """One Alertmanager matcher as a query: a missing label reads as the empty string."""
+    """An equality matcher as a query: a missing label reads as the empty string."""
     path = f"labels.{matcher.name}"
-    match matcher.operator:
-        case "=":
-            return {path: {"$in": [None, ""]} if matcher.value == "" else matcher.value}
-        case "!=":
-            return {path: {"$nin": [None, ""]} if matcher.value == "" else {"$ne": matcher.value}}
-        case "=~":
-            assert matcher.pattern is not None
-            regex = {"$regex": _anchored(matcher.value)}
-            if matcher.pattern.fullmatch(""):
-                return {"$or": [{path: {"$exists": False}}, {path: regex}]}
-            return {path: regex}
-        case "!~":
-            assert matcher.pattern is not None
-            # `$not` also matches a missing label, which is right unless "" matches.
-            condition: Bson = {"$not": {"$regex": _anchored(matcher.value)}}
-            if matcher.pattern.fullmatch(""):
-                condition = {"$exists": True, **condition}
-            return {path: condition}
+    if matcher.operator == "=":
+        return {path: {"$in": [None, ""]} if matcher.value == "" else matcher.value}
+    assert matcher.operator == "!="
+    return {path: {"$nin": [None, ""]} if matcher.value == "" else {"$ne": matcher.value}}
+
+
+def _in_query(matcher: Matcher) -> bool:
+    """Whether MongoDB may decide `matcher`: never a regex (`$regex` is PCRE, which
+    backtracks), nor a label name that would read as a path ("a.b") or an operator ("$x")."""
+    return matcher.pattern is None and _PLAIN_LABEL.fullmatch(matcher.name) is not None
 
 
 def _alert_cursor(cursor: str) -> Bson:
@@ -181,7 +165,17 @@ def _alert_cursor(cursor: str) -> Bson:
     except ValueError as exc:
         msg = f"cursor {cursor!r} is not a cursor of the alert listing"
         raise InvalidInput(msg) from exc
-    return {"$or": [{"last_seen": {"$lt": seen}}, {"last_seen": seen, "_id": {"$lt": after}}]}
+    return _after(seen, after)
+
+
+def _after(seen: datetime, identity: str) -> Bson:
+    """Alerts after (last_seen, _id) in listing order."""
+    return {"$or": [{"last_seen": {"$lt": seen}}, {"last_seen": seen, "_id": {"$lt": identity}}]}
+
+
+def _resume_at(document: Bson) -> str:
+    seen: datetime = document["last_seen"]
+    return f"{seen.astimezone(UTC).strftime(_STAMP_FORMAT)}|{document['_id']}"
 
 
 def _violated_index(error: DuplicateKeyError) -> str:
@@ -283,46 +277,48 @@ class MongoStore:
             for field in ("namespace", "source", "status")
             if (value := getattr(query, field)) is not None
         ]
-        # Label names that are not plain identifiers would read as paths ("a.b") or
-        # operators ("$x"): those matchers are checked here, below the query.
         residual: list[Matcher] = []
         for text in query.matchers:
             matcher = parse_matcher(text)
-            if _PLAIN_LABEL.fullmatch(matcher.name):
+            if _in_query(matcher):
                 clauses.append(_label_condition(matcher))
             else:
                 residual.append(matcher)
         if cursor is not None:
             clauses.append(_alert_cursor(cursor))
-        found: list[AlertRecord] = []
-        try:
-            with _translated("list alerts"):
-                results = self._alerts.find(_all_of(clauses)).sort(
-                    [("last_seen", DESCENDING), ("_id", DESCENDING)]
-                )
-                if not residual:
-                    results = results.limit(limit + 1)
-                async with results:
-                    async for document in results:
-                        record = _decode(AlertRecord, document)
-                        if matches_all(residual, record.labels):
-                            found.append(record)
-                            if len(found) > limit:
-                                break
-        except TransientError as exc:
-            failure = exc.__cause__
-            if isinstance(failure, OperationFailure) and failure.code == _INVALID_REGEX:
-                msg = f"a matcher's regular expression is not valid in MongoDB: {failure}"
-                raise InvalidInput(msg) from failure
-            raise
-        items = found[:limit]
-        last = items[-1] if len(found) > limit else None
+        if residual:
+            found, resume = await self._scan_alerts(residual, clauses, limit)
+        else:
+            found = await self._alert_documents(clauses, limit + 1)
+            found, resume = found[:limit], found[limit - 1] if len(found) > limit else None
         return AlertPage(
-            items=items,
-            next=f"{last.last_seen.astimezone(UTC).strftime(_STAMP_FORMAT)}|{last.id}"
-            if last
-            else None,
+            items=[_decode(AlertRecord, document) for document in found],
+            next=_resume_at(resume) if resume is not None else None,
         )
+
+    async def _scan_alerts(
+        self, matchers: list[Matcher], clauses: list[Bson], limit: int
+    ) -> tuple[list[Bson], Bson | None]:
+        """Matchers run here, in RE2, in a worker thread, over a bounded scan (see
+        `vigil.common.scanning`): never in MongoDB, never on the event loop."""
+        scan: LabelScan[Bson] = LabelScan(matchers=matchers, limit=limit)
+        after: list[Bson] = []
+        while not scan.done:
+            batch = await self._alert_documents([*clauses, *after], SCAN_BATCH)
+            await asyncio.to_thread(scan.feed, ((d.get("labels") or {}, d) for d in batch))
+            if len(batch) < SCAN_BATCH:
+                break
+            after = [_after(batch[-1]["last_seen"], batch[-1]["_id"])]
+        return scan.page()
+
+    async def _alert_documents(self, clauses: list[Bson], limit: int) -> list[Bson]:
+        with _translated("list alerts"):
+            results = (
+                self._alerts.find(_all_of(clauses))
+                .sort([("last_seen", DESCENDING), ("_id", DESCENDING)])
+                .limit(limit)
+            )
+            return await results.to_list()
 
     # --- executions ----------------------------------------------------------------------
 

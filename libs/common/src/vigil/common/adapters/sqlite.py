@@ -14,6 +14,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
+from typing import cast
 
 import aiosqlite
 
@@ -29,7 +30,6 @@ from vigil.common.adapters.sqlite_schema import (
     chunks,
     connect,
     execution_row,
-    labels_match,
     migrate,
     sqlite_path,
     stamp,
@@ -47,9 +47,13 @@ from vigil.common.documents import (
 )
 from vigil.common.errors import Conflict, TransientError
 from vigil.common.history import merge_occurrence
-from vigil.common.matchers import parse_matcher
+from vigil.common.matchers import Matcher, parse_matcher
 from vigil.common.messages import AlertReceived
+from vigil.common.scanning import SCAN_BATCH, LabelScan
 from vigil.common.store import Retention, with_expiry
+
+# A row of the alert listing: last_seen (as stored), id, the labels as JSON, the document.
+type AlertRow = tuple[str, str, str, str]
 
 
 class SqliteStore:
@@ -73,9 +77,6 @@ class SqliteStore:
                 db = await connect(path)
                 try:
                     await migrate(db, path)
-                    await db.create_function(
-                        "vigil_labels_match", 2, labels_match, deterministic=True
-                    )
                     batch_db = await connect(path)
                 except BaseException:
                     await db.close()
@@ -242,6 +243,7 @@ class SqliteStore:
     async def list_alerts(
         self, query: AlertFilter, *, limit: int = 50, cursor: str | None = None
     ) -> AlertPage:
+        matchers = [parse_matcher(m) for m in query.matchers]  # InvalidInput, not SQL errors
         clauses: list[str] = []
         params: list[object] = []
         for column in ("namespace", "source", "status"):
@@ -249,24 +251,54 @@ class SqliteStore:
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
-        if query.matchers:
-            for matcher in query.matchers:
-                parse_matcher(matcher)  # InvalidInput for the caller, not a SQL error
-            clauses.append("vigil_labels_match(doc, ?)")
-            params.append(json.dumps(query.matchers))
+        if matchers:
+            rows, resume = await self._scan_alerts(matchers, clauses, params, limit, cursor)
+        else:
+            rows = await self._alert_rows(clauses, params, cursor, limit + 1)
+            rows, resume = rows[:limit], rows[limit - 1] if len(rows) > limit else None
+        return AlertPage(
+            items=[AlertRecord.model_validate_json(doc) for _, _, _, doc in rows],
+            next=f"{resume[0]}|{resume[1]}" if resume is not None else None,
+        )
+
+    async def _scan_alerts(
+        self,
+        matchers: list[Matcher],
+        clauses: list[str],
+        params: list[object],
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[AlertRow], AlertRow | None]:
+        """Matchers run here, in RE2, in a worker thread, over a bounded scan (see
+        `vigil.common.scanning`): never in SQL, never on the event loop."""
+        scan: LabelScan[AlertRow] = LabelScan(matchers=matchers, limit=limit)
+        while not scan.done:
+            rows = await self._alert_rows(clauses, params, cursor, SCAN_BATCH)
+            await asyncio.to_thread(scan.feed, ((json.loads(r[2]), r) for r in rows))
+            if len(rows) < SCAN_BATCH:
+                break
+            cursor = f"{rows[-1][0]}|{rows[-1][1]}"
+        return scan.page()
+
+    async def _alert_rows(
+        self, clauses: list[str], params: list[object], cursor: str | None, limit: int
+    ) -> list[AlertRow]:
+        """(last_seen, id, labels as JSON, doc) in listing order, after `cursor`."""
         if cursor is not None:
             seen, _, after = cursor.partition("|")
-            clauses.append("(last_seen < ? OR (last_seen = ? AND id < ?))")
-            params += [seen, seen, after]
+            clauses = [*clauses, "(last_seen < ? OR (last_seen = ? AND id < ?))"]
+            params = [*params, seen, seen, after]
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        docs = await self._docs(
-            f"SELECT doc FROM alerts {where} ORDER BY last_seen DESC, id DESC LIMIT ?",  # noqa: S608 - fixed column names
-            [*params, limit + 1],
-            "list alerts",
+        statement = (
+            "SELECT last_seen, id, json_extract(doc, '$.labels'), doc"  # noqa: S608 - fixed columns
+            f" FROM alerts {where} ORDER BY last_seen DESC, id DESC LIMIT ?"
         )
-        items = [AlertRecord.model_validate_json(doc) for doc in docs[:limit]]
-        last = items[-1] if len(docs) > limit else None
-        return AlertPage(items=items, next=f"{stamp(last.last_seen)}|{last.id}" if last else None)
+        result = await self._run(statement, [*params, limit], "list alerts")
+        try:
+            return [cast(AlertRow, tuple(row)) for row in await result.fetchall()]
+        except sqlite3.Error as exc:
+            msg = f"SQLite store: cannot list alerts: {exc}"
+            raise TransientError(msg) from exc
 
     # --- executions ----------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ timeout, because several processes share the file.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +15,6 @@ import aiosqlite
 
 from vigil.common.documents import Execution
 from vigil.common.errors import InvalidInput
-from vigil.common.matchers import matches_all, parse_matcher
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -178,8 +176,3 @@ async def connect(path: Path) -> aiosqlite.Connection:
         await db.close()
         raise
     return db
-
-
-def labels_match(doc: str, matchers: str) -> int:
-    labels = json.loads(doc)["labels"]
-    return int(matches_all([parse_matcher(m) for m in json.loads(matchers)], labels))
