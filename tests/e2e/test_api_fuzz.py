@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 type Operation = APIOperation[Any, Any, Any, Any]
 
 EXAMPLES = 15  # per operation and generation mode, in `make test`
-SLOW_EXAMPLES = 400
+SLOW_EXAMPLES = 200
 # Operations whose path parameters the fuzz fixes to what exists, so cases reach the
 # handler instead of a 404 (an unknown Source or workflow is covered by the API tests).
 REAL_PATH_PARAMETERS = {
