@@ -19,25 +19,12 @@ import nats.errors
 import pytest
 from nats.aio.client import Client
 
-from tests.support.definitions import alertmanager_body, firing_alert, write_definitions
+from tests.support.definitions import ECHO_HELLO, alertmanager_body, firing_alert, write_definitions
 from tests.support.platform import Platform, running_platform
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-DEFINITIONS = """---
-apiVersion: vigil.dev/v1alpha1
-kind: Source
-metadata: {name: am, namespace: ops}
-spec: {type: alertmanager}
----
-apiVersion: vigil.dev/v1alpha1
-kind: Workflow
-metadata: {name: hello, namespace: ops}
-spec:
-  steps:
-    - name: greet
-      cli: {command: ["echo", "hello"]}
-"""
+DEFINITIONS = ECHO_HELLO
 SERVICES = ("controller", "engine", "executor", "sink", "ingest")
 
 

@@ -15,27 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.definitions import alertmanager_body, firing_alert, write_definitions
+from tests.support.definitions import ECHO_HELLO, alertmanager_body, firing_alert, write_definitions
 from tests.support.platform import Platform, running_platform
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 DEADLINE_SECONDS = 1.0
 CLOSE_WITHIN_SECONDS = 30.0  # the failure this guards against is "never"
-DEFINITIONS = """---
-apiVersion: vigil.dev/v1alpha1
-kind: Source
-metadata: {name: am, namespace: ops}
-spec: {type: alertmanager}
----
-apiVersion: vigil.dev/v1alpha1
-kind: Workflow
-metadata: {name: hello, namespace: ops}
-spec:
-  steps:
-    - name: greet
-      cli: {command: ["echo", "hello"]}
-"""
+DEFINITIONS = ECHO_HELLO
 
 
 def until_closed(sock: socket.socket) -> bytes:

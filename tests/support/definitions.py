@@ -85,3 +85,18 @@ def alertmanager_body(
     """An Alertmanager webhook body (version 4) carrying `alerts`; `group` adds fields
     such as `groupKey`, `receiver` or `externalURL`."""
     return {"version": "4", "status": status, **group, "alerts": alerts}
+
+
+# The smallest platform: Source ops/am, and a workflow every alert of it triggers.
+ECHO_HELLO = documents(
+    alertmanager_source("ops"),
+    """\
+apiVersion: vigil.dev/v1alpha1
+kind: Workflow
+metadata: {name: hello, namespace: ops}
+spec:
+  steps:
+    - name: greet
+      cli: {command: ["echo", "hello"]}
+""",
+)
