@@ -102,6 +102,15 @@ async def test_deployments_nodes_and_events_are_summarised(api: client.ApiClient
     assert events == "2026-12-01T06:00:00Z Warning BackOff Pod/api-7f9c x3: BackOff happened"
 
 
+async def test_an_empty_name_lists_as_no_name_does(api: client.ApiClient) -> None:
+    """A small model sends `"name": ""` for "all of them": a list, not a read of `.../nodes/`."""
+    tool = KubernetesTool(api=api)
+    nodes = await tool(KubernetesArguments(kind="nodes", name=""))
+    assert nodes.startswith("node node-1: Ready True")
+    pods = await tool(KubernetesArguments(kind="pods", namespace="shop", name=""))
+    assert pods.startswith("pod shop/api-7f9c")
+
+
 async def test_missing_objects_and_namespaces_are_tool_errors(api: client.ApiClient) -> None:
     tool = KubernetesTool(api=api)
     with pytest.raises(ToolError, match="not found"):

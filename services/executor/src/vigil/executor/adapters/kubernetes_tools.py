@@ -185,7 +185,8 @@ class KubernetesTool:
     async def _items(self, arguments: KubernetesArguments) -> list[Body]:
         core, apps = client.CoreV1Api(self.api), client.AppsV1Api(self.api)
         namespace, name = arguments.namespace, arguments.name
-        single = name is not None and arguments.kind != "events"
+        # An empty name means all of them (small models send `"name": ""`), as no name does.
+        single = bool(name) and arguments.kind != "events"
         calls: dict[str, tuple[Any, Any]] = {
             "pods": (core.read_namespaced_pod, core.list_namespaced_pod),
             "deployments": (apps.read_namespaced_deployment, apps.list_namespaced_deployment),
