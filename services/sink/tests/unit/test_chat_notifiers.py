@@ -6,6 +6,7 @@ naming Slack's or Teams' error)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,12 +24,20 @@ from tests.support.chat import (
 )
 from vigil.common.clock import SYSTEM_CLOCK
 from vigil.common.errors import PermanentError, TransientError
-from vigil.common.messages import Alert, NotifyStep, StepRequest
+from vigil.common.messages import Alert, NotifyStep, StepRequest, StepResult
 from vigil.common.secrets import SecretKey, SecretUnavailable
-from vigil.common.testing import MemorySecrets, definitions_view
+from vigil.common.testing import (
+    FakeClock,
+    MemorySecrets,
+    RecordingPublisher,
+    definitions_view,
+    delivery,
+    sqlite_store,
+)
 from vigil.sink.adapters.msteams import TeamsNotifier
 from vigil.sink.adapters.slack import SlackNotifier
-from vigil.sink.delivering import with_retries
+from vigil.sink.delivering import DeliveryLoop, with_retries
+from vigil.sink.handlers import SinkHandlers
 from vigil.sink.notifiers import Notification
 from vigil.sink.report import ReportLinks
 
@@ -97,11 +106,14 @@ def slack_webhook(chat: FakeChat) -> tuple[Notification, MemorySecrets]:
     return notification(text), MemorySecrets.of(text)
 
 
+SLACK_BOT = sink_yaml(
+    '  type: slack\n  slack: {tokenSecretRef: {name: chat, key: token}, channel: "#oncall"}',
+    "{token: TOKEN}",
+)
+
+
 def slack_bot(chat: FakeChat) -> tuple[Notification, MemorySecrets]:
-    text = sink_yaml(
-        '  type: slack\n  slack: {tokenSecretRef: {name: chat, key: token}, channel: "#oncall"}',
-        f"{{token: {TOKEN}}}",
-    )
+    text = SLACK_BOT.replace("TOKEN", TOKEN)
     return notification(text), MemorySecrets.of(text)
 
 
@@ -349,3 +361,40 @@ async def test_teams_408_429_and_5xx_are_transient(
         await TeamsNotifier(client, secrets=secrets, links=LINKS).send(note)
 
     assert raised.value.retry_after == retry_after
+
+
+# --- through the sink's handler -----------------------------------------------------------
+
+
+async def test_the_handler_reports_slacks_refusal_on_the_step_and_in_the_deliveries(
+    chat: FakeChat, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """channel_not_found: one request, the step fails naming it, one `failed` record."""
+    chat.answer(slack_api_error("channel_not_found"))
+    note, secrets = slack_bot(chat)
+    bus = RecordingPublisher()
+    async with sqlite_store(tmp_path) as store:
+        handlers = SinkHandlers(
+            bus=bus,
+            definitions=definitions_view(SLACK_BOT.replace("TOKEN", TOKEN)),
+            deliveries=DeliveryLoop(
+                store=store,
+                notifiers={"slack": bot_notifier(chat, client, secrets)},
+                attempts=3,
+                backoff=0.5,
+                clock=FakeClock(),
+            ),
+        )
+
+        await handlers.on_notify(
+            note.request, delivery(1, max_deliver=5, subject="vigil.steps.notify")
+        )
+
+        records = await store.deliveries(idempotency_key=KEY)
+    (result,) = bus.messages(StepResult)
+    assert result.outcome == "failed"
+    assert result.error == "sink oncall: Slack refused the message to #oncall: channel_not_found"
+    assert [(r.attempt, r.status, r.sink_type, r.detail) for r in records] == [
+        (1, "failed", "slack", "Slack refused the message to #oncall: channel_not_found")
+    ]
+    assert len(chat.posts) == 1

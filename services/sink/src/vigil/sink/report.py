@@ -160,9 +160,9 @@ def build_report(notification: Notification, *, links: ReportLinks) -> Report:
     title = f"{name} is {alert.status}" + (f" ({severity})" if severity else "")
     text = alert.annotations.get("summary") or alert.annotations.get("description", "")
     labels = _key_labels(alert.labels)
-    found = [
-        Link(label="Execution", url=links.execution(request.execution_id) or ""),
-        Link(label="Trace", url=links.trace(notify.trace_id) or ""),
+    targets = [
+        ("Execution", links.execution(request.execution_id)),
+        ("Trace", links.trace(notify.trace_id)),
     ]
     return Report(
         title=notify.title if notify.custom_title else title,
@@ -176,7 +176,7 @@ def build_report(notification: Notification, *, links: ReportLinks) -> Report:
         execution_id=request.execution_id,
         steps=tuple(_step_line(step) for step in notify.steps),
         findings=_findings(notify.steps),
-        links=tuple(link for link in found if link.url),
+        links=tuple(Link(label=label, url=url) for label, url in targets if url),
     )
 
 
