@@ -123,12 +123,52 @@ class AgentStep(Contract):
     output_schema: dict[str, Any] | None = None  # fields the answer adds (a JSON Schema)
 
 
+class Findings(Contract):
+    """What an agent step found, as a notification shows it (bounded by the engine)."""
+
+    summary: str = ""
+    root_cause: str = ""
+    recommendations: list[str] = Field(default_factory=list)
+    confidence: float | None = None
+
+
+class StepSummary(Contract):
+    """One step of the execution so far, for the sink's default report."""
+
+    name: str
+    kind: str
+    state: str
+    attempt: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    findings: Findings | None = None  # agent steps that answered
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max(0.0, (self.finished_at - self.started_at).total_seconds())
+
+
 class NotifyStep(Contract):
+    """A notify step rendered for the sink.
+
+    `title` and `message` are always rendered (the step's templates, else the defaults);
+    `custom_title`/`custom_message` say the step wrote its own, which then replaces the
+    default report's title/text. `steps` (the other steps of the execution, in order) and
+    `trace_id` feed the default report; a sink one release behind ignores them.
+    """
+
     sinks: list[str] = Field(min_length=1)
     title: str
     message: str
     alert: Alert
     execution_url: str = ""
+    custom_title: bool = False
+    custom_message: bool = False
+    steps: list[StepSummary] = Field(default_factory=list)
+    trace_id: str | None = None
 
 
 class StepRequest(Contract):

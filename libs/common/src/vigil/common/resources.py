@@ -348,7 +348,46 @@ class WebhookSinkSpec(Spec):
 
 
 class SlackSinkSpec(Spec):
+    """An incoming webhook (`webhookUrlSecretRef`), or a bot token and a channel
+    (`chat.postMessage`): exactly one of the two ways."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra=_rules(
+            (
+                "has(self.webhookUrlSecretRef) != has(self.tokenSecretRef)",
+                "slack sink needs exactly one of `webhookUrlSecretRef` and `tokenSecretRef`",
+            ),
+            (
+                "has(self.tokenSecretRef) == has(self.channel)",
+                "slack sink needs `channel` with `tokenSecretRef` (and only with it)",
+            ),
+        ),
+    )
+
+    webhook_url_secret_ref: SecretKeyRef | None = Field(default=None, alias="webhookUrlSecretRef")
+    token_secret_ref: SecretKeyRef | None = Field(default=None, alias="tokenSecretRef")
+    channel: str | None = Field(default=None, min_length=1)  # an id (C0123…) or #name
+    timeout: Duration = "10s"
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SlackSinkSpec:
+        if (self.webhook_url_secret_ref is None) == (self.token_secret_ref is None):
+            msg = "slack sink needs exactly one of `webhookUrlSecretRef` and `tokenSecretRef`"
+            raise ValueError(msg)
+        if (self.token_secret_ref is None) != (self.channel is None):
+            msg = "slack sink needs `channel` with `tokenSecretRef` (and only with it)"
+            raise ValueError(msg)
+        return self
+
+
+class MsTeamsSinkSpec(Spec):
+    """A Teams workflow (Power Automate) webhook, its URL in a Secret."""
+
     webhook_url_secret_ref: SecretKeyRef = Field(alias="webhookUrlSecretRef")
+    timeout: Duration = "10s"
 
 
 class RateLimit(Spec):
@@ -363,17 +402,22 @@ class SinkSpec(Spec):
         json_schema_extra=_rules(
             ("self.type != 'webhook' || has(self.webhook)", "type webhook needs a `webhook` block"),
             ("self.type != 'slack' || has(self.slack)", "type slack needs a `slack` block"),
+            (
+                "self.type != 'msteams' || has(self.msteams)",
+                "type msteams needs a `msteams` block",
+            ),
         ),
     )
 
     type: Literal["slack", "msteams", "pagerduty", "email", "webhook", "log"]
     webhook: WebhookSinkSpec | None = None
     slack: SlackSinkSpec | None = None
+    msteams: MsTeamsSinkSpec | None = None
     rate_limit: RateLimit | None = Field(default=None, alias="rateLimit")
 
     @model_validator(mode="after")
     def _type_has_its_block(self) -> SinkSpec:
-        if self.type in ("webhook", "slack") and getattr(self, self.type) is None:
+        if self.type in ("webhook", "slack", "msteams") and getattr(self, self.type) is None:
             msg = f"type {self.type} needs a `{self.type}` block"
             raise ValueError(msg)
         return self

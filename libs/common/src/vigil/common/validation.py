@@ -38,7 +38,7 @@ from vigil.common.templating import compile_template
 
 _RESOURCE = TypeAdapter[AnyResource](AnyResource)
 YAML_SUFFIXES = (".yaml", ".yml")
-AVAILABLE_SINK_TYPES = ("log", "webhook")
+AVAILABLE_SINK_TYPES = ("log", "webhook", "slack", "msteams")
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -297,8 +297,12 @@ def _secret_refs(resource: Source | Workflow | Sink) -> Iterator[tuple[str, Secr
     if isinstance(resource, Sink):
         if resource.spec.webhook and resource.spec.webhook.url_secret_ref:
             yield "spec.webhook.urlSecretRef", resource.spec.webhook.url_secret_ref
-        if resource.spec.slack:
+        if resource.spec.slack and resource.spec.slack.webhook_url_secret_ref:
             yield "spec.slack.webhookUrlSecretRef", resource.spec.slack.webhook_url_secret_ref
+        if resource.spec.slack and resource.spec.slack.token_secret_ref:
+            yield "spec.slack.tokenSecretRef", resource.spec.slack.token_secret_ref
+        if resource.spec.msteams:
+            yield "spec.msteams.webhookUrlSecretRef", resource.spec.msteams.webhook_url_secret_ref
 
 
 _STEP_REFERENCE = re.compile(r"""\bsteps\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['"]([^'"]+)['"]\s*\])""")

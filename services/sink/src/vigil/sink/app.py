@@ -1,5 +1,6 @@
 """Sink composition root: the notifiers by sink type (with the Secret resolver they read
-webhook URLs through), the delivery loop, the notify consumer."""
+webhook URLs and tokens through, and the links of the default report), the delivery loop,
+the notify consumer."""
 
 from __future__ import annotations
 
@@ -23,18 +24,31 @@ from vigil.common.messages import StepRequest
 from vigil.common.runtime import run_tasks
 from vigil.common.secrets import SecretResolver
 from vigil.sink.adapters.log import LogNotifier
+from vigil.sink.adapters.msteams import TeamsNotifier
+from vigil.sink.adapters.slack import SlackNotifier
 from vigil.sink.adapters.webhook import WebhookNotifier
 from vigil.sink.delivering import DeliveryLoop
 from vigil.sink.handlers import SinkHandlers
 from vigil.sink.notifiers import Notifiers
+from vigil.sink.report import ReportLinks
 from vigil.sink.settings import SinkSettings
 
 log = structlog.get_logger(__name__)
 
 
-def build_notifiers(client: httpx.AsyncClient, *, secrets: SecretResolver) -> Notifiers:
+def build_notifiers(
+    client: httpx.AsyncClient, *, secrets: SecretResolver, settings: SinkSettings
+) -> Notifiers:
     """The notifier of each sink type this build delivers to."""
-    return {"log": LogNotifier(), "webhook": WebhookNotifier(client, secrets=secrets)}
+    links = ReportLinks(public_url=settings.public_url, trace_url=settings.trace_url)
+    return {
+        "log": LogNotifier(),
+        "webhook": WebhookNotifier(client, secrets=secrets),
+        "slack": SlackNotifier(
+            client, secrets=secrets, links=links, api_url=settings.slack_api_url
+        ),
+        "msteams": TeamsNotifier(client, secrets=secrets, links=links),
+    }
 
 
 async def run(settings: SinkSettings, stop: asyncio.Event) -> None:
@@ -50,7 +64,7 @@ async def run(settings: SinkSettings, stop: asyncio.Event) -> None:
             definitions=definitions,
             deliveries=DeliveryLoop(
                 store=store,
-                notifiers=build_notifiers(client, secrets=secrets),
+                notifiers=build_notifiers(client, secrets=secrets, settings=settings),
                 attempts=settings.attempts,
                 backoff=settings.backoff_seconds,
             ),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from vigil.common.settings import SecretSettings
@@ -17,3 +17,25 @@ class SinkSettings(SecretSettings):
     )
     backoff_seconds: float = Field(default=0.5, gt=0, description="First retry delay, doubled.")
     max_deliver: int = Field(default=8, ge=2, description="Deliveries before dead-lettering.")
+    public_url: str | None = Field(
+        default=None,
+        description="The API's URL as users reach it (e.g. https://vigil.example.com): "
+        "reports link to {public_url}/api/v1/executions/{id}; no link when unset.",
+    )
+    trace_url: str | None = Field(
+        default=None,
+        description="A trace's URL with `{trace_id}` in it (e.g. "
+        "https://jaeger.example.com/trace/{trace_id}); no trace link when unset.",
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api",
+        description="Base URL of Slack's Web API (chat.postMessage); tests point it at a fake.",
+    )
+
+    @field_validator("trace_url")
+    @classmethod
+    def _trace_url_names_the_trace(cls, value: str | None) -> str | None:
+        if value is not None and "{trace_id}" not in value:
+            msg = "VIGIL_SINK_TRACE_URL must contain `{trace_id}`, where the trace id goes"
+            raise ValueError(msg)
+        return value

@@ -7,9 +7,17 @@ JetStream drop the duplicate.
 
 from __future__ import annotations
 
-from vigil.common.documents import Execution
+from vigil.common.documents import Execution, StepRecord
 from vigil.common.durations import parse_duration
-from vigil.common.messages import AgentStep, CliStep, NotifyStep, StepRequest
+from vigil.common.messages import (
+    AgentStep,
+    CliStep,
+    Findings,
+    NotifyStep,
+    Output,
+    StepRequest,
+    StepSummary,
+)
 from vigil.common.resources import Step, Workflow
 from vigil.common.templating import render
 from vigil.engine.domain.context import execution_context
@@ -20,6 +28,10 @@ DEFAULT_MESSAGE = (
     "{{ alert.annotations.summary | default(alert.annotations.description | default('')) }}"
 )
 WORKER_KINDS = frozenset({"cli", "notify", "agent"})
+# What a notification carries of the other steps: enough to read, small on the bus.
+SUMMARY_TEXT_LIMIT = 1500
+ERROR_TEXT_LIMIT = 500
+RECOMMENDATIONS_LIMIT = 8
 
 
 def request_id(execution_id: str, step: str, attempt: int) -> str:
@@ -66,6 +78,10 @@ def build_request(
             title=render(spec.notify.title or DEFAULT_TITLE, context),
             message=render(spec.notify.message or DEFAULT_MESSAGE, context),
             alert=execution.alert,
+            custom_title=spec.notify.title is not None,
+            custom_message=spec.notify.message is not None,
+            steps=step_summaries(execution, but=spec.name),
+            trace_id=execution.trace_id,
         )
     else:
         msg = f"step {spec.name} of kind {spec.kind} is not run by a worker"
@@ -81,6 +97,57 @@ def build_request(
         notify=notify,
         agent=agent,
     )
+
+
+def _clipped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _findings(output: Output | None) -> Findings | None:
+    """An agent answer's findings, bounded; None when the step has no answer."""
+    summary = (output or {}).get("summary")
+    if output is None or not isinstance(summary, str):
+        return None
+    root_cause = output.get("rootCause")
+    recommendations = output.get("recommendations")
+    confidence = output.get("confidence")
+    return Findings(
+        summary=_clipped(summary, SUMMARY_TEXT_LIMIT),
+        root_cause=_clipped(root_cause, SUMMARY_TEXT_LIMIT) if isinstance(root_cause, str) else "",
+        recommendations=[
+            _clipped(item, ERROR_TEXT_LIMIT)
+            for item in (recommendations if isinstance(recommendations, list) else [])
+            if isinstance(item, str)
+        ][:RECOMMENDATIONS_LIMIT],
+        confidence=(
+            float(confidence)
+            if isinstance(confidence, int | float) and not isinstance(confidence, bool)
+            else None
+        ),
+    )
+
+
+def _summary(record: StepRecord) -> StepSummary:
+    return StepSummary(
+        name=record.name,
+        kind=record.kind,
+        state=record.state,
+        attempt=record.attempt,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        error=_clipped(record.error, ERROR_TEXT_LIMIT) if record.error else None,
+        findings=_findings(record.output) if record.kind == "agent" else None,
+    )
+
+
+def step_summaries(execution: Execution, *, but: str) -> list[StepSummary]:
+    """The execution's steps so far for a notification: every step that started or was
+    skipped, in order, except the notify step `but` itself."""
+    return [
+        _summary(record)
+        for record in execution.steps
+        if record.name != but and record.state != "pending"
+    ]
 
 
 def dispatches(execution: Execution, workflow: Workflow) -> list[StepRequest]:
