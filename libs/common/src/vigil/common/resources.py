@@ -136,8 +136,8 @@ class WebhookMapping(Spec):
     every other field sees `body` and `item`. `labelsFrom`/`annotationsFrom` yield a whole
     map of strings, which `labels`/`annotations` (name → CEL giving a string) extend and
     override. `status` yields "firing" or "resolved" (default firing), `fingerprint` a
-    string (default: the labels' Alertmanager fingerprint), `startsAt` an RFC 3339 string
-    or a timestamp (default: when the body was received).
+    string (default: the labels' Alertmanager fingerprint), `startsAt` an RFC 3339 string,
+    a timestamp or Unix seconds (default: when the body was received).
     """
 
     model_config = ConfigDict(

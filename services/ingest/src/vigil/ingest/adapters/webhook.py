@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from vigil.common.alertmanager import AlertStatus, label_fingerprint
@@ -168,6 +168,12 @@ def _status(value: object, where: str) -> AlertStatus:
 def _timestamp(value: object, path: str) -> datetime:
     if isinstance(value, datetime):
         moment = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        try:
+            moment = datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            msg = f"{path}: {value} is out of range as Unix seconds"
+            raise MappingError(msg) from exc
     elif isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value)
@@ -175,7 +181,10 @@ def _timestamp(value: object, path: str) -> datetime:
             msg = f"{path}: {_described(value)} is not an RFC 3339 time"
             raise MappingError(msg) from exc
     else:
-        msg = f"{path}: must yield an RFC 3339 string or a timestamp, got {_described(value)}"
+        msg = (
+            f"{path}: must yield an RFC 3339 string, a timestamp or Unix seconds (an int),"
+            f" got {_described(value)}"
+        )
         raise MappingError(msg)
     if moment.tzinfo is None:
         msg = f"{path}: {_described(value)} has no UTC offset (add Z or +00:00)"
