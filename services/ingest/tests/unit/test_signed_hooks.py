@@ -46,6 +46,7 @@ class Edge:
     http: httpx.AsyncClient
     bus: RecordingPublisher
     clock: FakeClock
+    secrets: MemorySecrets
 
 
 @contextlib.asynccontextmanager
@@ -53,12 +54,13 @@ async def serving(folder: Path, *, limits: AlertLimits | None = None) -> AsyncIt
     async with sqlite_store(folder) as store:
         bus = RecordingPublisher()
         clock = FakeClock()
+        secrets = MemorySecrets.of(DEFINITIONS)
         ingest = Ingest(
             bus=bus,
             store=store,
             definitions=definitions_view(DEFINITIONS),
             sources={"webhook": WebhookSource(clock=clock)},
-            secrets=MemorySecrets.of(DEFINITIONS),
+            secrets=secrets,
             max_body_bytes=1024 * 1024,
             alert_limits=limits or AlertLimits(),
             clock=clock,
@@ -67,7 +69,7 @@ async def serving(folder: Path, *, limits: AlertLimits | None = None) -> AsyncIt
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://ingest"
         ) as http:
-            yield Edge(http=http, bus=bus, clock=clock)
+            yield Edge(http=http, bus=bus, clock=clock, secrets=secrets)
 
 
 def github_body() -> bytes:
@@ -189,3 +191,38 @@ async def test_webhook_alerts_are_held_to_the_alert_size_limits(tmp_path: Path) 
         assert response.status_code == 413
         assert response.json()["error"].startswith("alerts[0].labels.workflow: the value is 65")
         assert edge.bus.published == []
+
+
+async def test_a_signing_secret_that_cannot_be_read_is_a_503_naming_it_and_stores_nothing(
+    tmp_path: Path,
+) -> None:
+    async with serving(tmp_path) as edge:
+        body = github_body()
+        edge.secrets.remove("ci", "github-webhook")
+
+        response = await post(
+            edge, "/hooks/ci/github", body, {"X-Hub-Signature-256": github_signature(body)}
+        )
+
+        assert response.status_code == 503
+        assert "ci/github-webhook" in response.json()["error"]
+        assert response.headers["Retry-After"] == "5"
+        assert edge.bus.published == []
+
+
+async def test_a_rotated_signing_secret_counts_from_the_next_request(tmp_path: Path) -> None:
+    async with serving(tmp_path) as edge:
+        body = github_body()
+        edge.secrets.put("ci", "github-webhook", secret="rotated-secret")
+
+        old = await post(
+            edge, "/hooks/ci/github", body, {"X-Hub-Signature-256": github_signature(body)}
+        )
+        new = await post(
+            edge,
+            "/hooks/ci/github",
+            body,
+            {"X-Hub-Signature-256": github_signature(body, "rotated-secret")},
+        )
+
+        assert (old.status_code, new.status_code) == (401, 200)

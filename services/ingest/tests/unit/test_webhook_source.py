@@ -285,3 +285,16 @@ def test_validation_compiles_the_mapping_and_names_the_field(webhook: str, probl
         validated(yaml_text)
 
     assert problem in str(caught.value)
+
+
+def test_validation_names_an_undefined_signing_secret() -> None:
+    yaml_text = (
+        "apiVersion: vigil.dev/v1alpha1\nkind: Source\nmetadata: {name: hook, namespace: ops}\n"
+        "spec:\n  type: alertmanager\n  auth:\n    hmac:\n"
+        "      secretRef: {name: nowhere, key: secret}\n      header: X-Signature\n"
+    )
+
+    with pytest.raises(InvalidInput) as caught:
+        validated(yaml_text)
+
+    assert "spec.auth.hmac.secretRef: Secret ops/nowhere is not defined" in str(caught.value)
