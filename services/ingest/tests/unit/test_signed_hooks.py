@@ -226,3 +226,37 @@ async def test_a_rotated_signing_secret_counts_from_the_next_request(tmp_path: P
         )
 
         assert (old.status_code, new.status_code) == (401, 200)
+
+
+def grafana_with(count: int) -> bytes:
+    document = json.loads((CORPUS / "grafana.json").read_text())
+    first = document["alerts"][0]
+    document["alerts"] = [
+        {**first, "fingerprint": f"fp{n}", "labels": {**first["labels"], "instance": f"web-{n}"}}
+        for n in range(count)
+    ]
+    return json.dumps(document).encode()
+
+
+async def test_a_large_body_is_read_whole_and_one_over_the_item_limit_is_a_422(
+    tmp_path: Path,
+) -> None:
+    async with serving(tmp_path) as edge:
+        now = int(EPOCH.timestamp())
+        largest = grafana_with(1000)  # over INLINE_READ_BYTES: read off the event loop
+        assert len(largest) > 64 * 1024
+
+        accepted = await post(
+            edge, "/hooks/monitoring/grafana", largest, grafana_headers(largest, now)
+        )
+        assert accepted.status_code == 200, accepted.text
+        assert accepted.json() == {"accepted": 1000, "new": 1000}
+
+        edge.bus.clear()
+        over = grafana_with(1001)
+        refused = await post(edge, "/hooks/monitoring/grafana", over, grafana_headers(over, now))
+        assert refused.status_code == 422
+        assert refused.json()["error"].startswith(
+            "items: 1001 items, over the limit of 1000 alerts per body"
+        )
+        assert edge.bus.published == []

@@ -17,6 +17,7 @@ refusal is counted by reason (`vigil.ingest.rejections`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -49,6 +50,7 @@ ALERTS_DEDUPLICATED = Counter(
 )
 
 
+INLINE_READ_BYTES = 64 * 1024  # a body up to this is read on the loop (a thread costs more)
 SECRET_RETRY_AFTER_SECONDS = 5  # a rotation in flight, or the controller withdrawing the Source
 
 
@@ -89,7 +91,12 @@ class Ingest:
         if isinstance(document, JSONResponse):
             return document
         try:
-            batch = adapter.read(document, source=definition)
+            if len(body) > INLINE_READ_BYTES:
+                # Reading costs in proportion to the body (a webhook mapping's CEL, the
+                # Alertmanager model): a large one is read off the event loop.
+                batch = await asyncio.to_thread(adapter.read, document, source=definition)
+            else:
+                batch = adapter.read(document, source=definition)
             check_alert_sizes(batch, self.alert_limits)
         except AlertTooLarge as exc:
             return error_response(413, exc.reason, str(exc))
