@@ -25,6 +25,8 @@ from vigil.common.durations import parse_duration
 from vigil.common.resources import HmacAuth, Source
 from vigil.common.secrets import SecretKey, SecretResolver
 
+MAX_TIMESTAMP_DIGITS = 12  # Unix seconds until the year 33658; more is no timestamp
+
 
 async def authorized(source: Source, authorization: str | None, *, secrets: SecretResolver) -> bool:
     """Whether `authorization` (the header) satisfies the Source's `auth`.
@@ -106,7 +108,7 @@ async def signature_problem(
 
 def _stale(stamp: str, spec: HmacAuth, now: datetime) -> str | None:
     """Why the timestamp header is refused (not Unix seconds, or too far from now)."""
-    if not (stamp.isascii() and stamp.isdigit()):
+    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > MAX_TIMESTAMP_DIGITS:
         return f"timestamp header {spec.timestamp_header} is not Unix seconds"
     skew = abs(now.timestamp() - int(stamp))
     if skew > parse_duration(spec.max_skew):
