@@ -260,3 +260,16 @@ async def test_a_large_body_is_read_whole_and_one_over_the_item_limit_is_a_422(
             "items: 1001 items, over the limit of 1000 alerts per body"
         )
         assert edge.bus.published == []
+
+
+async def test_a_timestamp_that_is_no_unix_time_is_a_401_naming_the_header(
+    tmp_path: Path,
+) -> None:
+    async with serving(tmp_path) as edge:
+        body = (CORPUS / "grafana.json").read_bytes()
+        for stamp in (10**40, -5):
+            headers = grafana_headers(body, stamp)  # signed, but no plausible time
+            response = await post(edge, "/hooks/monitoring/grafana", body, headers)
+            assert response.status_code == 401
+            assert "X-Grafana-Alerting-Timestamp is not Unix seconds" in response.json()["error"]
+        assert edge.bus.published == []
