@@ -68,7 +68,9 @@ class WebhookAlert(_Foreign):
 class WebhookPayload(_Foreign):
     """`POST` body of Alertmanager's webhook receiver, version 4."""
 
-    version: Literal["4"] = "4"
+    # Alertmanager (and Mimir's, Cortex's) send "4"; Grafana Alerting's webhook contact
+    # point sends "1" in the same shape, with extra fields (ignored).
+    version: Literal["4", "1"] = "4"
     group_key: Text = Field(default="", alias="groupKey")
     truncated_alerts: int = Field(default=0, alias="truncatedAlerts")
     status: AlertStatus

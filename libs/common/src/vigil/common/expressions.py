@@ -80,3 +80,33 @@ def evaluate_bool(source: str, context: Mapping[str, Any]) -> bool:
         msg = f"CEL {source!r} must yield a boolean, got {type(value).__name__} {value!r}"
         raise ExpressionError(msg)
     return value
+
+
+class Scope:
+    """Variables for many evaluations, each converted to CEL once, not once per expression.
+
+    Converting a value to CEL costs in proportion to its size, so a webhook's whole `body`
+    is converted when the scope is built; `bind` replaces one variable (an `item`) and
+    converts only that.
+    """
+
+    __slots__ = ("_context",)
+
+    def __init__(self, variables: Mapping[str, Any]) -> None:
+        self._context = cel.Context(dict(variables))
+
+    def bind(self, name: str, value: Any) -> None:
+        self._context.add_variable(name, value)
+
+    def evaluate(self, source: str, *, allowed: frozenset[str]) -> Any:
+        """The value of `source` (compiled with the names `allowed`); raise ExpressionError
+        with the reason when evaluation fails."""
+        program = compile_expression(source, allowed=allowed)
+        try:
+            return program.execute(self._context)
+        except KeyError as exc:
+            msg = f"no such key {exc}; guard optional fields with has()"
+            raise ExpressionError(msg) from exc
+        except _EVALUATION_ERRORS as exc:
+            msg = f"{type(exc).__name__}: {exc}"
+            raise ExpressionError(msg) from exc

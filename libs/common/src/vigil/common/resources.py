@@ -106,18 +106,81 @@ class BasicAuthSecretRef(Spec):
 # --- Source -------------------------------------------------------------------------------
 
 
+class HmacAuth(Spec):
+    """An HMAC-SHA256 signature of the raw body in a header (GitHub, Grafana, most SaaS).
+
+    The header holds `prefix` + the lower- or upper-case hex digest. With `timestampHeader`
+    the signed text is `<timestamp>:<body>` (Grafana's form) and a timestamp further than
+    `maxSkew` from now is refused (a replayed request).
+    """
+
+    secret_ref: SecretKeyRef = Field(alias="secretRef")
+    header: str = Field(min_length=1)
+    prefix: str = ""
+    timestamp_header: str | None = Field(default=None, alias="timestampHeader", min_length=1)
+    max_skew: Duration = Field(default="5m", alias="maxSkew")
+
+
 class SourceAuth(Spec):
     bearer_token_secret_ref: SecretKeyRef | None = Field(default=None, alias="bearerTokenSecretRef")
     basic_auth_secret_ref: BasicAuthSecretRef | None = Field(
         default=None, alias="basicAuthSecretRef"
     )
+    hmac: HmacAuth | None = None
 
 
 class WebhookMapping(Spec):
-    fingerprint: str
-    status: str = "firing"
+    """How a `webhook` Source reads alerts out of any JSON body: every value is CEL.
+
+    `items` sees `body` and yields the list of items (default: the body is the one item);
+    every other field sees `body` and `item`. `labelsFrom`/`annotationsFrom` yield a whole
+    map of strings, which `labels`/`annotations` (name → CEL giving a string) extend and
+    override. `status` yields "firing" or "resolved" (default firing), `fingerprint` a
+    string (default: the labels' Alertmanager fingerprint), `startsAt` an RFC 3339 string,
+    a timestamp or Unix seconds (default: when the body was received).
+    """
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra=_rules(
+            (
+                "(has(self.labels) && size(self.labels) > 0) || has(self.labelsFrom)",
+                "webhook mapping needs `labels` or `labelsFrom`: an alert is known by its labels",
+            )
+        ),
+    )
+
+    items: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    labels_from: str | None = Field(default=None, alias="labelsFrom")
     annotations: dict[str, str] = Field(default_factory=dict)
+    annotations_from: str | None = Field(default=None, alias="annotationsFrom")
+    status: str | None = None
+    fingerprint: str | None = None
+    starts_at: str | None = Field(default=None, alias="startsAt")
+
+    @model_validator(mode="after")
+    def _has_labels(self) -> WebhookMapping:
+        if not self.labels and self.labels_from is None:
+            msg = "webhook mapping needs `labels` or `labelsFrom`: an alert is known by its labels"
+            raise ValueError(msg)
+        return self
+
+    def expressions(self) -> dict[str, str]:
+        """Every CEL expression of the mapping but `items`, by the field that holds it."""
+        found = {
+            "labelsFrom": self.labels_from,
+            "annotationsFrom": self.annotations_from,
+            "status": self.status,
+            "fingerprint": self.fingerprint,
+            "startsAt": self.starts_at,
+        }
+        named = {field: source for field, source in found.items() if source is not None}
+        named.update({f"labels.{name}": source for name, source in self.labels.items()})
+        named.update({f"annotations.{name}": source for name, source in self.annotations.items()})
+        return named
 
 
 class ScheduleSpec(Spec):

@@ -31,6 +31,7 @@ from vigil.common.resources import (
     Sink,
     Source,
     Step,
+    WebhookMapping,
     Workflow,
 )
 from vigil.common.secrets import read_secret
@@ -39,6 +40,7 @@ from vigil.common.templating import compile_template
 _RESOURCE = TypeAdapter[AnyResource](AnyResource)
 YAML_SUFFIXES = (".yaml", ".yml")
 AVAILABLE_SINK_TYPES = ("log", "webhook", "slack", "msteams")
+AVAILABLE_SOURCE_TYPES = ("alertmanager", "webhook")
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -221,11 +223,13 @@ def _problems(
             problems.append(f"{where}: Secret {namespace}/{ref.name} has no key {ref.key!r}")
     if isinstance(resource, Workflow):
         problems += _check_workflow(resource, catalog)
-    if isinstance(resource, Source) and resource.spec.type != "alertmanager":
+    if isinstance(resource, Source) and resource.spec.type not in AVAILABLE_SOURCE_TYPES:
         problems.append(
             f"spec.type: source type {resource.spec.type} is not available in this build"
-            " yet (available: alertmanager)"
+            f" yet (available: {', '.join(AVAILABLE_SOURCE_TYPES)})"
         )
+    if isinstance(resource, Source) and resource.spec.webhook is not None:
+        problems += _check_webhook_mapping(resource.spec.webhook)
     if isinstance(resource, Sink) and resource.spec.type not in AVAILABLE_SINK_TYPES:
         problems.append(
             f"spec.type: sink type {resource.spec.type} is not available in this build yet"
@@ -283,6 +287,28 @@ def _status(
     )
 
 
+def _check_webhook_mapping(mapping: WebhookMapping) -> list[str]:
+    """Each CEL expression of a webhook mapping compiles over the names it may read."""
+    problems: list[str] = []
+    per_item = frozenset({"item"}) if mapping.items is not None else frozenset({"body", "item"})
+    expressions = [("items", mapping.items, frozenset({"body"}))]
+    expressions += [(name, source, per_item) for name, source in mapping.expressions().items()]
+    for name, source, allowed in expressions:
+        if source is None:
+            continue
+        try:
+            compile_expression(source, allowed=allowed)
+        except InvalidInput as exc:
+            hint = ""
+            if "body" in str(exc) and mapping.items is not None and name != "items":
+                hint = (
+                    " (with `items` set, each item's fields read `item` only: reading the"
+                    " whole body once per item would cost the body's size per alert)"
+                )
+            problems.append(f"spec.webhook.{name}: {exc}{hint}")
+    return problems
+
+
 def _secret_refs(resource: Source | Workflow | Sink) -> Iterator[tuple[str, SecretKeyRef]]:
     """Every secret the resource references, with the field that references it."""
     if isinstance(resource, Source) and resource.spec.auth:
@@ -294,6 +320,8 @@ def _secret_refs(resource: Source | Workflow | Sink) -> Iterator[tuple[str, Secr
             where = "spec.auth.basicAuthSecretRef"
             yield f"{where}.usernameKey", SecretKeyRef(name=ref.name, key=ref.username_key)
             yield f"{where}.passwordKey", SecretKeyRef(name=ref.name, key=ref.password_key)
+        if auth.hmac:
+            yield "spec.auth.hmac.secretRef", auth.hmac.secret_ref
     if isinstance(resource, Sink):
         if resource.spec.webhook and resource.spec.webhook.url_secret_ref:
             yield "spec.webhook.urlSecretRef", resource.spec.webhook.url_secret_ref

@@ -20,6 +20,7 @@ from vigil.common.definitions import DefinitionsView
 from vigil.common.runtime import run_tasks
 from vigil.ingest.access import FixedTokens, TokenFile, TokenSource, TokenTable
 from vigil.ingest.adapters.alertmanager import AlertmanagerSource
+from vigil.ingest.adapters.webhook import WebhookSource
 from vigil.ingest.api import build_app
 from vigil.ingest.hooks import Ingest
 from vigil.ingest.rejections import count_rejection
@@ -29,9 +30,12 @@ from vigil.ingest.sources import SourceAdapters
 log = structlog.get_logger(__name__)
 
 
-def build_sources() -> SourceAdapters:
+def build_sources(settings: IngestSettings) -> SourceAdapters:
     """The adapter of each Source type whose webhooks this build reads."""
-    return {"alertmanager": AlertmanagerSource()}
+    return {
+        "alertmanager": AlertmanagerSource(),
+        "webhook": WebhookSource(max_alerts=settings.max_webhook_alerts),
+    }
 
 
 async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
@@ -46,7 +50,7 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
             bus=bus,
             store=store,
             definitions=definitions,
-            sources=build_sources(),
+            sources=build_sources(settings),
             secrets=secrets,
             max_body_bytes=settings.max_body_bytes,
             alert_limits=settings.alert_limits(),

@@ -17,6 +17,7 @@ refusal is counted by reason (`vigil.ingest.rejections`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -35,7 +36,7 @@ from vigil.common.secrets import SecretResolver, SecretUnavailable
 from vigil.common.store import Store
 from vigil.ingest.alert_limits import AlertLimits, AlertTooLarge, check_alert_sizes
 from vigil.ingest.alerts import alert_messages
-from vigil.ingest.auth import authorized
+from vigil.ingest.auth import authorized, signature_problem
 from vigil.ingest.rejections import Reason, count_rejection
 from vigil.ingest.sources import SourceAdapter, SourceAdapters
 
@@ -49,6 +50,7 @@ ALERTS_DEDUPLICATED = Counter(
 )
 
 
+INLINE_READ_BYTES = 64 * 1024  # a body up to this is read on the loop (a thread costs more)
 SECRET_RETRY_AFTER_SECONDS = 5  # a rotation in flight, or the controller withdrawing the Source
 
 
@@ -82,11 +84,19 @@ class Ingest:
             return error_response(
                 413, "too_large", f"body is larger than {self.max_body_bytes} bytes"
             )
+        refused = await self._check_signature(definition, body, request)
+        if refused is not None:
+            return refused
         document = _parsed(body)
         if isinstance(document, JSONResponse):
             return document
         try:
-            batch = adapter.read(document, source=definition)
+            if len(body) > INLINE_READ_BYTES:
+                # Reading costs in proportion to the body (a webhook mapping's CEL, the
+                # Alertmanager model): a large one is read off the event loop.
+                batch = await asyncio.to_thread(adapter.read, document, source=definition)
+            else:
+                batch = adapter.read(document, source=definition)
             check_alert_sizes(batch, self.alert_limits)
         except AlertTooLarge as exc:
             return error_response(413, exc.reason, str(exc))
@@ -114,17 +124,7 @@ class Ingest:
         try:
             allowed = await authorized(resource, authorization, secrets=self.secrets)
         except SecretUnavailable as exc:
-            log.error(
-                "source_secret_unavailable", namespace=namespace, source=source, error=str(exc)
-            )
-            response = error_response(
-                503,
-                "secret_unavailable",
-                f"Source {namespace}/{source} cannot check credentials: its {exc.secret.secret}"
-                " is unavailable; retry later",
-            )
-            response.headers["Retry-After"] = str(SECRET_RETRY_AFTER_SECONDS)
-            return response
+            return _secret_unavailable(namespace, source, exc)
         if not allowed:
             return error_response(
                 401, "unauthorized", f"Source {namespace}/{source} requires valid credentials"
@@ -144,6 +144,24 @@ class Ingest:
                 f"body must be application/json, not {media_type or 'untyped'}",
             )
         return definition, adapter
+
+    async def _check_signature(
+        self, definition: Definition, body: bytes, request: Request
+    ) -> JSONResponse | None:
+        """The 401 for a body whose HMAC signature the Source asks for and does not get."""
+        resource = definition.resource
+        assert isinstance(resource, Source), "source_definition returns Sources only"
+        namespace, source = resource.metadata.namespace, resource.metadata.name
+        try:
+            problem = await signature_problem(
+                resource, body, request.headers, secrets=self.secrets, now=self.clock.now()
+            )
+        except SecretUnavailable as exc:
+            return _secret_unavailable(namespace, source, exc)
+        if problem is None:
+            return None
+        log.warning("source_signature_refused", namespace=namespace, source=source, problem=problem)
+        return error_response(401, "unauthorized", f"Source {namespace}/{source}: {problem}")
 
     async def _publish(self, namespace: str, source: str, messages: list[Outgoing]) -> JSONResponse:
         try:
@@ -182,6 +200,18 @@ class Ingest:
             if len(body) > self.max_body_bytes:
                 return None
         return bytes(body)
+
+
+def _secret_unavailable(namespace: str, source: str, exc: SecretUnavailable) -> JSONResponse:
+    log.error("source_secret_unavailable", namespace=namespace, source=source, error=str(exc))
+    response = error_response(
+        503,
+        "secret_unavailable",
+        f"Source {namespace}/{source} cannot check credentials: its {exc.secret.secret}"
+        " is unavailable; retry later",
+    )
+    response.headers["Retry-After"] = str(SECRET_RETRY_AFTER_SECONDS)
+    return response
 
 
 def _parsed(body: bytes) -> object:

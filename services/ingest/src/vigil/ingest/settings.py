@@ -35,6 +35,12 @@ class IngestSettings(SecretSettings):
         description="Largest total of one alert's labels and annotations (names and values), "
         "in UTF-8 bytes; the same for the group's.",
     )
+    max_webhook_alerts: int = Field(
+        default=1000,
+        gt=0,
+        description="Most alerts a `webhook` Source reads from one body (the length of its "
+        "`items`); a body with more is refused whole with a 422.",
+    )
     header_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
