@@ -38,6 +38,7 @@ from vigil.common.templating import compile_template
 
 _RESOURCE = TypeAdapter[AnyResource](AnyResource)
 YAML_SUFFIXES = (".yaml", ".yml")
+AVAILABLE_SOURCE_TYPES = ("alertmanager", "schedule")
 AVAILABLE_SINK_TYPES = ("log", "webhook")
 
 
@@ -221,10 +222,10 @@ def _problems(
             problems.append(f"{where}: Secret {namespace}/{ref.name} has no key {ref.key!r}")
     if isinstance(resource, Workflow):
         problems += _check_workflow(resource, catalog)
-    if isinstance(resource, Source) and resource.spec.type != "alertmanager":
+    if isinstance(resource, Source) and resource.spec.type not in AVAILABLE_SOURCE_TYPES:
         problems.append(
             f"spec.type: source type {resource.spec.type} is not available in this build"
-            " yet (available: alertmanager)"
+            f" yet (available: {', '.join(AVAILABLE_SOURCE_TYPES)})"
         )
     if isinstance(resource, Sink) and resource.spec.type not in AVAILABLE_SINK_TYPES:
         problems.append(
