@@ -70,10 +70,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (idempotency_key, at);
 CREATE INDEX IF NOT EXISTS deliveries_execution ON deliveries (execution_id, at);
 CREATE INDEX IF NOT EXISTS deliveries_expire ON deliveries (expire_at);
+CREATE TABLE IF NOT EXISTS schedule_ticks (
+    id TEXT PRIMARY KEY,
+    last_tick TEXT NOT NULL
+);
 """
 
 EXPIRING_TABLES = ("executions", "alerts", "artifacts", "deliveries")
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 ALERT_WRITE_ATTEMPTS = 64
 ACTIVE_STATES = "('pending', 'running')"
 
@@ -92,6 +96,11 @@ def stamp(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def unstamp(value: str) -> datetime:
+    """The instant a `stamp` stands for."""
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def check_version(path: Path, version: int, *, tables: int) -> None:
