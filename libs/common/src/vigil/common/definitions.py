@@ -132,6 +132,14 @@ class DefinitionsView:
             if key.startswith(prefix) and isinstance(d.resource, Workflow)
         ]
 
+    def sources(self) -> list[Source]:
+        """Every Source, of every namespace, in key order."""
+        return [
+            d.resource
+            for key, d in sorted(self._definitions.items())
+            if key.startswith("def.source.") and isinstance(d.resource, Source)
+        ]
+
     def statuses(self) -> list[DefinitionStatus]:
         return [self._statuses[k] for k in sorted(self._statuses)]
 
