@@ -53,6 +53,8 @@ class DefinitionStatus(Contract):
     message: str
     origin: str = ""
     observed_at: datetime
+    # A ready schedule Source: when it fires next (filled in by the API, never stored).
+    next_fire_at: datetime | None = None
 
 
 def definition_key(kind: str, namespace: str, name: str) -> str:
