@@ -1,5 +1,6 @@
 """`GET /api/v1/definitions` shows when a schedule Source fires next: from its last fired
-tick in the store (a missed tick it will catch up on is due now), else the next tick."""
+tick in the store (a missed tick it will catch up on is due now), else the next tick; and
+nothing can be posted to a schedule Source."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ spec: {type: alertmanager}
 """
 
 
-async def definitions(store: Store) -> dict[str, Any]:
+def serving(store: Store, bus: RecordingPublisher | None = None) -> httpx.AsyncClient:
     view = definitions_view(DEFINITIONS)
     for name in ("nightly", "often", "am"):
         status = DefinitionStatus(
@@ -52,7 +53,7 @@ async def definitions(store: Store) -> dict[str, Any]:
         )
         view.apply(status_key("Source", "ops", name), status.model_dump_json().encode())
     ingest = Ingest(
-        bus=RecordingPublisher(),
+        bus=bus or RecordingPublisher(),
         store=store,
         definitions=view,
         sources={},
@@ -61,7 +62,11 @@ async def definitions(store: Store) -> dict[str, Any]:
         clock=FakeClock(NOW),
     )
     transport = httpx.ASGITransport(app=build_app(ingest, checks={}, tokens=None))
-    async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+    return httpx.AsyncClient(transport=transport, base_url="http://ingest")
+
+
+async def definitions(store: Store) -> dict[str, Any]:
+    async with serving(store) as http:
         response = await http.get("/api/v1/definitions")
     assert response.status_code == 200
     return {item["name"]: item.get("nextFireAt") for item in response.json()["items"]}
@@ -86,3 +91,16 @@ async def test_a_missed_tick_to_catch_up_on_is_shown_as_due(tmp_path: Path) -> N
 
     assert shown["often"] == "2026-05-01T10:05:00Z"  # missed while no engine ran: fires now
     assert shown["nightly"] == "2026-05-02T00:30:00Z"
+
+
+async def test_a_post_to_a_schedule_source_is_refused_naming_why(tmp_path: Path) -> None:
+    bus = RecordingPublisher()
+    async with sqlite_store(tmp_path) as store, serving(store, bus) as http:
+        response = await http.post("/hooks/ops/nightly", json={"alerts": []})
+
+    assert response.status_code == 405
+    assert response.json() == {
+        "error": "Source ops/nightly is a schedule: the engine fires it at its ticks,"
+        " nothing can be posted to it"
+    }
+    assert bus.published == []
