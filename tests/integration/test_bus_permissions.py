@@ -196,7 +196,11 @@ async def test_no_other_user_may_publish_a_step_request(secured: SecuredNats, us
 
 ALLOWED = {
     "ingest": ["vigil.alerts.demo.alertmanager", "vigil.control.cancel", "vigil.control.run"],
-    "engine": ["vigil.events.demo.disk-filling-up", "vigil.dlq.alerts.engine"],
+    "engine": [
+        "vigil.events.demo.disk-filling-up",
+        "vigil.dlq.alerts.engine",
+        "vigil.alerts.demo.nightly",  # a schedule Source's alert
+    ],
     "executor": ["vigil.results", "vigil.dlq.steps.executor-cli"],
     "sink": ["vigil.results", "vigil.dlq.steps.sink-notify"],
     "controller": ["$KV.vigil-config.workflow.demo.disk", "vigil.dlq.events.controller-status"],
@@ -212,7 +216,6 @@ REFUSED = {
     ],
     "engine": [
         "vigil.results",
-        "vigil.alerts.demo.alertmanager",
         "vigil.control.run",
         "$KV.vigil-config.workflow.demo.disk",
         "$JS.API.STREAM.UPDATE.STEPS",

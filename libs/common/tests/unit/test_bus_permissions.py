@@ -67,7 +67,7 @@ def test_only_the_engine_publishes_step_requests(kind: str) -> None:
 
 
 def test_each_stream_subject_has_only_its_producers() -> None:
-    assert publishers("vigil.alerts.demo.alertmanager") == {"ingest"}
+    assert publishers("vigil.alerts.demo.alertmanager") == {"ingest", "engine"}  # schedules
     assert publishers("vigil.control.cancel") == {"ingest"}
     assert publishers("vigil.control.run") == {"ingest"}
     assert publishers("vigil.results") == {"executor", "sink"}

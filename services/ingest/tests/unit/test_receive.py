@@ -458,6 +458,7 @@ async def test_documents_and_definitions_are_shown_in_camel_case(tmp_path: Path)
                 "message": "valid",
                 "origin": "",
                 "observedAt": "2026-01-01T00:00:00Z",
+                "nextFireAt": None,
             }
         ]
     }

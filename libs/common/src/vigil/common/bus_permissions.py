@@ -5,8 +5,9 @@ code uses, built from `vigil.common.subjects` (names) and `vigil.common.streams`
 consumers), so renaming a subject or a consumer moves its grant with it. Anything not
 granted is refused by nats-server: only the engine publishes step requests, executor and
 sink publish only results (and dead letters of their own consumers), ingest only alerts
-and operator commands. A seventh user, `provisioner`, creates and updates the streams and
-the config bucket and can do nothing else; services connect with
+and operator commands (the engine also publishes alerts: those of schedule Sources). A
+seventh user, `provisioner`, creates and updates the streams and the config bucket and can
+do nothing else; services connect with
 `VIGIL_NATS_PROVISION=false` where it exists.
 
 What nats.py sends for each JetStream operation, and so what a user must be allowed:
@@ -149,6 +150,7 @@ def bus_users() -> tuple[BusUser, ...]:
             "engine",
             publish=(
                 subjects.all_steps(),  # step requests: the engine alone
+                subjects.all_alerts(),  # the alerts of schedule Sources, fired at their ticks
                 subjects.all_events(),  # execution lifecycle
                 subjects.step_cancellations(),  # core NATS notices to running steps
                 *_consumer(streams.ENGINE_ALERTS),

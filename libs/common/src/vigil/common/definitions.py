@@ -53,6 +53,8 @@ class DefinitionStatus(Contract):
     message: str
     origin: str = ""
     observed_at: datetime
+    # A ready schedule Source: when it fires next (filled in by the API, never stored).
+    next_fire_at: datetime | None = None
 
 
 def definition_key(kind: str, namespace: str, name: str) -> str:
@@ -130,6 +132,14 @@ class DefinitionsView:
             d.resource
             for key, d in sorted(self._definitions.items())
             if key.startswith(prefix) and isinstance(d.resource, Workflow)
+        ]
+
+    def sources(self) -> list[Source]:
+        """Every Source, of every namespace, in key order."""
+        return [
+            d.resource
+            for key, d in sorted(self._definitions.items())
+            if key.startswith("def.source.") and isinstance(d.resource, Source)
         ]
 
     def statuses(self) -> list[DefinitionStatus]:

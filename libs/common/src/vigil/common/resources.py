@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from vigil.common.alertmanager import AlertStatus
+from vigil.common.cron import CatchUp, cron_fields, time_zone
 from vigil.common.durations import parse_duration
 
 API_VERSION = "vigil.dev/v1alpha1"
@@ -183,9 +184,34 @@ class WebhookMapping(Spec):
         return named
 
 
+def _cron(value: str) -> str:
+    cron_fields(value)
+    return value
+
+
+def _time_zone(value: str) -> str:
+    time_zone(value)
+    return value
+
+
+CronExpression = Annotated[
+    str, AfterValidator(_cron), WithJsonSchema({"type": "string", "minLength": 1})
+]
+TimeZoneName = Annotated[
+    str, AfterValidator(_time_zone), WithJsonSchema({"type": "string", "minLength": 1})
+]
+
+
+# `catchUp` says what a tick missed while no engine ran does: `one` fires the latest missed
+# tick once, `none` skips it (`vigil.common.cron`).
 class ScheduleSpec(Spec):
-    cron: str
+    """A synthetic alert fired at each tick of `cron` (5 fields or @daily etc.) in `timeZone`."""
+
+    cron: CronExpression
+    time_zone: TimeZoneName = Field(default="UTC", alias="timeZone")
+    catch_up: CatchUp = Field(default="one", alias="catchUp")
     labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
 
 
 class SourceSpec(Spec):

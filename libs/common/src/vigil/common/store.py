@@ -18,6 +18,8 @@ production).
 - Concurrency keys: an unfinished execution's `exclusive_key` is unique; inserting a second
   raises `Conflict` (the same trigger key again still returns False); finishing releases it.
 - Timestamps keep millisecond precision (what a BSON date holds); SQLite keeps more.
+- Schedule ticks: `claim_tick` is a compare-and-set on a schedule's last fired tick, so of
+  several engine replicas claiming the same tick exactly one wins.
 - Driver errors become `TransientError` (the message is retried) at the adapter.
 """
 
@@ -146,7 +148,25 @@ class DeliveryStore(Protocol):
         """Delivery attempts, oldest first, by execution or by idempotency key."""
 
 
-class Store(AlertStore, ExecutionStore, ArtifactStore, DeliveryStore, Protocol):
+class ScheduleStore(Protocol):
+    """The last fired tick of each schedule Source: claimed by the engine, read by the API.
+
+    A schedule is named by its key, `namespace/source`.
+    """
+
+    async def claim_tick(self, schedule: str, tick: datetime) -> bool:
+        """Record `tick` as the last fired tick of `schedule` unless the stored one is as
+        late or later; True if this call did (of concurrent claimers of a tick, one wins)."""
+
+    async def release_tick(self, schedule: str, tick: datetime, previous: datetime | None) -> None:
+        """Undo a claim whose alert could not be published: put back `previous` (no record
+        if None), only if `tick` is still the stored one."""
+
+    async def last_ticks(self) -> dict[str, datetime]:
+        """The last fired tick of every schedule that has fired, by key."""
+
+
+class Store(AlertStore, ExecutionStore, ArtifactStore, DeliveryStore, ScheduleStore, Protocol):
     """The whole store, as an adapter implements it and a composition root holds it."""
 
     async def ping(self) -> None:

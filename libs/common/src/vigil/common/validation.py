@@ -40,7 +40,7 @@ from vigil.common.templating import compile_template
 _RESOURCE = TypeAdapter[AnyResource](AnyResource)
 YAML_SUFFIXES = (".yaml", ".yml")
 AVAILABLE_SINK_TYPES = ("log", "webhook", "slack", "msteams")
-AVAILABLE_SOURCE_TYPES = ("alertmanager", "webhook")
+AVAILABLE_SOURCE_TYPES = ("alertmanager", "webhook", "schedule")
 
 
 class _Yaml12Loader(yaml.SafeLoader):

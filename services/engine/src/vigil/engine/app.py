@@ -1,4 +1,5 @@
-"""Engine composition root: store, bus, definitions view, consumers, timers, ops server."""
+"""Engine composition root: store, bus, definitions view, consumers, timers, schedules,
+ops server."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import os
 import socket
 from dataclasses import replace
+from datetime import timedelta
 
 import structlog
 
@@ -31,6 +33,7 @@ from vigil.engine.admission import Admission
 from vigil.engine.commands import Commands
 from vigil.engine.progress import Progress
 from vigil.engine.results import Results
+from vigil.engine.scheduling import ScheduleLoop
 from vigil.engine.settings import EngineSettings
 from vigil.engine.timers import TimerLoop, purge_expired
 
@@ -52,6 +55,14 @@ async def run(settings: EngineSettings, stop: asyncio.Event) -> None:
             owner=f"{socket.gethostname()}/{os.getpid()}",
             interval=settings.timer_interval_seconds,
         )
+        schedules = ScheduleLoop(
+            store=store,
+            bus=bus,
+            definitions=definitions,
+            clock=SYSTEM_CLOCK,
+            grace=timedelta(seconds=settings.schedule_grace_seconds),
+            poll=settings.schedule_poll_seconds,
+        )
         log.info("engine_starting")
         await run_tasks(
             stop,
@@ -68,6 +79,7 @@ async def run(settings: EngineSettings, stop: asyncio.Event) -> None:
                 commands=commands,
             ),
             timers.run(),
+            schedules.run(),
             purge_expired(store, every=settings.purge_interval_seconds, clock=SYSTEM_CLOCK),
         )
 

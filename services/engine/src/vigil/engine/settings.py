@@ -26,6 +26,22 @@ class EngineSettings(ServiceSettings):
     timer_interval_seconds: float = Field(
         default=0.25, gt=0, description="Seconds between polls for due timers."
     )
+    schedule_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "Longest sleep of the schedule loop between ticks, in seconds: how soon a new"
+            " or changed schedule Source is seen."
+        ),
+    )
+    schedule_grace_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "How late, in seconds, a tick of a `catchUp: none` schedule may still fire;"
+            " an older missed tick is skipped."
+        ),
+    )
     purge_interval_seconds: float = Field(
         default=300.0, gt=0, description="Seconds between purges of expired documents."
     )

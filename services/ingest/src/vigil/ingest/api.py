@@ -8,6 +8,7 @@ and every refusal is counted by reason (`vigil.ingest.rejections`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request
@@ -20,6 +21,8 @@ from ulid import ULID
 from vigil.common import subjects
 from vigil.common.adapters.ops import ReadinessCheck, ops_routes
 from vigil.common.alertmanager import AlertStatus, WebhookPayload
+from vigil.common.cron import Cron, next_fire
+from vigil.common.definitions import DefinitionStatus
 from vigil.common.documents import (
     AlertFilter,
     AlertPage,
@@ -94,6 +97,23 @@ def describe_validation_errors(errors: Sequence[Any]) -> str:
         location = "".join(f"[{item}]" if isinstance(item, int) else f".{item}" for item in path)
         parts.append(f"{where}{location}: {message}")
     return "; ".join(parts)
+
+
+def _with_next_fire(
+    ingest: Ingest, status: DefinitionStatus, last_ticks: Mapping[str, datetime], now: datetime
+) -> DefinitionStatus:
+    """The status of a ready schedule Source with `nextFireAt` (from its last fired tick)."""
+    source = ingest.definitions.source(status.namespace, status.name)
+    if status.kind != "Source" or not status.ready or source is None:
+        return status
+    spec = source.spec.schedule
+    if spec is None:
+        return status
+    cron = Cron.parse(spec.cron, spec.time_zone)
+    last = last_ticks.get(f"{status.namespace}/{status.name}")
+    after = now if last is None else last
+    upcoming = next_fire(cron, after=after, now=now, catch_up=spec.catch_up)
+    return status.model_copy(update={"next_fire_at": upcoming})
 
 
 def build_app(
@@ -399,7 +419,13 @@ def _alerts_and_definitions(ingest: Ingest) -> APIRouter:
 
     @router.get("/definitions", tags=["definitions"])
     async def list_definitions() -> DefinitionList:
-        """Every definition the controller saw, valid or not, with its validation message."""
-        return DefinitionList(items=ingest.definitions.statuses())
+        """Every definition the controller saw, valid or not, with its validation message;
+        a schedule Source with its next fire time."""
+        statuses = ingest.definitions.statuses()
+        if any(s.kind == "Source" for s in statuses):
+            last_ticks = await ingest.store.last_ticks()
+            now = ingest.clock.now()
+            statuses = [_with_next_fire(ingest, s, last_ticks, now) for s in statuses]
+        return DefinitionList(items=statuses)
 
     return router

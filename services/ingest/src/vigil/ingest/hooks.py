@@ -120,6 +120,13 @@ class Ingest:
             )
         resource = definition.resource
         assert isinstance(resource, Source), "source_definition returns Sources only"
+        if resource.spec.type == "schedule":
+            return error_response(
+                405,
+                "no_route",
+                f"Source {namespace}/{source} is a schedule: the engine fires it at its ticks,"
+                " nothing can be posted to it",
+            )
         authorization = request.headers.get("authorization")
         try:
             allowed = await authorized(resource, authorization, secrets=self.secrets)

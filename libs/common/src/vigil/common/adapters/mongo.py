@@ -198,6 +198,7 @@ class MongoStore:
         self._alerts: AsyncCollection[Bson] = database["alerts"]
         self._artifacts: AsyncCollection[Bson] = database["artifacts"]
         self._deliveries: AsyncCollection[Bson] = database["deliveries"]
+        self._schedule_ticks: AsyncCollection[Bson] = database["schedule_ticks"]
 
     @classmethod
     async def open(cls, url: str, *, retention: Retention) -> MongoStore:
@@ -496,6 +497,37 @@ class MongoStore:
             )
             documents = await results.to_list()
         return [_decode(DeliveryRecord, document) for document in documents]
+
+    # --- schedule ticks ------------------------------------------------------------------
+
+    async def claim_tick(self, schedule: str, tick: datetime) -> bool:
+        # An upsert filtered on an earlier tick: no record inserts one, an earlier tick is
+        # replaced, and a record with this tick or a later one does not match, so the
+        # upsert's insert collides with it on `_id`: the claim is lost.
+        with _translated(f"claim tick of schedule {schedule}"):
+            try:
+                await self._schedule_ticks.update_one(
+                    {"_id": schedule, "last_tick": {"$lt": tick}},
+                    {"$set": {"last_tick": tick}},
+                    upsert=True,
+                )
+            except DuplicateKeyError:
+                return False
+        return True
+
+    async def release_tick(self, schedule: str, tick: datetime, previous: datetime | None) -> None:
+        with _translated(f"release tick of schedule {schedule}"):
+            if previous is None:
+                await self._schedule_ticks.delete_one({"_id": schedule, "last_tick": tick})
+            else:
+                await self._schedule_ticks.update_one(
+                    {"_id": schedule, "last_tick": tick}, {"$set": {"last_tick": previous}}
+                )
+
+    async def last_ticks(self) -> dict[str, datetime]:
+        with _translated("read schedule ticks"):
+            documents = await self._schedule_ticks.find({}).to_list()
+        return {str(d["_id"]): d["last_tick"] for d in documents}
 
     # --- retention -----------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from vigil.common.adapters.sqlite_schema import (
     migrate,
     sqlite_path,
     stamp,
+    unstamp,
 )
 from vigil.common.documents import (
     AlertFilter,
@@ -547,6 +548,39 @@ class SqliteStore:
             "list deliveries",
         )
         return [DeliveryRecord.model_validate_json(doc) for doc in docs]
+
+    # --- schedule ticks ------------------------------------------------------------------
+
+    async def claim_tick(self, schedule: str, tick: datetime) -> bool:
+        # One statement: the conditional upsert holds the write lock, so of two processes
+        # claiming the same tick one changes the row and the other changes nothing.
+        cursor = await self._run(
+            "INSERT INTO schedule_ticks (id, last_tick) VALUES (?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET last_tick = excluded.last_tick"
+            " WHERE schedule_ticks.last_tick < excluded.last_tick",
+            (schedule, stamp(tick)),
+            f"claim tick of schedule {schedule}",
+        )
+        return cursor.rowcount == 1
+
+    async def release_tick(self, schedule: str, tick: datetime, previous: datetime | None) -> None:
+        if previous is None:
+            query = "DELETE FROM schedule_ticks WHERE id = ? AND last_tick = ?"
+            params: tuple[object, ...] = (schedule, stamp(tick))
+        else:
+            query = "UPDATE schedule_ticks SET last_tick = ? WHERE id = ? AND last_tick = ?"
+            params = (stamp(previous), schedule, stamp(tick))
+        await self._run(query, params, f"release tick of schedule {schedule}")
+
+    async def last_ticks(self) -> dict[str, datetime]:
+        cursor = await self._run(
+            "SELECT id, last_tick FROM schedule_ticks", (), "read schedule ticks"
+        )
+        try:
+            rows = await cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise TransientError(f"SQLite store: cannot read schedule ticks: {exc}") from exc
+        return {str(key): unstamp(str(value)) for key, value in rows}
 
     # --- retention -----------------------------------------------------------------------
 

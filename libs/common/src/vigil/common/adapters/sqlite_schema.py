@@ -70,10 +70,17 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (idempotency_key, at);
 CREATE INDEX IF NOT EXISTS deliveries_execution ON deliveries (execution_id, at);
 CREATE INDEX IF NOT EXISTS deliveries_expire ON deliveries (expire_at);
+CREATE TABLE IF NOT EXISTS schedule_ticks (
+    id TEXT PRIMARY KEY,
+    last_tick TEXT NOT NULL
+);
 """
 
 EXPIRING_TABLES = ("executions", "alerts", "artifacts", "deliveries")
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+# Versions this build upgrades in place: SCHEMA only adds to them (4 added schedule_ticks),
+# and every statement of it is `IF NOT EXISTS`.
+UPGRADES_FROM = frozenset({3})
 ALERT_WRITE_ATTEMPTS = 64
 ACTIVE_STATES = "('pending', 'running')"
 
@@ -94,8 +101,13 @@ def stamp(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def unstamp(value: str) -> datetime:
+    """The instant a `stamp` stands for."""
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
 def check_version(path: Path, version: int, *, tables: int) -> None:
-    if tables and version != SCHEMA_VERSION:
+    if tables and version != SCHEMA_VERSION and version not in UPGRADES_FROM:
         msg = (
             f"SQLite store {path} has schema version {version}, this build needs"
             f" {SCHEMA_VERSION}: move the file away (embedded data is disposable)"
