@@ -30,9 +30,9 @@ from vigil.common.errors import PermanentError, TransientError
 from vigil.common.messages import Alert, NotifyStep, StepRequest
 from vigil.common.resources import Sink
 from vigil.common.secrets import SecretKey, SecretUnavailable
-from vigil.common.testing import MemorySecrets, definitions_view
+from vigil.common.testing import MemorySecrets, definitions_view, delivery
 from vigil.sink.adapters.webhook import WebhookNotifier, post_json
-from vigil.sink.delivering import with_retries
+from vigil.sink.delivering import GiveUp, Retry, RetryPolicy, after_failure
 from vigil.sink.notifiers import Notification
 
 KEY = "01JEXECUTION/report/1/team-webhook"
@@ -163,19 +163,36 @@ async def send(
     headers: dict[str, str] | None = None,
     timeout: float = TIMEOUT,
 ) -> int:
-    return await with_retries(
-        lambda: post_json(
-            client,
-            url,
-            BODY if body is None else body,
-            idempotency_key=KEY,
-            headers=headers or {},
-            timeout=timeout,
-        ),
-        attempts=attempts,
-        backoff=backoff,
-        clock=SYSTEM_CLOCK,
-    )
+    """POST with the delivery loop's retry decisions (`after_failure`, no jitter) on the
+    wall clock, as the sink retries within one delivery of its last bus delivery."""
+    policy = RetryPolicy(attempts=attempts, backoff=backoff, jitter=0.0)
+    deadline = SYSTEM_CLOCK.now() + timedelta(hours=1)
+    retry = 0
+    while True:
+        try:
+            return await post_json(
+                client,
+                url,
+                BODY if body is None else body,
+                idempotency_key=KEY,
+                headers=headers or {},
+                timeout=timeout,
+            )
+        except TransientError as exc:
+            retry += 1
+            step = after_failure(
+                policy,
+                exc,
+                retry=retry,
+                now=SYSTEM_CLOCK.now(),
+                deadline=deadline,
+                delivery=delivery(1, max_deliver=1),
+                draw=0.0,
+            )
+            if not isinstance(step, Retry):
+                reason = step.reason if isinstance(step, GiveUp) else str(exc)
+                raise TransientError(reason, retry_after=exc.retry_after) from exc
+            await SYSTEM_CLOCK.sleep(step.delay)
 
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204])

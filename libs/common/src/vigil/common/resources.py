@@ -352,7 +352,10 @@ class SlackSinkSpec(Spec):
 
 
 class RateLimit(Spec):
+    """A token bucket per sink: `burst` deliveries at once, refilled at `perMinute`."""
+
     per_minute: int = Field(alias="perMinute", ge=1)
+    burst: int = Field(default=1, ge=1)
 
 
 class SinkSpec(Spec):

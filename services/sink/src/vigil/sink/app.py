@@ -24,7 +24,7 @@ from vigil.common.runtime import run_tasks
 from vigil.common.secrets import SecretResolver
 from vigil.sink.adapters.log import LogNotifier
 from vigil.sink.adapters.webhook import WebhookNotifier
-from vigil.sink.delivering import DeliveryLoop
+from vigil.sink.delivering import DeliveryLoop, RetryPolicy
 from vigil.sink.handlers import SinkHandlers
 from vigil.sink.notifiers import Notifiers
 from vigil.sink.settings import SinkSettings
@@ -51,8 +51,13 @@ async def run(settings: SinkSettings, stop: asyncio.Event) -> None:
             deliveries=DeliveryLoop(
                 store=store,
                 notifiers=build_notifiers(client, secrets=secrets),
-                attempts=settings.attempts,
-                backoff=settings.backoff_seconds,
+                policy=RetryPolicy(
+                    attempts=settings.attempts,
+                    backoff=settings.backoff_seconds,
+                    max_backoff=settings.max_backoff_seconds,
+                    jitter=settings.jitter,
+                    deadline=settings.deadline_seconds,
+                ),
             ),
         )
         log.info("sink_starting")
