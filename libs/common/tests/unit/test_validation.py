@@ -557,3 +557,56 @@ def test_a_yaml_error_names_the_file_and_position_but_quotes_no_line(tmp_path: P
     assert errors == [
         f"{file}: not valid YAML: expected ',' or '}}', but got '<stream end>' (line 5, column 1)"
     ]
+
+
+def pagerduty_sink(spec: dict[str, Any]) -> RawDocument:
+    return RawDocument(
+        origin="sinks.yaml#pager",
+        body={
+            "apiVersion": API,
+            "kind": "Sink",
+            "metadata": {"name": "pager", "namespace": NAMESPACE},
+            "spec": {"type": "pagerduty", **spec},
+        },
+    )
+
+
+def test_a_pagerduty_sink_with_its_routing_key_secret_is_ready() -> None:
+    block = {"pagerduty": {"routingKeySecretRef": {"name": "pd", "key": "routing-key"}}}
+    report = validate_documents(
+        [pagerduty_sink(block), secret("pd", string_data={"routing-key": "R" * 32})]
+    )
+
+    assert status_of(report, "Sink", "pager").ready
+    (definition,) = report.definitions
+    assert "R" * 32 not in definition.model_dump_json(), "the key stays in the Secret"
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ({}, "type pagerduty needs a `pagerduty` block"),
+        ({"pagerduty": {}}, "pagerduty.routingKeySecretRef"),
+        (
+            {"pagerduty": {"routingKeySecretRef": {"name": "pd", "key": "k"}, "url": "nowhere"}},
+            "pagerduty.url",
+        ),
+    ],
+)
+def test_a_bad_pagerduty_block_is_refused_naming_the_field(
+    spec: dict[str, Any], problem: str
+) -> None:
+    report = validate_documents([pagerduty_sink(spec)])
+
+    status = status_of(report, "Sink", "pager")
+    assert not status.ready
+    assert problem in status.message
+
+
+def test_a_pagerduty_sink_without_its_secret_is_not_ready_naming_the_field() -> None:
+    block = {"pagerduty": {"routingKeySecretRef": {"name": "pd", "key": "routing-key"}}}
+    report = validate_documents([pagerduty_sink(block)])
+
+    assert status_of(report, "Sink", "pager").message == (
+        "spec.pagerduty.routingKeySecretRef: Secret monitoring/pd is not defined"
+    )

@@ -351,6 +351,17 @@ class SlackSinkSpec(Spec):
     webhook_url_secret_ref: SecretKeyRef = Field(alias="webhookUrlSecretRef")
 
 
+class PagerDutySinkSpec(Spec):
+    """PagerDuty Events API v2: the integration's routing key is kept in a Secret."""
+
+    routing_key_secret_ref: SecretKeyRef = Field(alias="routingKeySecretRef")
+    url: str = Field(
+        default="https://events.pagerduty.com/v2/enqueue", pattern=r"^https?://[^\s]+$"
+    )
+    source: str = Field(default="", max_length=255)  # default: the alert's instance/job label
+    timeout: Duration = "10s"
+
+
 class RateLimit(Spec):
     """A token bucket per sink: `burst` deliveries at once, refilled at `perMinute`."""
 
@@ -366,17 +377,22 @@ class SinkSpec(Spec):
         json_schema_extra=_rules(
             ("self.type != 'webhook' || has(self.webhook)", "type webhook needs a `webhook` block"),
             ("self.type != 'slack' || has(self.slack)", "type slack needs a `slack` block"),
+            (
+                "self.type != 'pagerduty' || has(self.pagerduty)",
+                "type pagerduty needs a `pagerduty` block",
+            ),
         ),
     )
 
     type: Literal["slack", "msteams", "pagerduty", "email", "webhook", "log"]
     webhook: WebhookSinkSpec | None = None
     slack: SlackSinkSpec | None = None
+    pagerduty: PagerDutySinkSpec | None = None
     rate_limit: RateLimit | None = Field(default=None, alias="rateLimit")
 
     @model_validator(mode="after")
     def _type_has_its_block(self) -> SinkSpec:
-        if self.type in ("webhook", "slack") and getattr(self, self.type) is None:
+        if self.type in ("webhook", "slack", "pagerduty") and getattr(self, self.type) is None:
             msg = f"type {self.type} needs a `{self.type}` block"
             raise ValueError(msg)
         return self

@@ -38,7 +38,7 @@ from vigil.common.templating import compile_template
 
 _RESOURCE = TypeAdapter[AnyResource](AnyResource)
 YAML_SUFFIXES = (".yaml", ".yml")
-AVAILABLE_SINK_TYPES = ("log", "webhook")
+AVAILABLE_SINK_TYPES = ("log", "webhook", "pagerduty")
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -299,6 +299,9 @@ def _secret_refs(resource: Source | Workflow | Sink) -> Iterator[tuple[str, Secr
             yield "spec.webhook.urlSecretRef", resource.spec.webhook.url_secret_ref
         if resource.spec.slack:
             yield "spec.slack.webhookUrlSecretRef", resource.spec.slack.webhook_url_secret_ref
+        if resource.spec.pagerduty:
+            routing = resource.spec.pagerduty.routing_key_secret_ref
+            yield "spec.pagerduty.routingKeySecretRef", routing
 
 
 _STEP_REFERENCE = re.compile(r"""\bsteps\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['"]([^'"]+)['"]\s*\])""")

@@ -23,6 +23,7 @@ from vigil.common.messages import StepRequest
 from vigil.common.runtime import run_tasks
 from vigil.common.secrets import SecretResolver
 from vigil.sink.adapters.log import LogNotifier
+from vigil.sink.adapters.pagerduty import PagerDutyNotifier
 from vigil.sink.adapters.webhook import WebhookNotifier
 from vigil.sink.delivering import DeliveryLoop, RetryPolicy
 from vigil.sink.handlers import SinkHandlers
@@ -32,9 +33,15 @@ from vigil.sink.settings import SinkSettings
 log = structlog.get_logger(__name__)
 
 
-def build_notifiers(client: httpx.AsyncClient, *, secrets: SecretResolver) -> Notifiers:
+def build_notifiers(
+    client: httpx.AsyncClient, *, secrets: SecretResolver, public_url: str = ""
+) -> Notifiers:
     """The notifier of each sink type this build delivers to."""
-    return {"log": LogNotifier(), "webhook": WebhookNotifier(client, secrets=secrets)}
+    return {
+        "log": LogNotifier(),
+        "webhook": WebhookNotifier(client, secrets=secrets),
+        "pagerduty": PagerDutyNotifier(client, secrets=secrets, public_url=public_url),
+    }
 
 
 async def run(settings: SinkSettings, stop: asyncio.Event) -> None:
@@ -50,7 +57,7 @@ async def run(settings: SinkSettings, stop: asyncio.Event) -> None:
             definitions=definitions,
             deliveries=DeliveryLoop(
                 store=store,
-                notifiers=build_notifiers(client, secrets=secrets),
+                notifiers=build_notifiers(client, secrets=secrets, public_url=settings.public_url),
                 policy=RetryPolicy(
                     attempts=settings.attempts,
                     backoff=settings.backoff_seconds,

@@ -30,7 +30,9 @@ RETRYABLE_STATUS = frozenset({408, 425, 429})
 MAX_RETRY_AFTER_SECONDS = 60.0
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """The receiver's `Retry-After` (seconds or an HTTP-date) as seconds, capped; None
+    when absent or unreadable."""
     value = response.headers.get("Retry-After")
     if not value:
         return None
@@ -75,7 +77,7 @@ async def post_json(
     if 400 <= status < 500 and status not in RETRYABLE_STATUS:
         msg = f"webhook answered {status}: {response.text[:300]}"
         raise PermanentError(msg)
-    raise TransientError(f"webhook answered {status}", retry_after=_retry_after(response))
+    raise TransientError(f"webhook answered {status}", retry_after=retry_after_seconds(response))
 
 
 def webhook_body(notification: Notification) -> dict[str, JsonValue]:
