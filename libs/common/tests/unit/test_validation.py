@@ -610,3 +610,13 @@ def test_a_pagerduty_sink_without_its_secret_is_not_ready_naming_the_field() -> 
     assert status_of(report, "Sink", "pager").message == (
         "spec.pagerduty.routingKeySecretRef: Secret monitoring/pd is not defined"
     )
+
+
+def test_a_webhook_signing_secret_must_exist_naming_the_field() -> None:
+    sink = webhook_sink()
+    sink.body["spec"]["webhook"]["signingSecretRef"] = {"name": "signing", "key": "key"}
+    report = validate_documents([sink, secret(string_data={"url": "https://x"})])
+
+    assert status_of(report, "Sink", "hook").message == (
+        "spec.webhook.signingSecretRef: Secret monitoring/signing is not defined"
+    )

@@ -339,6 +339,8 @@ class WebhookSinkSpec(Spec):
     url_secret_ref: SecretKeyRef | None = Field(default=None, alias="urlSecretRef")
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: Duration = "10s"
+    # HMAC-SHA256 over `{timestamp}.{body}` in `X-Vigil-Signature: t=<unix>,v1=<hex>`.
+    signing_secret_ref: SecretKeyRef | None = Field(default=None, alias="signingSecretRef")
 
     @model_validator(mode="after")
     def _one_url(self) -> WebhookSinkSpec:

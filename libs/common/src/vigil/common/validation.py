@@ -297,6 +297,8 @@ def _secret_refs(resource: Source | Workflow | Sink) -> Iterator[tuple[str, Secr
     if isinstance(resource, Sink):
         if resource.spec.webhook and resource.spec.webhook.url_secret_ref:
             yield "spec.webhook.urlSecretRef", resource.spec.webhook.url_secret_ref
+        if resource.spec.webhook and resource.spec.webhook.signing_secret_ref:
+            yield "spec.webhook.signingSecretRef", resource.spec.webhook.signing_secret_ref
         if resource.spec.slack:
             yield "spec.slack.webhookUrlSecretRef", resource.spec.slack.webhook_url_secret_ref
         if resource.spec.pagerduty:
