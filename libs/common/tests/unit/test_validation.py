@@ -620,3 +620,46 @@ def test_a_webhook_signing_secret_must_exist_naming_the_field() -> None:
     assert status_of(report, "Sink", "hook").message == (
         "spec.webhook.signingSecretRef: Secret monitoring/signing is not defined"
     )
+
+
+def email_sink(block: dict[str, Any]) -> RawDocument:
+    return RawDocument(
+        origin="sinks.yaml#mail",
+        body={
+            "apiVersion": API,
+            "kind": "Sink",
+            "metadata": {"name": "mail", "namespace": NAMESPACE},
+            "spec": {"type": "email", "email": block},
+        },
+    )
+
+
+EMAIL = {"host": "smtp.example.com", "from": "vigil@example.com", "to": ["oncall@example.com"]}
+
+
+def test_an_email_sink_with_auth_and_its_secret_is_ready() -> None:
+    block = {**EMAIL, "username": "vigil", "passwordSecretRef": {"name": "smtp", "key": "pw"}}
+    report = validate_documents([email_sink(block), secret("smtp", string_data={"pw": "x"})])
+
+    assert status_of(report, "Sink", "mail").ready
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"to": []}, "email.to"),
+        ({"to": ["oncall@example.com\r\nBcc: x@evil.test"]}, "is not an email address"),
+        ({"from": "Vigil <vigil@example.com>"}, "is not an email address"),
+        ({"tls": "ssl"}, "email.tls"),
+        ({"username": "vigil"}, "both `username` and `passwordSecretRef`, or neither"),
+        ({"port": 0}, "email.port"),
+    ],
+)
+def test_a_bad_email_block_is_refused_naming_the_problem(
+    change: dict[str, Any], problem: str
+) -> None:
+    report = validate_documents([email_sink({**EMAIL, **change})])
+
+    status = status_of(report, "Sink", "mail")
+    assert not status.ready
+    assert problem in status.message

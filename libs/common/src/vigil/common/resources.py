@@ -364,6 +364,54 @@ class PagerDutySinkSpec(Spec):
     timeout: Duration = "10s"
 
 
+def _address(value: str) -> str:
+    # One bare address: a line break or a comma here would add headers or recipients.
+    if not re.fullmatch(r"[^@\s,<>\"]+@[^@\s,<>\"]+", value):
+        msg = f"{value!r} is not an email address (one bare address like oncall@example.com)"
+        raise ValueError(msg)
+    return value
+
+
+EmailAddress = Annotated[
+    str,
+    AfterValidator(_address),
+    WithJsonSchema({"type": "string", "pattern": r"^[^@\s,<>\"]+@[^@\s,<>\"]+$"}),
+]
+
+
+class EmailSinkSpec(Spec):
+    """SMTP: `starttls` (submission, 587), `tls` (implicit, 465) or `none` (a local relay)."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra=_rules(
+            (
+                "has(self.username) == has(self.passwordSecretRef)",
+                "email sink needs both `username` and `passwordSecretRef`, or neither",
+            )
+        ),
+    )
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, ge=1, le=65535)
+    tls: Literal["starttls", "tls", "none"] = "starttls"
+    from_: EmailAddress = Field(alias="from")
+    to: list[EmailAddress] = Field(min_length=1)
+    cc: list[EmailAddress] = Field(default_factory=list)
+    username: str | None = None
+    password_secret_ref: SecretKeyRef | None = Field(default=None, alias="passwordSecretRef")
+    timeout: Duration = "30s"
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> EmailSinkSpec:
+        if (self.username is None) != (self.password_secret_ref is None):
+            msg = "email sink needs both `username` and `passwordSecretRef`, or neither"
+            raise ValueError(msg)
+        return self
+
+
 class RateLimit(Spec):
     """A token bucket per sink: `burst` deliveries at once, refilled at `perMinute`."""
 
@@ -383,6 +431,7 @@ class SinkSpec(Spec):
                 "self.type != 'pagerduty' || has(self.pagerduty)",
                 "type pagerduty needs a `pagerduty` block",
             ),
+            ("self.type != 'email' || has(self.email)", "type email needs an `email` block"),
         ),
     )
 
@@ -390,12 +439,17 @@ class SinkSpec(Spec):
     webhook: WebhookSinkSpec | None = None
     slack: SlackSinkSpec | None = None
     pagerduty: PagerDutySinkSpec | None = None
+    email: EmailSinkSpec | None = None
     rate_limit: RateLimit | None = Field(default=None, alias="rateLimit")
 
     @model_validator(mode="after")
     def _type_has_its_block(self) -> SinkSpec:
-        if self.type in ("webhook", "slack", "pagerduty") and getattr(self, self.type) is None:
-            msg = f"type {self.type} needs a `{self.type}` block"
+        if (
+            self.type in ("webhook", "slack", "pagerduty", "email")
+            and getattr(self, self.type) is None
+        ):
+            article = "an" if self.type == "email" else "a"
+            msg = f"type {self.type} needs {article} `{self.type}` block"
             raise ValueError(msg)
         return self
 

@@ -38,7 +38,7 @@ from vigil.common.templating import compile_template
 
 _RESOURCE = TypeAdapter[AnyResource](AnyResource)
 YAML_SUFFIXES = (".yaml", ".yml")
-AVAILABLE_SINK_TYPES = ("log", "webhook", "pagerduty")
+AVAILABLE_SINK_TYPES = ("log", "webhook", "pagerduty", "email")
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -304,6 +304,8 @@ def _secret_refs(resource: Source | Workflow | Sink) -> Iterator[tuple[str, Secr
         if resource.spec.pagerduty:
             routing = resource.spec.pagerduty.routing_key_secret_ref
             yield "spec.pagerduty.routingKeySecretRef", routing
+        if resource.spec.email and resource.spec.email.password_secret_ref:
+            yield "spec.email.passwordSecretRef", resource.spec.email.password_secret_ref
 
 
 _STEP_REFERENCE = re.compile(r"""\bsteps\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['"]([^'"]+)['"]\s*\])""")

@@ -24,6 +24,7 @@ from vigil.common.runtime import run_tasks
 from vigil.common.secrets import SecretResolver
 from vigil.sink.adapters.log import LogNotifier
 from vigil.sink.adapters.pagerduty import PagerDutyNotifier
+from vigil.sink.adapters.smtp import EmailNotifier
 from vigil.sink.adapters.webhook import WebhookNotifier
 from vigil.sink.delivering import DeliveryLoop, RetryPolicy
 from vigil.sink.handlers import SinkHandlers
@@ -41,6 +42,7 @@ def build_notifiers(
         "log": LogNotifier(),
         "webhook": WebhookNotifier(client, secrets=secrets),
         "pagerduty": PagerDutyNotifier(client, secrets=secrets, public_url=public_url),
+        "email": EmailNotifier(secrets=secrets),
     }
 
 
