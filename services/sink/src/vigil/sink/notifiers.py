@@ -4,9 +4,9 @@ One module per sink type under `adapters/` (`log`, `webhook`, `pagerduty`, `smtp
 type `email`; Slack and Teams come the same way), registered by type in `app.py`. A
 notifier makes one attempt and says how it went by returning (delivered) or raising
 `TransientError` (worth another attempt, with `retry_after` when the receiver said when)
-or `PermanentError` (the receiver refused this notification). Retries, backoff, the idempotency key and the `deliveries`
-records, the rate limit and the deadline are the delivery loop's (`vigil.sink.delivering`),
-written once for every type.
+or `PermanentError` (the receiver refused this notification). Retries, backoff, the
+idempotency key, the `deliveries` records, the rate limit and the deadline are the
+delivery loop's (`vigil.sink.delivering`), written once for every type.
 """
 
 from __future__ import annotations
