@@ -557,3 +557,109 @@ def test_a_yaml_error_names_the_file_and_position_but_quotes_no_line(tmp_path: P
     assert errors == [
         f"{file}: not valid YAML: expected ',' or '}}', but got '<stream end>' (line 5, column 1)"
     ]
+
+
+def pagerduty_sink(spec: dict[str, Any]) -> RawDocument:
+    return RawDocument(
+        origin="sinks.yaml#pager",
+        body={
+            "apiVersion": API,
+            "kind": "Sink",
+            "metadata": {"name": "pager", "namespace": NAMESPACE},
+            "spec": {"type": "pagerduty", **spec},
+        },
+    )
+
+
+def test_a_pagerduty_sink_with_its_routing_key_secret_is_ready() -> None:
+    block = {"pagerduty": {"routingKeySecretRef": {"name": "pd", "key": "routing-key"}}}
+    report = validate_documents(
+        [pagerduty_sink(block), secret("pd", string_data={"routing-key": "R" * 32})]
+    )
+
+    assert status_of(report, "Sink", "pager").ready
+    (definition,) = report.definitions
+    assert "R" * 32 not in definition.model_dump_json(), "the key stays in the Secret"
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ({}, "type pagerduty needs a `pagerduty` block"),
+        ({"pagerduty": {}}, "pagerduty.routingKeySecretRef"),
+        (
+            {"pagerduty": {"routingKeySecretRef": {"name": "pd", "key": "k"}, "url": "nowhere"}},
+            "pagerduty.url",
+        ),
+    ],
+)
+def test_a_bad_pagerduty_block_is_refused_naming_the_field(
+    spec: dict[str, Any], problem: str
+) -> None:
+    report = validate_documents([pagerduty_sink(spec)])
+
+    status = status_of(report, "Sink", "pager")
+    assert not status.ready
+    assert problem in status.message
+
+
+def test_a_pagerduty_sink_without_its_secret_is_not_ready_naming_the_field() -> None:
+    block = {"pagerduty": {"routingKeySecretRef": {"name": "pd", "key": "routing-key"}}}
+    report = validate_documents([pagerduty_sink(block)])
+
+    assert status_of(report, "Sink", "pager").message == (
+        "spec.pagerduty.routingKeySecretRef: Secret monitoring/pd is not defined"
+    )
+
+
+def test_a_webhook_signing_secret_must_exist_naming_the_field() -> None:
+    sink = webhook_sink()
+    sink.body["spec"]["webhook"]["signingSecretRef"] = {"name": "signing", "key": "key"}
+    report = validate_documents([sink, secret(string_data={"url": "https://x"})])
+
+    assert status_of(report, "Sink", "hook").message == (
+        "spec.webhook.signingSecretRef: Secret monitoring/signing is not defined"
+    )
+
+
+def email_sink(block: dict[str, Any]) -> RawDocument:
+    return RawDocument(
+        origin="sinks.yaml#mail",
+        body={
+            "apiVersion": API,
+            "kind": "Sink",
+            "metadata": {"name": "mail", "namespace": NAMESPACE},
+            "spec": {"type": "email", "email": block},
+        },
+    )
+
+
+EMAIL = {"host": "smtp.example.com", "from": "vigil@example.com", "to": ["oncall@example.com"]}
+
+
+def test_an_email_sink_with_auth_and_its_secret_is_ready() -> None:
+    block = {**EMAIL, "username": "vigil", "passwordSecretRef": {"name": "smtp", "key": "pw"}}
+    report = validate_documents([email_sink(block), secret("smtp", string_data={"pw": "x"})])
+
+    assert status_of(report, "Sink", "mail").ready
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"to": []}, "email.to"),
+        ({"to": ["oncall@example.com\r\nBcc: x@evil.test"]}, "is not an email address"),
+        ({"from": "Vigil <vigil@example.com>"}, "is not an email address"),
+        ({"tls": "ssl"}, "email.tls"),
+        ({"username": "vigil"}, "both `username` and `passwordSecretRef`, or neither"),
+        ({"port": 0}, "email.port"),
+    ],
+)
+def test_a_bad_email_block_is_refused_naming_the_problem(
+    change: dict[str, Any], problem: str
+) -> None:
+    report = validate_documents([email_sink({**EMAIL, **change})])
+
+    status = status_of(report, "Sink", "mail")
+    assert not status.ready
+    assert problem in status.message

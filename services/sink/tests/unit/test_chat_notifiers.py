@@ -22,7 +22,6 @@ from tests.support.chat import (
     slack_api_error,
     slack_webhook_error,
 )
-from vigil.common.clock import SYSTEM_CLOCK
 from vigil.common.errors import PermanentError, TransientError
 from vigil.common.messages import Alert, NotifyStep, StepRequest, StepResult
 from vigil.common.secrets import SecretKey, SecretUnavailable
@@ -36,7 +35,7 @@ from vigil.common.testing import (
 )
 from vigil.sink.adapters.msteams import TeamsNotifier
 from vigil.sink.adapters.slack import SlackNotifier
-from vigil.sink.delivering import DeliveryLoop, with_retries
+from vigil.sink.delivering import DeliveryLoop, RetryPolicy
 from vigil.sink.handlers import SinkHandlers
 from vigil.sink.notifiers import Notification
 from vigil.sink.report import ReportLinks
@@ -201,14 +200,17 @@ async def test_slack_webhook_server_error_is_transient(
         await SlackNotifier(client, secrets=secrets, links=LINKS).send(note)
 
 
-async def test_the_delivery_loop_waits_as_slack_asked_then_delivers(
+async def test_slack_s_retry_after_reaches_the_loop_and_every_attempt_carries_the_key(
     chat: FakeChat, client: httpx.AsyncClient
 ) -> None:
     chat.answer(rate_limited("0"), SLACK_WEBHOOK_OK)
     note, secrets = slack_webhook(chat)
     notifier = SlackNotifier(client, secrets=secrets, links=LINKS)
 
-    await with_retries(lambda: notifier.send(note), attempts=2, backoff=30.0, clock=SYSTEM_CLOCK)
+    with pytest.raises(TransientError) as limited:
+        await notifier.send(note)
+    assert limited.value.retry_after == 0  # the loop waits this instead of its backoff
+    await notifier.send(note)
 
     assert [p.headers["idempotency-key"] for p in chat.posts] == [KEY, KEY]
 
@@ -380,8 +382,7 @@ async def test_the_handler_reports_slacks_refusal_on_the_step_and_in_the_deliver
             deliveries=DeliveryLoop(
                 store=store,
                 notifiers={"slack": bot_notifier(chat, client, secrets)},
-                attempts=3,
-                backoff=0.5,
+                policy=RetryPolicy(attempts=3, backoff=0.5),
                 clock=FakeClock(),
             ),
         )

@@ -27,7 +27,7 @@ from vigil.common.testing import (
     sqlite_store,
 )
 from vigil.sink.adapters.webhook import WebhookNotifier
-from vigil.sink.delivering import DeliveryLoop
+from vigil.sink.delivering import DeliveryLoop, RetryPolicy
 from vigil.sink.handlers import SinkHandlers
 from vigil.sink.notifiers import Notification
 
@@ -45,6 +45,7 @@ metadata: {name: console, namespace: ops}
 spec: {type: log}
 """
 KEY = "01EX/report/1/team"
+POLICY = RetryPolicy(attempts=3, backoff=0.5, jitter=0.5, deadline=600.0)
 
 
 @dataclass(slots=True)
@@ -119,9 +120,9 @@ async def running_sink(
         loop = DeliveryLoop(
             store=store,
             notifiers={"webhook": webhook, "log": log},
-            attempts=3,
-            backoff=0.5,
+            policy=POLICY,
             clock=clock,
+            draw=lambda: 0.0,
         )
         handlers = SinkHandlers(
             bus=bus,
@@ -171,7 +172,11 @@ async def test_transient_failures_are_retried_with_doubling_backoff_or_retry_aft
         assert result.outcome == "succeeded"
         assert len(sink.webhook.sent) == 3
         assert sink.clock.slept == [0.5, 7.0, 0.5, 1.0]  # team: backoff, Retry-After; console
-        assert await sink.records() == [(1, "delivered", None)]
+        assert await sink.records() == [
+            (1, "retrying", "webhook answered 503"),
+            (2, "retrying", "webhook answered 429"),
+            (3, "delivered", None),
+        ]
 
 
 async def test_out_of_attempts_with_deliveries_left_the_step_is_redelivered(
@@ -185,7 +190,9 @@ async def test_out_of_attempts_with_deliveries_left_the_step_is_redelivered(
 
         assert sink.bus.published == []
         assert await sink.records() == [
-            (1, "retrying", "delivery failed after 3 attempts: webhook answered 503")
+            (1, "retrying", "webhook answered 503"),
+            (2, "retrying", "webhook answered 503"),
+            (3, "retrying", "webhook answered 503"),
         ]
 
 
@@ -200,8 +207,11 @@ async def test_on_the_last_delivery_a_transient_failure_fails_the_step(tmp_path:
             "sink team: gave up after 5 deliveries: "
             "delivery failed after 3 attempts: webhook answered 503"
         )
-        ((_, status, _),) = await sink.records()
-        assert status == "failed"
+        assert [status for _, status, _ in await sink.records()] == [
+            "retrying",
+            "retrying",
+            "failed",
+        ]
 
 
 async def test_a_permanent_failure_fails_the_step_at_once(tmp_path: Path) -> None:
@@ -252,9 +262,7 @@ async def test_before_the_definitions_are_loaded_the_step_is_retried(tmp_path: P
 
 async def test_a_sink_type_without_a_notifier_fails_naming_the_type(tmp_path: Path) -> None:
     async with running_sink(tmp_path) as sink:
-        loop = DeliveryLoop(
-            store=sink.store, notifiers={}, attempts=3, backoff=0.5, clock=sink.clock
-        )
+        loop = DeliveryLoop(store=sink.store, notifiers={}, policy=POLICY, clock=sink.clock)
         handlers = SinkHandlers(
             bus=sink.bus, definitions=definitions_view(SINKS), deliveries=loop, clock=sink.clock
         )
@@ -297,8 +305,7 @@ stringData: {url: "http://127.0.0.1:9/hooks"}
         loop = DeliveryLoop(
             store=sink.store,
             notifiers={"webhook": WebhookNotifier(http, secrets=secrets)},
-            attempts=3,
-            backoff=0.5,
+            policy=POLICY,
             clock=sink.clock,
         )
         real = Sink(
@@ -322,4 +329,4 @@ stringData: {url: "http://127.0.0.1:9/hooks"}
         assert result.error == (
             f"sink team: gave up after 2 deliveries: delivery failed after 3 attempts: {missing}"
         )
-        assert [status for _, status, _ in await sink.records()] == ["retrying", "failed"]
+        assert [status for _, status, _ in await sink.records()] == ["retrying"] * 5 + ["failed"]

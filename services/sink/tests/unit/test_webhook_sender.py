@@ -9,11 +9,13 @@ PermanentError: the receiver rejected the request itself).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,9 +32,9 @@ from vigil.common.errors import PermanentError, TransientError
 from vigil.common.messages import Alert, NotifyStep, StepRequest
 from vigil.common.resources import Sink
 from vigil.common.secrets import SecretKey, SecretUnavailable
-from vigil.common.testing import MemorySecrets, definitions_view
+from vigil.common.testing import FakeClock, MemorySecrets, definitions_view, delivery
 from vigil.sink.adapters.webhook import WebhookNotifier, post_json
-from vigil.sink.delivering import with_retries
+from vigil.sink.delivering import GiveUp, Retry, RetryPolicy, after_failure
 from vigil.sink.notifiers import Notification
 
 KEY = "01JEXECUTION/report/1/team-webhook"
@@ -163,19 +165,36 @@ async def send(
     headers: dict[str, str] | None = None,
     timeout: float = TIMEOUT,
 ) -> int:
-    return await with_retries(
-        lambda: post_json(
-            client,
-            url,
-            BODY if body is None else body,
-            idempotency_key=KEY,
-            headers=headers or {},
-            timeout=timeout,
-        ),
-        attempts=attempts,
-        backoff=backoff,
-        clock=SYSTEM_CLOCK,
-    )
+    """POST with the delivery loop's retry decisions (`after_failure`, no jitter) on the
+    wall clock, as the sink retries within one delivery of its last bus delivery."""
+    policy = RetryPolicy(attempts=attempts, backoff=backoff, jitter=0.0)
+    deadline = SYSTEM_CLOCK.now() + timedelta(hours=1)
+    retry = 0
+    while True:
+        try:
+            return await post_json(
+                client,
+                url,
+                BODY if body is None else body,
+                idempotency_key=KEY,
+                headers=headers or {},
+                timeout=timeout,
+            )
+        except TransientError as exc:
+            retry += 1
+            step = after_failure(
+                policy,
+                exc,
+                retry=retry,
+                now=SYSTEM_CLOCK.now(),
+                deadline=deadline,
+                delivery=delivery(1, max_deliver=1),
+                draw=0.0,
+            )
+            if not isinstance(step, Retry):
+                reason = step.reason if isinstance(step, GiveUp) else str(exc)
+                raise TransientError(reason, retry_after=exc.retry_after) from exc
+            await SYSTEM_CLOCK.sleep(step.delay)
 
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204])
@@ -488,3 +507,61 @@ async def test_a_url_secret_that_cannot_be_resolved_is_a_transient_error_naming_
     (logged,) = [e for e in logs if e["event"] == "sink_secret_unavailable"]
     assert logged["sink"] == "team-webhook"
     assert logged["error"] == problem
+
+
+SIGNED_SINK = """
+apiVersion: vigil.dev/v1alpha1
+kind: Sink
+metadata: {name: team-webhook, namespace: demo}
+spec:
+  type: webhook
+  webhook: {url: "URL", signingSecretRef: {name: hook-signing, key: key}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: hook-signing, namespace: demo}
+stringData: {key: "whsec-0123456789"}
+"""
+
+
+def verified(received: Received, key: bytes, *, now: int, tolerance: int = 300) -> bool:
+    """What a receiver does (docs/sinks.md): recompute the HMAC over `t.` + the raw body,
+    compare in constant time, and refuse a timestamp older than `tolerance` seconds."""
+    (header,) = received.header("X-Vigil-Signature")
+    fields = dict(part.split("=", 1) for part in header.split(","))
+    timestamp = int(fields["t"])
+    expected = hmac.new(key, fields["t"].encode() + b"." + received.body, hashlib.sha256)
+    fresh = abs(now - timestamp) <= tolerance
+    return fresh and hmac.compare_digest(expected.hexdigest(), fields["v1"])
+
+
+async def test_a_signed_webhook_carries_a_signature_the_receiver_verifies(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient
+) -> None:
+    text = SIGNED_SINK.replace("URL", receiver.url)
+    definition = definitions_view(text).sink("demo", "team-webhook")
+    assert definition is not None
+    notification, _ = secret_sink_notification(receiver.url)
+    notification = replace(notification, sink=definition)
+    clock = FakeClock(current=datetime(2026, 12, 1, 12, 0, tzinfo=UTC))
+    stamp = int(clock.now().timestamp())
+
+    await WebhookNotifier(client, secrets=MemorySecrets.of(text), clock=clock).send(notification)
+
+    (received,) = receiver.requests
+    assert received.header("X-Vigil-Signature")[0].startswith(f"t={stamp},v1=")
+    assert verified(received, b"whsec-0123456789", now=stamp)
+    assert not verified(received, b"another key", now=stamp)
+    assert not verified(received, b"whsec-0123456789", now=stamp + 301), "a replay is refused"
+    tampered = replace(received, body=received.body.replace(b'"t"', b'"T"'))
+    assert not verified(tampered, b"whsec-0123456789", now=stamp)
+    assert received.json()["title"] == "t"
+
+
+async def test_an_unsigned_webhook_has_no_signature_and_a_spec_header_cannot_forge_one(
+    receiver: ScriptedReceiver, client: httpx.AsyncClient
+) -> None:
+    await send(client, receiver.url, headers={"x-vigil-signature": "t=1,v1=forged"})
+
+    (received,) = receiver.requests
+    assert received.header("X-Vigil-Signature") == []

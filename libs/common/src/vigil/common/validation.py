@@ -39,7 +39,7 @@ from vigil.common.templating import compile_template
 
 _RESOURCE = TypeAdapter[AnyResource](AnyResource)
 YAML_SUFFIXES = (".yaml", ".yml")
-AVAILABLE_SINK_TYPES = ("log", "webhook", "slack", "msteams")
+AVAILABLE_SINK_TYPES = ("log", "webhook", "slack", "msteams", "pagerduty", "email")
 AVAILABLE_SOURCE_TYPES = ("alertmanager", "webhook", "schedule")
 
 
@@ -325,12 +325,19 @@ def _secret_refs(resource: Source | Workflow | Sink) -> Iterator[tuple[str, Secr
     if isinstance(resource, Sink):
         if resource.spec.webhook and resource.spec.webhook.url_secret_ref:
             yield "spec.webhook.urlSecretRef", resource.spec.webhook.url_secret_ref
+        if resource.spec.webhook and resource.spec.webhook.signing_secret_ref:
+            yield "spec.webhook.signingSecretRef", resource.spec.webhook.signing_secret_ref
         if resource.spec.slack and resource.spec.slack.webhook_url_secret_ref:
             yield "spec.slack.webhookUrlSecretRef", resource.spec.slack.webhook_url_secret_ref
         if resource.spec.slack and resource.spec.slack.token_secret_ref:
             yield "spec.slack.tokenSecretRef", resource.spec.slack.token_secret_ref
         if resource.spec.msteams:
             yield "spec.msteams.webhookUrlSecretRef", resource.spec.msteams.webhook_url_secret_ref
+        if resource.spec.pagerduty:
+            routing = resource.spec.pagerduty.routing_key_secret_ref
+            yield "spec.pagerduty.routingKeySecretRef", routing
+        if resource.spec.email and resource.spec.email.password_secret_ref:
+            yield "spec.email.passwordSecretRef", resource.spec.email.password_secret_ref
 
 
 _STEP_REFERENCE = re.compile(r"""\bsteps\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['"]([^'"]+)['"]\s*\])""")

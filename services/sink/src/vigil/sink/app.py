@@ -25,9 +25,11 @@ from vigil.common.runtime import run_tasks
 from vigil.common.secrets import SecretResolver
 from vigil.sink.adapters.log import LogNotifier
 from vigil.sink.adapters.msteams import TeamsNotifier
+from vigil.sink.adapters.pagerduty import PagerDutyNotifier
 from vigil.sink.adapters.slack import SlackNotifier
+from vigil.sink.adapters.smtp import EmailNotifier
 from vigil.sink.adapters.webhook import WebhookNotifier
-from vigil.sink.delivering import DeliveryLoop
+from vigil.sink.delivering import DeliveryLoop, RetryPolicy
 from vigil.sink.handlers import SinkHandlers
 from vigil.sink.notifiers import Notifiers
 from vigil.sink.report import ReportLinks
@@ -48,6 +50,10 @@ def build_notifiers(
             client, secrets=secrets, links=links, api_url=settings.slack_api_url
         ),
         "msteams": TeamsNotifier(client, secrets=secrets, links=links),
+        "pagerduty": PagerDutyNotifier(
+            client, secrets=secrets, public_url=settings.public_url or ""
+        ),
+        "email": EmailNotifier(secrets=secrets),
     }
 
 
@@ -65,8 +71,13 @@ async def run(settings: SinkSettings, stop: asyncio.Event) -> None:
             deliveries=DeliveryLoop(
                 store=store,
                 notifiers=build_notifiers(client, secrets=secrets, settings=settings),
-                attempts=settings.attempts,
-                backoff=settings.backoff_seconds,
+                policy=RetryPolicy(
+                    attempts=settings.attempts,
+                    backoff=settings.backoff_seconds,
+                    max_backoff=settings.max_backoff_seconds,
+                    jitter=settings.jitter,
+                    deadline=settings.deadline_seconds,
+                ),
             ),
         )
         log.info("sink_starting")

@@ -1,17 +1,27 @@
-"""The delivery loop around every notifier, written once.
+"""The delivery loop around every notifier, written once for all sink types.
 
-For one notification to one sink: skip it if a delivery with its idempotency key already
-succeeded (a redelivered step), try the sink type's notifier up to `attempts` times with
-exponential backoff (the receiver's `Retry-After` replaces the backoff), and record the
-outcome in `deliveries`. While the step has deliveries left, a transient failure is
-recorded as `retrying` and raised, so the bus redelivers the step; on its last delivery it
-is recorded and reported as `failed`, so the execution does not hang.
+For one notification to one sink (one idempotency key):
+- skip it if an attempt with its key already succeeded (a redelivered step);
+- before each attempt, wait for the sink's rate limit (`vigil.sink.ratelimiting`);
+- make the attempt with the sink type's notifier, always with the same idempotency key;
+- record every attempt in `deliveries` (`delivered`, `retrying` when another attempt
+  follows, `failed` when none does), numbered across the step's bus deliveries;
+- after a transient failure, retry up to `attempts` times per bus delivery with an
+  exponential backoff less a random jitter (`RetryPolicy.delay`); the receiver's
+  `Retry-After` replaces the backoff. With the attempts used up and bus deliveries left,
+  the error is raised so the bus redelivers the step later; on its last delivery the
+  delivery fails, so the execution does not hang.
+- a deadline per delivery, counted from its first attempt across bus deliveries: no retry
+  is started that would begin after it; the delivery fails naming the deadline.
+A permanent failure (a receiver that refused the notification) fails at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Literal
 
 import structlog
@@ -22,47 +32,105 @@ from vigil.common.clock import SYSTEM_CLOCK, Clock
 from vigil.common.documents import DeliveryRecord
 from vigil.common.errors import PermanentError, TransientError
 from vigil.common.store import DeliveryStore
-from vigil.sink.notifiers import Notification, Notifiers
+from vigil.sink.notifiers import Notification, Notifier, Notifiers
+from vigil.sink.ratelimiting import RateLimits
 
 log = structlog.get_logger(__name__)
 
 DELIVERIES = Counter(
     "vigil_deliveries_total", "Deliveries by sink type and outcome.", ["type", "outcome"]
 )
+DELIVERY_ATTEMPTS = Counter(
+    "vigil_delivery_attempts_total",
+    "Delivery attempts by sink type and status.",
+    ["type", "status"],
+)
+
+type Status = Literal["delivered", "failed", "retrying"]
 
 
-async def with_retries[T](
-    attempt: Callable[[], Awaitable[T]], *, attempts: int, backoff: float, clock: Clock
-) -> T:
-    """Run `attempt` until it returns, at most `attempts` times, sleeping between tries.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How often and how patiently one delivery is retried."""
 
-    The delay doubles from `backoff`; a TransientError's `retry_after` replaces it. After
-    the last try the TransientError is raised with the last `retry_after`.
-    """
-    delay = backoff
-    number = 1
-    while True:
-        try:
-            return await attempt()
-        except TransientError as exc:
-            if number >= attempts:
-                msg = f"delivery failed after {attempts} attempts: {exc}"
-                raise TransientError(msg, retry_after=exc.retry_after) from exc
-            await clock.sleep(exc.retry_after if exc.retry_after is not None else delay)
-            delay *= 2
-            number += 1
+    attempts: int = 3  # per bus delivery of the step
+    backoff: float = 0.5  # seconds before the first retry, doubled for each next one
+    max_backoff: float = 60.0
+    jitter: float = 0.5  # up to this fraction of each backoff is taken off at random
+    deadline: float = 300.0  # seconds from the first attempt after which no retry starts
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.backoff <= 0 or self.deadline <= 0:
+            msg = f"retry policy needs attempts >= 1, backoff > 0 and deadline > 0: {self}"
+            raise ValueError(msg)
+        if not 0 <= self.jitter <= 1:
+            msg = f"retry jitter is a fraction between 0 and 1, not {self.jitter}"
+            raise ValueError(msg)
+
+    def delay(self, retry: int, draw: float) -> float:
+        """The wait before retry `retry` (1: the first) for a random `draw` in [0, 1):
+        the doubled backoff, capped at `max_backoff`, less `jitter * draw` of it, so
+        senders that failed together do not all come back at the same moment."""
+        base = min(self.backoff * 2.0 ** (retry - 1), self.max_backoff)
+        return float(base * (1.0 - self.jitter * draw))
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Try again in this process after `delay` seconds."""
+
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class Redeliver:
+    """Hand the step back to the bus (attempts of this delivery used up)."""
+
+    retry_after: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    reason: str
+
+
+def after_failure(
+    policy: RetryPolicy,
+    error: TransientError,
+    *,
+    retry: int,
+    now: datetime,
+    deadline: datetime,
+    delivery: Delivery,
+    draw: float,
+) -> Retry | Redeliver | GiveUp:
+    """What follows a transient failure when `retry` would be this delivery's next retry."""
+    if retry >= policy.attempts:
+        if delivery.is_last:
+            return GiveUp(
+                f"gave up after {delivery.delivery} deliveries: "
+                f"delivery failed after {policy.attempts} attempts: {error}"
+            )
+        if now >= deadline:
+            return GiveUp(f"deadline of {policy.deadline:g}s passed: {error}")
+        return Redeliver(error.retry_after)
+    delay = error.retry_after if error.retry_after is not None else policy.delay(retry, draw)
+    if now + timedelta(seconds=delay) > deadline:
+        return GiveUp(f"deadline of {policy.deadline:g}s passed: {error}")
+    return Retry(delay)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeliveryLoop:
     store: DeliveryStore
     notifiers: Notifiers
-    attempts: int
-    backoff: float
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
     clock: Clock = SYSTEM_CLOCK
+    limits: RateLimits = field(default_factory=RateLimits)
+    draw: Callable[[], float] = random.random
 
     async def deliver(self, notification: Notification, delivery: Delivery) -> str | None:
-        """Deliver unless a delivery with this key already succeeded; record the attempt.
+        """Deliver unless an attempt with this key already succeeded; record each attempt.
 
         Returns None when delivered, or the reason it failed for good. Raises
         TransientError (the step is redelivered) while deliveries are left.
@@ -72,45 +140,84 @@ class DeliveryLoop:
         if any(d.status == "delivered" for d in previous):
             log.info("delivery_already_done", sink=notification.sink_name, key=key)
             return None
-        record = len(previous) + 1
-        outcome: Literal["delivered", "failed"]
-        detail: str | None
-        try:
-            await self._send(notification)
-        except TransientError as exc:
-            if not delivery.is_last:
-                await self._record(notification, record, status="retrying", detail=str(exc))
-                raise
-            # Out of deliveries: report the failure so the execution does not hang.
-            outcome, detail = "failed", f"gave up after {delivery.delivery} deliveries: {exc}"
-        except PermanentError as exc:
-            outcome, detail = "failed", str(exc)
-        else:
-            outcome, detail = "delivered", None
-        await self._record(notification, record, status=outcome, detail=detail)
+        notifier = self.notifiers.get(notification.sink_type)
+        number = len(previous) + 1
+        if notifier is None:
+            detail = f"sink type {notification.sink_type} is not available in this build"
+            await self._record(notification, number, self.clock.now(), "failed", detail)
+            return self._finished(notification, "failed", detail)
+        first = previous[0].at if previous else self.clock.now()
+        deadline = first + timedelta(seconds=self.policy.deadline)
+        return await self._attempts(notification, notifier, delivery, number, deadline)
+
+    async def _attempts(
+        self,
+        notification: Notification,
+        notifier: Notifier,
+        delivery: Delivery,
+        number: int,
+        deadline: datetime,
+    ) -> str | None:
+        retry = 0
+        while True:
+            started = await self._take_turn(notification)
+            try:
+                await notifier.send(notification)
+            except PermanentError as exc:
+                await self._record(notification, number, started, "failed", str(exc))
+                return self._finished(notification, "failed", str(exc))
+            except TransientError as exc:
+                retry += 1
+                step = after_failure(
+                    self.policy,
+                    exc,
+                    retry=retry,
+                    now=self.clock.now(),
+                    deadline=deadline,
+                    delivery=delivery,
+                    draw=self.draw(),
+                )
+                if isinstance(step, GiveUp):
+                    await self._record(notification, number, started, "failed", step.reason)
+                    return self._finished(notification, "failed", step.reason)
+                await self._record(notification, number, started, "retrying", str(exc))
+                if isinstance(step, Redeliver):
+                    msg = f"delivery failed after {self.policy.attempts} attempts: {exc}"
+                    raise TransientError(msg, retry_after=step.retry_after) from exc
+                await self.clock.sleep(step.delay)
+                number += 1
+            else:
+                await self._record(notification, number, started, "delivered", None)
+                return self._finished(notification, "delivered", None)
+
+    async def _take_turn(self, notification: Notification) -> datetime:
+        """Wait for the sink's rate limit; return when the attempt starts."""
+        wait = self.limits.reserve(
+            notification.resource.ref, notification.resource.spec.rate_limit, now=self.clock.now()
+        )
+        if wait > 0:
+            log.info("delivery_rate_limited", sink=notification.sink_name, wait_seconds=wait)
+            await self.clock.sleep(wait)
+        return self.clock.now()
+
+    def _finished(
+        self,
+        notification: Notification,
+        outcome: Literal["delivered", "failed"],
+        detail: str | None,
+    ) -> str | None:
         DELIVERIES.labels(type=notification.sink_type, outcome=outcome).inc()
         return None if detail is None else f"sink {notification.sink_name}: {detail}"
-
-    async def _send(self, notification: Notification) -> None:
-        notifier = self.notifiers.get(notification.sink_type)
-        if notifier is None:
-            msg = f"sink type {notification.sink_type} is not available in this build"
-            raise PermanentError(msg)
-        await with_retries(
-            lambda: notifier.send(notification),
-            attempts=self.attempts,
-            backoff=self.backoff,
-            clock=self.clock,
-        )
 
     async def _record(
         self,
         notification: Notification,
         number: int,
-        *,
-        status: Literal["delivered", "failed", "retrying"],
+        started: datetime,
+        status: Status,
         detail: str | None,
     ) -> None:
+        DELIVERY_ATTEMPTS.labels(type=notification.sink_type, status=status).inc()
         key = notification.idempotency_key
         await self.store.record_delivery(
             DeliveryRecord(
@@ -123,6 +230,6 @@ class DeliveryLoop:
                 attempt=number,
                 status=status,
                 detail=detail,
-                at=self.clock.now(),
+                at=started,
             )
         )

@@ -1,11 +1,12 @@
 """The notifier port: how the sink hands one notification to one kind of receiver.
 
-One module per sink type under `adapters/` (`log`, `webhook`; Slack, Teams, PagerDuty and
-email come the same way), registered by type in `app.py`. A notifier makes one attempt and
-says how it went by returning (delivered) or raising `TransientError` (worth another
-attempt, with `retry_after` when the receiver said when) or `PermanentError` (the receiver
-refused this notification). Retries, backoff, the idempotency key and the `deliveries`
-records are the delivery loop's (`vigil.sink.delivering`), written once for every type.
+One module per sink type under `adapters/` (`log`, `webhook`, `pagerduty`, `smtp` for
+type `email`; Slack and Teams come the same way), registered by type in `app.py`. A
+notifier makes one attempt and says how it went by returning (delivered) or raising
+`TransientError` (worth another attempt, with `retry_after` when the receiver said when)
+or `PermanentError` (the receiver refused this notification). Retries, backoff, the
+idempotency key, the `deliveries` records, the rate limit and the deadline are the
+delivery loop's (`vigil.sink.delivering`), written once for every type.
 """
 
 from __future__ import annotations

@@ -16,6 +16,20 @@ class SinkSettings(SecretSettings):
         default=3, ge=1, description="HTTP attempts per delivery before handing back to the bus."
     )
     backoff_seconds: float = Field(default=0.5, gt=0, description="First retry delay, doubled.")
+    max_backoff_seconds: float = Field(
+        default=60.0, gt=0, description="Longest retry delay (seconds) the doubling reaches."
+    )
+    jitter: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Fraction of each retry delay taken off at random (0: none, 1: up to all).",
+    )
+    deadline_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds from a delivery's first attempt after which no retry starts.",
+    )
     max_deliver: int = Field(default=8, ge=2, description="Deliveries before dead-lettering.")
     public_url: str | None = Field(
         default=None,

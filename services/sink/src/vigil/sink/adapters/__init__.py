@@ -1,1 +1,2 @@
-"""Sink adapters: one per destination type (HTTP webhook now; Slack, Teams … later)."""
+"""Sink adapters: one per destination type (log, webhook, PagerDuty, SMTP email; Slack,
+Teams … to come)."""

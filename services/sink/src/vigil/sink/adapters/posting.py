@@ -19,7 +19,7 @@ from pydantic import JsonValue
 from vigil.common.errors import PermanentError, TransientError
 from vigil.common.resources import SecretKeyRef
 from vigil.common.secrets import SecretKey, SecretResolver, SecretUnavailable
-from vigil.sink.adapters.webhook import RETRYABLE_STATUS, retry_after
+from vigil.sink.adapters.webhook import RETRYABLE_STATUS, retry_after_seconds
 from vigil.sink.notifiers import Notification
 
 log = structlog.get_logger(__name__)
@@ -54,7 +54,7 @@ def check_status(response: httpx.Response, *, receiver: str) -> None:
     msg = f"{receiver} answered {status}" + (f": {said}" if said else "")
     if 400 <= status < 500 and status not in RETRYABLE_STATUS:
         raise PermanentError(msg)
-    raise TransientError(msg, retry_after=retry_after(response))
+    raise TransientError(msg, retry_after=retry_after_seconds(response))
 
 
 async def secret_value(

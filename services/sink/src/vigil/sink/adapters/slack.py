@@ -21,7 +21,7 @@ from vigil.common.errors import PermanentError, TransientError
 from vigil.common.resources import SlackSinkSpec
 from vigil.common.secrets import SecretResolver
 from vigil.sink.adapters.posting import check_status, post_once, secret_value
-from vigil.sink.adapters.webhook import retry_after
+from vigil.sink.adapters.webhook import retry_after_seconds
 from vigil.sink.notifiers import Notification
 from vigil.sink.report import ReportLinks, block_kit, build_report, mrkdwn
 
@@ -112,5 +112,5 @@ def _check_api_answer(response: httpx.Response, *, channel: str) -> None:
     error = str(answer.get("error", "unknown_error"))
     msg = f"Slack refused the message to {channel}: {error}"
     if error in PASSING_ERRORS:
-        raise TransientError(msg, retry_after=retry_after(response))
+        raise TransientError(msg, retry_after=retry_after_seconds(response))
     raise PermanentError(msg)

@@ -8,17 +8,26 @@ it (`SecretUnavailable`: the controller found it when it published the Sink, so 
 change in flight), retried like a receiver's 503 until the step's deliveries run out.
 Errors leave this module as TransientError or PermanentError; retrying is the delivery
 loop's job (`vigil.sink.delivering`).
+
+With `signingSecretRef`, every attempt carries `X-Vigil-Signature: t=<unix>,v1=<hex>`:
+HMAC-SHA256, keyed with the Secret's value, over `<unix>.` followed by the exact body
+bytes. The receiver recomputes it and refuses a stale timestamp (docs/sinks.md shows how).
 """
 
 from __future__ import annotations
 
 import email.utils
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
 import structlog
 from pydantic import JsonValue
 
+from vigil.common.clock import SYSTEM_CLOCK, Clock
 from vigil.common.durations import parse_duration
 from vigil.common.errors import PermanentError, TransientError
 from vigil.common.secrets import SecretKey, SecretResolver, SecretUnavailable
@@ -27,12 +36,13 @@ from vigil.sink.notifiers import Notification
 log = structlog.get_logger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+SIGNATURE_HEADER = "X-Vigil-Signature"
 MAX_RETRY_AFTER_SECONDS = 60.0
 
 
-def retry_after(response: httpx.Response) -> float | None:
-    """The receiver's `Retry-After` (seconds or an HTTP date) in seconds, capped; None if
-    it sent none or one that cannot be read."""
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """The receiver's `Retry-After` (seconds or an HTTP-date) as seconds, capped; None
+    when absent or unreadable."""
     value = response.headers.get("Retry-After")
     if not value:
         return None
@@ -47,6 +57,23 @@ def retry_after(response: httpx.Response) -> float | None:
     return max(0.0, min((when - datetime.now(UTC)).total_seconds(), MAX_RETRY_AFTER_SECONDS))
 
 
+def signature(key: str, *, timestamp: int, body: bytes) -> str:
+    """The `X-Vigil-Signature` value: `t=<unix>,v1=<hex HMAC-SHA256 of "<unix>." + body>`."""
+    digest = hmac.new(key.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256)
+    return f"t={timestamp},v1={digest.hexdigest()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Signing:
+    """The key to sign with and the time to stamp (a Secret's value: never logged)."""
+
+    key: str
+    timestamp: int
+
+    def __repr__(self) -> str:
+        return f"Signing(key=<secret>, timestamp={self.timestamp})"
+
+
 async def post_json(
     client: httpx.AsyncClient,
     url: str,
@@ -55,18 +82,18 @@ async def post_json(
     idempotency_key: str,
     headers: dict[str, str],
     timeout: float,
+    signing: Signing | None = None,
 ) -> int:
     """POST `body` once; return the 2xx status, or raise Transient/PermanentError."""
+    content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    ours = {"idempotency-key", "content-type", SIGNATURE_HEADER.lower()}
+    sent = {k: v for k, v in headers.items() if k.lower() not in ours}
+    sent["Content-Type"] = "application/json"
+    sent["Idempotency-Key"] = idempotency_key
+    if signing is not None:
+        sent[SIGNATURE_HEADER] = signature(signing.key, timestamp=signing.timestamp, body=content)
     try:
-        response = await client.post(
-            url,
-            json=body,
-            headers={
-                **{k: v for k, v in headers.items() if k.lower() != "idempotency-key"},
-                "Idempotency-Key": idempotency_key,
-            },
-            timeout=timeout,
-        )
+        response = await client.post(url, content=content, headers=sent, timeout=timeout)
     except httpx.HTTPError as exc:
         # The URL may be a secret (it is for Slack and Teams): the error names it vaguely.
         reason = str(exc).replace(url, "<the sink's URL>")
@@ -77,7 +104,7 @@ async def post_json(
     if 400 <= status < 500 and status not in RETRYABLE_STATUS:
         msg = f"webhook answered {status}: {response.text[:300]}"
         raise PermanentError(msg)
-    raise TransientError(f"webhook answered {status}", retry_after=retry_after(response))
+    raise TransientError(f"webhook answered {status}", retry_after=retry_after_seconds(response))
 
 
 def webhook_body(notification: Notification) -> dict[str, JsonValue]:
@@ -95,9 +122,12 @@ def webhook_body(notification: Notification) -> dict[str, JsonValue]:
 
 
 class WebhookNotifier:
-    def __init__(self, client: httpx.AsyncClient, *, secrets: SecretResolver) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, *, secrets: SecretResolver, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self._client = client
         self._secrets = secrets
+        self._clock = clock
 
     async def send(self, notification: Notification) -> None:
         hook = notification.resource.spec.webhook
@@ -106,12 +136,17 @@ class WebhookNotifier:
             raise PermanentError(msg)
         url = hook.url
         if hook.url_secret_ref is not None:
-            url = await self._secret_url(
+            url = await self._secret(
                 notification, hook.url_secret_ref.name, hook.url_secret_ref.key
             )
         if url is None:
             msg = f"sink {notification.sink_name} has no webhook URL"
             raise PermanentError(msg)
+        signing = None
+        if hook.signing_secret_ref is not None:
+            ref = hook.signing_secret_ref
+            key = await self._secret(notification, ref.name, ref.key)
+            signing = Signing(key=key, timestamp=int(self._clock.now().timestamp()))
         await post_json(
             self._client,
             url,
@@ -119,9 +154,10 @@ class WebhookNotifier:
             idempotency_key=notification.idempotency_key,
             headers=dict(hook.headers),
             timeout=parse_duration(hook.timeout),
+            signing=signing,
         )
 
-    async def _secret_url(self, notification: Notification, name: str, key: str) -> str:
+    async def _secret(self, notification: Notification, name: str, key: str) -> str:
         secret = SecretKey(namespace=notification.resource.metadata.namespace, name=name, key=key)
         try:
             return await self._secrets.resolve(secret)
