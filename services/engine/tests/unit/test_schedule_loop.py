@@ -217,3 +217,15 @@ async def test_the_loop_sleeps_until_the_next_tick_at_most_the_poll(tmp_path: Pa
         await schedules.fire_due()
 
     assert fired(bus) == [START.replace(minute=5)]
+
+
+async def test_a_schedule_block_on_another_source_type_fires_nothing(tmp_path: Path) -> None:
+    """Only `type: schedule` fires: an alertmanager Source with a stray block takes POSTs."""
+    clock, bus = FakeClock(START), RecordingPublisher()
+    stray = schedule().replace("type: schedule", "type: alertmanager")
+    async with sqlite_store(tmp_path) as store:
+        schedules = loop(store, bus, clock, definitions_view(stray))
+        assert await schedules.fire_due() is None
+        clock.current = datetime(2026, 5, 1, 10, 5, tzinfo=UTC)
+        assert await schedules.fire_due() is None
+    assert fired(bus) == []

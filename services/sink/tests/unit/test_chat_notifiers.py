@@ -399,3 +399,27 @@ async def test_the_handler_reports_slacks_refusal_on_the_step_and_in_the_deliver
         (1, "failed", "slack", "Slack refused the message to #oncall: channel_not_found")
     ]
     assert len(chat.posts) == 1
+
+
+@pytest.mark.parametrize("stored", [f"{TOKEN}\n", f"  {TOKEN} "])
+async def test_a_token_with_whitespace_around_it_is_trimmed(
+    chat: FakeChat, client: httpx.AsyncClient, stored: str
+) -> None:
+    chat.answer(SLACK_API_OK)
+    note, secrets = slack_bot(chat)
+    secrets.put("demo", "chat", token=stored)
+    await bot_notifier(chat, client, secrets).send(note)
+    assert chat.posts[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+@pytest.mark.parametrize("stored", ["xoxb-two words", "xoxb-\u00e9t\u00e9", "xoxb-a\x00b"])
+async def test_a_token_that_cannot_be_a_header_fails_naming_the_secret_not_the_value(
+    chat: FakeChat, client: httpx.AsyncClient, stored: str
+) -> None:
+    note, secrets = slack_bot(chat)
+    secrets.put("demo", "chat", token=stored)
+    with pytest.raises(PermanentError) as refused:
+        await bot_notifier(chat, client, secrets).send(note)
+    assert "Secret chat (key token)" in str(refused.value)
+    assert stored.strip() not in str(refused.value)
+    assert chat.posts == []

@@ -106,7 +106,11 @@ class ScheduleLoop:
         """Fire every schedule whose tick is due now; return the earliest next tick."""
         now = self.clock.now()
         last_ticks = await self.store.last_ticks()
-        sources = [s for s in self.definitions.sources() if s.spec.schedule is not None]
+        sources = [
+            s
+            for s in self.definitions.sources()
+            if s.spec.type == "schedule" and s.spec.schedule is not None
+        ]
         self._forget_all_but({schedule_key(s) for s in sources})
         earliest: datetime | None = None
         for source in sources:

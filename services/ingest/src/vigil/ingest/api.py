@@ -107,7 +107,7 @@ def _with_next_fire(
     if status.kind != "Source" or not status.ready or source is None:
         return status
     spec = source.spec.schedule
-    if spec is None:
+    if source.spec.type != "schedule" or spec is None:  # a stray block on another type
         return status
     cron = Cron.parse(spec.cron, spec.time_zone)
     last = last_ticks.get(f"{status.namespace}/{status.name}")

@@ -35,12 +35,16 @@ async def post_once(
     receiver: str,
     headers: dict[str, str],
     timeout: float,
+    hidden: tuple[str, ...] = (),
 ) -> httpx.Response:
-    """POST `body` as JSON once; a transport error is a TransientError without the URL."""
+    """POST `body` as JSON once; a transport error is a TransientError that quotes neither
+    the URL nor any of the `hidden` values (a token in a header)."""
     try:
         return await client.post(url, json=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
         reason = str(exc).replace(url, "<the sink's URL>")
+        for value in hidden:
+            reason = reason.replace(value, "<hidden>")
         msg = f"{receiver} could not be reached: {type(exc).__name__}: {reason}"
         raise TransientError(msg) from exc
 

@@ -83,7 +83,14 @@ class SlackNotifier:
         if spec.token_secret_ref is None or spec.channel is None:
             msg = f"sink {notification.sink_name} has neither a Slack webhook nor a token+channel"
             raise PermanentError(msg)
-        token = await secret_value(self._secrets, notification, spec.token_secret_ref)
+        token = (await secret_value(self._secrets, notification, spec.token_secret_ref)).strip()
+        if not token or not token.isascii() or not token.isprintable() or " " in token:
+            ref = spec.token_secret_ref
+            msg = (
+                f"the Slack token in Secret {ref.name} (key {ref.key}) is not a token: it must "
+                "be one word of printable ASCII"
+            )
+            raise PermanentError(msg)
         response = await post_once(
             self._client,
             f"{self._api_url}/chat.postMessage",
@@ -91,6 +98,7 @@ class SlackNotifier:
             receiver="Slack",
             headers={**headers, "Authorization": f"Bearer {token}"},
             timeout=parse_duration(spec.timeout),
+            hidden=(token,),
         )
         check_status(response, receiver="Slack")
         _check_api_answer(response, channel=spec.channel)

@@ -122,7 +122,7 @@ class EmailNotifier:
         password = await self._password(notification, spec)
         message = email_message(notification, spec)
         try:
-            await aiosmtplib.send(
+            refused, _ = await aiosmtplib.send(
                 message,
                 hostname=spec.host,
                 port=spec.port,
@@ -137,7 +137,18 @@ class EmailNotifier:
             raise _translated(exc) from exc
         except (OSError, ssl.SSLError) as exc:
             raise TransientError(f"SMTP: {type(exc).__name__}: {exc}") from exc
-        log.info("email_sent", sink=notification.sink_name, recipients=len(spec.to + spec.cc))
+        if refused:
+            # The others have it: a retry would send it to them twice. Said, not retried.
+            log.warning(
+                "email_recipients_refused",
+                sink=notification.sink_name,
+                refused={address: f"{code} {text}" for address, (code, text) in refused.items()},
+            )
+        log.info(
+            "email_sent",
+            sink=notification.sink_name,
+            recipients=len(spec.to + spec.cc) - len(refused),
+        )
 
     async def _password(self, notification: Notification, spec: EmailSinkSpec) -> str | None:
         ref = spec.password_secret_ref
