@@ -81,6 +81,19 @@ def test_an_hourly_schedule_follows_the_clock_through_fall_back() -> None:
     ]
 
 
+@pytest.mark.parametrize("expression", ["0 * * * *", "*/15 * * * *"])
+def test_through_fall_back_the_latest_tick_is_the_one_just_passed(expression: str) -> None:
+    """Every tick of the repeated hour is due when its moment comes (none an hour late)."""
+    cron = Cron.parse(expression, "Europe/Berlin")
+    moment = datetime(2026, 10, 24, 23, 0, tzinfo=UTC)  # 01:00 CEST; 01:00 UTC is 02:00 CET
+    while moment < datetime(2026, 10, 25, 3, 0, tzinfo=UTC):
+        tick = cron.next_after(moment)
+        assert tick is not None
+        assert cron.latest_at(tick + timedelta(minutes=1)) == tick
+        assert cron.latest_at(tick) == tick
+        moment = tick
+
+
 def test_a_tick_on_time_is_due_once() -> None:
     cron = Cron.parse("*/5 * * * *")
     tick = at("2026-05-01T10:05:00")

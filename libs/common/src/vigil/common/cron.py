@@ -92,13 +92,21 @@ class Cron:
         return found.astimezone(UTC)
 
     def latest_at(self, moment: datetime) -> datetime | None:
-        """The last tick at or before `moment` (UTC), or None if there is none."""
+        """The last tick at or before `moment` (UTC), or None if there is none.
+
+        Reverse iteration ignores `fold`: in the hour repeated when clocks go back it finds
+        a tick of the hour's first pass, up to an hour early. So it only gives a tick to
+        start from, and the ticks after it are walked forwards (which does know the fold)
+        up to `moment`.
+        """
         start = moment.astimezone(self.zone).replace(microsecond=0) + _SECOND
         try:
-            found = next(CronSim(self.fields, start, reverse=True))
+            found = next(CronSim(self.fields, start, reverse=True)).astimezone(UTC)
         except StopIteration:
             return None
-        return found.astimezone(UTC)
+        while (following := self.next_after(found)) is not None and following <= moment:
+            found = following
+        return found
 
 
 def due_tick(
