@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vigil.common.errors import TransientError
+from vigil.common.errors import PermanentError, TransientError
 from vigil.common.messages import Alert, NotifyStep, StepRequest
 from vigil.common.resources import RateLimit
 from vigil.common.store import Store
@@ -308,8 +308,24 @@ async def test_the_deadline_counts_from_the_first_attempt_across_bus_deliveries(
         run.clock.advance(61)  # the bus redelivered the step later
         error = await run.loop.deliver(notification, delivery(2, max_deliver=9))
 
-        assert error == "sink free: deadline of 60s passed: 503"
-        assert len(run.receiver.calls) == 2
+        assert error == "sink free: deadline of 60s passed before this delivery"
+        assert len(run.receiver.calls) == 1  # no attempt starts past the deadline
+
+
+async def test_a_delivery_that_failed_for_good_is_not_tried_again_on_a_redelivery(
+    tmp_path: Path,
+) -> None:
+    """Another sink's transient failure redelivers the step: this one stays given up."""
+    async with loop_of(tmp_path, RetryPolicy(attempts=3, backoff=1.0, jitter=0.0)) as run:
+        run.receiver.errors = [PermanentError("400 invalid event")]
+        notification = run.notification("free")
+        first = await run.loop.deliver(notification, delivery(1, max_deliver=5))
+
+        again = await run.loop.deliver(notification, delivery(2, max_deliver=5))
+
+        assert first == again == "sink free: 400 invalid event"
+        assert len(run.receiver.calls) == 1
+        assert [s for _, s, _, _ in await run.records(notification.idempotency_key)] == ["failed"]
 
 
 async def test_a_rate_limited_sink_spaces_its_attempts_and_others_are_not_held(

@@ -140,6 +140,11 @@ class DeliveryLoop:
         if any(d.status == "delivered" for d in previous):
             log.info("delivery_already_done", sink=notification.sink_name, key=key)
             return None
+        # The step is redelivered for another sink's sake: a sink that gave up stays given up.
+        failed = next((d for d in previous if d.status == "failed"), None)
+        if failed is not None:
+            log.info("delivery_already_failed", sink=notification.sink_name, key=key)
+            return f"sink {notification.sink_name}: {failed.detail}"
         notifier = self.notifiers.get(notification.sink_type)
         number = len(previous) + 1
         if notifier is None:
@@ -148,6 +153,10 @@ class DeliveryLoop:
             return self._finished(notification, "failed", detail)
         first = previous[0].at if previous else self.clock.now()
         deadline = first + timedelta(seconds=self.policy.deadline)
+        if self.clock.now() >= deadline:
+            detail = f"deadline of {self.policy.deadline:g}s passed before this delivery"
+            await self._record(notification, number, self.clock.now(), "failed", detail)
+            return self._finished(notification, "failed", detail)
         return await self._attempts(notification, notifier, delivery, number, deadline)
 
     async def _attempts(
