@@ -97,6 +97,16 @@ class AlertReceived(Contract):
     alert: Alert
     group: Group = Field(default_factory=Group)
 
+    @property
+    def occurrence_id(self) -> str:
+        """The stream's deduplication id (`Nats-Msg-Id`) of this occurrence: whoever
+        publishes it (ingest for webhooks, the engine for schedules) uses this one."""
+        alert = self.alert
+        return (
+            f"{self.namespace}/{self.source}/{alert.fingerprint}/{alert.status}"
+            f"/{alert.starts_at.isoformat()}"
+        )
+
 
 class CliStep(Contract):
     argv: list[str] = Field(min_length=1)

@@ -61,15 +61,6 @@ def scheduled_alert(source: Source, tick: datetime, *, now: datetime) -> AlertRe
     )
 
 
-def occurrence_id(received: AlertReceived) -> str:
-    """The same occurrence id as ingest gives an alert: (source, fingerprint, status, start)."""
-    alert = received.alert
-    return (
-        f"{received.namespace}/{received.source}/{alert.fingerprint}/{alert.status}"
-        f"/{alert.starts_at.isoformat()}"
-    )
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Anchor:
     """Where a schedule's ticks start when it has none fired after that moment."""
@@ -157,7 +148,7 @@ class ScheduleLoop:
         received = scheduled_alert(source, tick, now=now)
         subject = subjects.alerts(received.namespace, received.source)
         try:
-            await self.bus.publish(subject, received, msg_id=occurrence_id(received))
+            await self.bus.publish(subject, received, msg_id=received.occurrence_id)
         except TransientError as exc:
             log.warning("schedule_fire_failed", schedule=key, tick=tick.isoformat(), error=str(exc))
             await self.store.release_tick(key, tick, previous)

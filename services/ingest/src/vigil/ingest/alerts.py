@@ -11,29 +11,22 @@ from datetime import datetime
 
 from vigil.common import subjects
 from vigil.common.bus import Outgoing
-from vigil.common.messages import Alert, AlertReceived
+from vigil.common.messages import AlertReceived
 from vigil.ingest.sources import AlertBatch
-
-
-def occurrence_id(namespace: str, source: str, alert: Alert) -> str:
-    return f"{namespace}/{source}/{alert.fingerprint}/{alert.status}/{alert.starts_at.isoformat()}"
 
 
 def alert_messages(
     batch: AlertBatch, *, namespace: str, source: str, received_at: datetime
 ) -> list[Outgoing]:
     subject = subjects.alerts(namespace, source)
-    return [
-        Outgoing(
-            subject=subject,
-            message=AlertReceived(
-                namespace=namespace,
-                source=source,
-                received_at=received_at,
-                alert=alert,
-                group=batch.group,
-            ),
-            msg_id=occurrence_id(namespace, source, alert),
+    received = [
+        AlertReceived(
+            namespace=namespace,
+            source=source,
+            received_at=received_at,
+            alert=alert,
+            group=batch.group,
         )
         for alert in batch.alerts
     ]
+    return [Outgoing(subject=subject, message=r, msg_id=r.occurrence_id) for r in received]
