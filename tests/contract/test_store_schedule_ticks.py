@@ -60,31 +60,3 @@ async def test_of_replicas_racing_for_a_tick_exactly_one_wins(stores: Stores) ->
         assert sorted(won) == [False, False, False, True], f"tick {tick}"
 
     assert await replicas[0].last_ticks() == {"ops/every-minute": TICK + 4 * MINUTE}
-
-
-async def test_a_released_claim_puts_back_the_previous_tick(store: Store) -> None:
-    assert await store.claim_tick("ops/nightly", TICK)
-    assert await store.claim_tick("ops/nightly", TICK + MINUTE)
-
-    await store.release_tick("ops/nightly", TICK + MINUTE, previous=TICK)
-
-    assert await store.last_ticks() == {"ops/nightly": TICK}
-    assert await store.claim_tick("ops/nightly", TICK + MINUTE) is True
-
-
-async def test_releasing_a_first_claim_leaves_no_record(store: Store) -> None:
-    assert await store.claim_tick("ops/nightly", TICK)
-
-    await store.release_tick("ops/nightly", TICK, previous=None)
-
-    assert await store.last_ticks() == {}
-    assert await store.claim_tick("ops/nightly", TICK) is True
-
-
-async def test_a_release_after_another_claim_moved_on_changes_nothing(store: Store) -> None:
-    assert await store.claim_tick("ops/nightly", TICK)
-    assert await store.claim_tick("ops/nightly", TICK + MINUTE)
-
-    await store.release_tick("ops/nightly", TICK, previous=None)
-
-    assert await store.last_ticks() == {"ops/nightly": TICK + MINUTE}

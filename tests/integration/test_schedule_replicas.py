@@ -21,7 +21,7 @@ from vigil.common.adapters.stores import open_store
 from vigil.common.messages import AlertReceived
 from vigil.common.store import Store
 from vigil.common.testing import FakeClock, definitions_view
-from vigil.engine.scheduling import ScheduleLoop
+from vigil.engine.scheduling import ScheduleLoop, scheduled_alert
 
 pytestmark = pytest.mark.integration
 
@@ -88,12 +88,11 @@ async def test_two_replicas_put_each_tick_in_the_stream_exactly_once(
         await other_bus.close()
 
 
-async def test_a_tick_published_twice_is_stored_once(
+async def test_a_tick_published_but_never_claimed_is_stored_once(
     tmp_path: Path, bus: JetStreamBus, js: JetStreamContext
 ) -> None:
-    """The stream's deduplication backs the claim: a replica that published and lost its
-    claim record (released after an unacknowledged publish that did arrive) re-publishes
-    the same occurrence id, and the stream keeps one."""
+    """An engine killed after its publish and before its claim leaves the tick unclaimed:
+    the next pass publishes the same occurrence id again, and the stream keeps one."""
     clock = FakeClock(START)
     store = await open_store(f"sqlite:///{tmp_path / 'vigil.db'}")
     try:
@@ -101,12 +100,17 @@ async def test_a_tick_published_twice_is_stored_once(
             store=store, bus=bus, definitions=definitions_view(SOURCE), clock=clock
         )
         await schedules.fire_due()
-        clock.current = START.replace(second=0) + timedelta(minutes=1)
+        tick = START.replace(second=0) + timedelta(minutes=1)
+        clock.current = tick + timedelta(seconds=2)
+        # What the killed engine had published: the tick's alert, and no claim.
+        source = definitions_view(SOURCE).sources()[0]
+        killed = scheduled_alert(source, tick, now=tick)
+        subject = subjects.alerts("ops", "every-minute")
+        assert await bus.publish(subject, killed, msg_id=killed.occurrence_id)
+
         await schedules.fire_due()
-        await store.release_tick("ops/every-minute", clock.current, previous=None)
-        await schedules.fire_due()
-        assert await store.last_ticks() == {"ops/every-minute": clock.current}
+        assert await store.last_ticks() == {"ops/every-minute": tick}
     finally:
         await store.close()
 
-    assert [a.alert.starts_at for a in await alerts_in_stream(js)] == [clock.current]
+    assert [a.alert.starts_at for a in await alerts_in_stream(js)] == [tick]

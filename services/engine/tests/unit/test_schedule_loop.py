@@ -7,9 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from vigil.common.clock import Clock
 from vigil.common.definitions import DefinitionsView, definition_key
-from vigil.common.messages import AlertReceived
+from vigil.common.messages import AlertReceived, Contract
 from vigil.common.store import Store
 from vigil.common.testing import (
     FakeClock,
@@ -145,7 +147,7 @@ async def test_after_downtime_catch_up_none_skips_the_missed_ticks(tmp_path: Pat
     assert fired(bus) == [START.replace(minute=5), START.replace(hour=13, minute=10)]
 
 
-async def test_a_failed_publish_releases_the_tick_and_the_next_pass_fires_it(
+async def test_a_failed_publish_claims_nothing_and_the_next_pass_fires_it(
     tmp_path: Path,
 ) -> None:
     clock, bus = FakeClock(START), RecordingPublisher()
@@ -163,6 +165,89 @@ async def test_a_failed_publish_releases_the_tick_and_the_next_pass_fires_it(
         assert await store.last_ticks() == {"ops/health": START.replace(minute=5)}
 
     assert fired(bus) == [START.replace(minute=5)]
+
+
+class _CountingPublisher(RecordingPublisher):
+    """Counts publish calls; `die_next` makes the next one kill the engine mid-publish."""
+
+    calls = 0
+    die_next = False
+
+    async def publish(self, subject: str, message: Contract, *, msg_id: str) -> bool:
+        self.calls += 1
+        if self.die_next:
+            self.die_next = False
+            raise SystemExit("killed while publishing; the message never arrived")
+        return await super().publish(subject, message, msg_id=msg_id)
+
+
+class _DiesBeforeClaiming:
+    """A store whose next `claim_tick` never returns: the engine died after publishing."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.dead = False
+
+    async def claim_tick(self, schedule: str, tick: datetime) -> bool:
+        if self.dead:
+            self.dead = False
+            raise SystemExit("killed between the publish and the claim")
+        return await self.store.claim_tick(schedule, tick)
+
+    async def last_ticks(self) -> dict[str, datetime]:
+        return await self.store.last_ticks()
+
+
+async def test_an_engine_killed_between_publish_and_claim_loses_no_tick(
+    tmp_path: Path,
+) -> None:
+    """The tick stays unclaimed, so the next engine publishes it again: the stream (here
+    the recording publisher, which deduplicates by message id as JetStream does) keeps one."""
+    clock, bus = FakeClock(START), _CountingPublisher()
+    async with sqlite_store(tmp_path) as store:
+        dying = _DiesBeforeClaiming(store)
+        schedules = ScheduleLoop(
+            store=dying,
+            bus=bus,
+            definitions=definitions_view(schedule()),
+            clock=clock,
+        )
+        await schedules.fire_due()
+        clock.current = START.replace(minute=5)
+        await schedules.fire_due()
+        clock.current, dying.dead = START.replace(minute=10), True
+        with pytest.raises(SystemExit):
+            await schedules.fire_due()
+        assert await store.last_ticks() == {"ops/health": START.replace(minute=5)}
+
+        clock.advance(30)
+        restarted = loop(store, bus, clock, definitions_view(schedule()))
+        await restarted.fire_due()
+        assert await store.last_ticks() == {"ops/health": START.replace(minute=10)}
+        assert bus.calls == 3  # minute 10 twice: the second one deduplicated
+
+    assert fired(bus) == [START.replace(minute=5), START.replace(minute=10)]
+
+
+async def test_an_engine_killed_while_publishing_loses_no_tick(tmp_path: Path) -> None:
+    """Nothing is claimed before the stream has the alert: the tick an engine died
+    publishing is still due for the next engine."""
+    clock, bus = FakeClock(START), _CountingPublisher()
+    async with sqlite_store(tmp_path) as store:
+        schedules = loop(store, bus, clock, definitions_view(schedule()))
+        await schedules.fire_due()
+        clock.current = START.replace(minute=5)
+        await schedules.fire_due()
+        clock.current, bus.die_next = START.replace(minute=10), True
+        with pytest.raises(SystemExit):
+            await schedules.fire_due()
+
+        clock.advance(30)
+        restarted = loop(store, bus, clock, definitions_view(schedule()))
+        await restarted.fire_due()
+        assert await store.last_ticks() == {"ops/health": START.replace(minute=10)}
+
+    assert fired(bus) == [START.replace(minute=5), START.replace(minute=10)]
 
 
 async def test_daily_in_a_time_zone_fires_at_local_midnight(tmp_path: Path) -> None:

@@ -158,10 +158,6 @@ class ScheduleStore(Protocol):
         """Record `tick` as the last fired tick of `schedule` unless the stored one is as
         late or later; True if this call did (of concurrent claimers of a tick, one wins)."""
 
-    async def release_tick(self, schedule: str, tick: datetime, previous: datetime | None) -> None:
-        """Undo a claim whose alert could not be published: put back `previous` (no record
-        if None), only if `tick` is still the stored one."""
-
     async def last_ticks(self) -> dict[str, datetime]:
         """The last fired tick of every schedule that has fired, by key."""
 

@@ -1,12 +1,17 @@
 """The schedule loop: schedule Sources fire synthetic alerts at the ticks of their cron.
 
 For each schedule Source in the definitions view the loop works out which tick is due
-(`vigil.common.cron.due_tick`), claims it in the store (`ScheduleStore.claim_tick`, a
-compare-and-set on the schedule's last fired tick, so of any number of engine replicas one
-fires each tick) and publishes the alert to the ALERTS stream, where admission takes it as
-any other. The `Nats-Msg-Id` is the occurrence (source, fingerprint, status, tick), so a
-second publish of the same tick is dropped by the stream. A claim whose publish fails is
-released, and the tick is tried again at the next pass.
+(`vigil.common.cron.due_tick`), publishes its alert to the ALERTS stream, where admission
+takes it as any other, and only then claims the tick in the store
+(`ScheduleStore.claim_tick`, a compare-and-set on the schedule's last fired tick). The
+order is what makes a tick impossible to lose: an engine that dies after the publish and
+before the claim leaves the tick unclaimed, and the next pass (of any replica) publishes it
+again. Publishing twice is harmless: the `Nats-Msg-Id` is the occurrence (source,
+fingerprint, status, tick), so the stream drops a second publish within its duplicate
+window, and admission creates one execution per occurrence (its trigger key) after that.
+Of several replicas that race on a tick, all may publish and one claims; the claim is what
+moves every replica on to the next tick. A failed publish claims nothing, and the tick is
+tried again at the next pass.
 
 A schedule that has never fired starts from the moment this engine first saw it; a spec
 changed while the engine runs starts again from the change, so an edit fires no past tick.
@@ -119,7 +124,7 @@ class ScheduleLoop:
         after = self._after(schedule_key(source), spec, last, now)
         tick = due_tick(cron, after=after, now=now, catch_up=spec.catch_up, grace=self.grace)
         if tick is not None:
-            await self._fire(source, tick, previous=last, now=now)
+            await self._fire(source, tick, now=now)
             after = max(after, tick)
         return cron.next_after(max(after, now))
 
@@ -138,22 +143,19 @@ class ScheduleLoop:
         for key in set(self._anchors) - keys:
             del self._anchors[key]
 
-    async def _fire(
-        self, source: Source, tick: datetime, *, previous: datetime | None, now: datetime
-    ) -> None:
+    async def _fire(self, source: Source, tick: datetime, *, now: datetime) -> None:
         key = schedule_key(source)
-        if not await self.store.claim_tick(key, tick):
-            log.debug("schedule_tick_claimed_elsewhere", schedule=key, tick=tick.isoformat())
-            return
         received = scheduled_alert(source, tick, now=now)
         subject = subjects.alerts(received.namespace, received.source)
         try:
             await self.bus.publish(subject, received, msg_id=received.occurrence_id)
         except TransientError as exc:
             log.warning("schedule_fire_failed", schedule=key, tick=tick.isoformat(), error=str(exc))
-            await self.store.release_tick(key, tick, previous)
             return
         except VigilError as exc:
             log.error("schedule_fire_refused", schedule=key, tick=tick.isoformat(), error=str(exc))
             return
-        log.info("schedule_fired", schedule=key, tick=tick.isoformat())
+        if await self.store.claim_tick(key, tick):
+            log.info("schedule_fired", schedule=key, tick=tick.isoformat())
+        else:
+            log.debug("schedule_tick_claimed_elsewhere", schedule=key, tick=tick.isoformat())

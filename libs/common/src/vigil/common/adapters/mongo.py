@@ -515,15 +515,6 @@ class MongoStore:
                 return False
         return True
 
-    async def release_tick(self, schedule: str, tick: datetime, previous: datetime | None) -> None:
-        with _translated(f"release tick of schedule {schedule}"):
-            if previous is None:
-                await self._schedule_ticks.delete_one({"_id": schedule, "last_tick": tick})
-            else:
-                await self._schedule_ticks.update_one(
-                    {"_id": schedule, "last_tick": tick}, {"$set": {"last_tick": previous}}
-                )
-
     async def last_ticks(self) -> dict[str, datetime]:
         with _translated("read schedule ticks"):
             documents = await self._schedule_ticks.find({}).to_list()

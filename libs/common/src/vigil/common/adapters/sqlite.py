@@ -563,15 +563,6 @@ class SqliteStore:
         )
         return cursor.rowcount == 1
 
-    async def release_tick(self, schedule: str, tick: datetime, previous: datetime | None) -> None:
-        if previous is None:
-            query = "DELETE FROM schedule_ticks WHERE id = ? AND last_tick = ?"
-            params: tuple[object, ...] = (schedule, stamp(tick))
-        else:
-            query = "UPDATE schedule_ticks SET last_tick = ? WHERE id = ? AND last_tick = ?"
-            params = (stamp(previous), schedule, stamp(tick))
-        await self._run(query, params, f"release tick of schedule {schedule}")
-
     async def last_ticks(self) -> dict[str, datetime]:
         cursor = await self._run(
             "SELECT id, last_tick FROM schedule_ticks", (), "read schedule ticks"
