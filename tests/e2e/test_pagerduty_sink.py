@@ -83,7 +83,8 @@ def test_firing_then_resolved_triggers_then_resolves_one_incident(
     trigger, resolve = (post.body for post in pagerduty.posts)
     assert trigger["event_action"] == "trigger"
     assert trigger["routing_key"] == ROUTING_KEY
-    assert trigger["payload"]["summary"] == "DiskFull on db-1"
+    assert trigger["payload"]["summary"] == "DiskFull on db-1: look"
+    assert "Workflow: ops/page" in trigger["payload"]["custom_details"]["report"]
     assert trigger["payload"]["severity"] == "warning"
     assert trigger["links"][0]["href"].startswith("http://vigil.example/api/v1/executions/")
     assert resolve["event_action"] == "resolve"

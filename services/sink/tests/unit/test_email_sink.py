@@ -8,6 +8,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
@@ -21,12 +22,14 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from tests.support.nats import free_port
 from vigil.common.errors import PermanentError, TransientError
-from vigil.common.messages import Alert, NotifyStep, StepRequest
+from vigil.common.messages import Alert, NotifyStep, StepRequest, StepSummary
 from vigil.common.testing import EPOCH, MemorySecrets, definitions_view
 from vigil.sink.adapters.smtp import EmailNotifier, message_id
 from vigil.sink.notifiers import Notification
+from vigil.sink.report import ReportLinks
 
 KEY = "01EX/report/1/mail"
+LINKS = ReportLinks(public_url="https://vigil.example.com", trace_url="https://traces/{trace_id}")
 PASSWORD = "s3cret-pass"
 
 
@@ -134,7 +137,9 @@ stringData: {{password: "{password}"}}
 """
 
 
-def notification(text: str, *, title: str = "DiskFull on db-1") -> Notification:
+def notification(
+    text: str, *, title: str = "DiskFull on db-1", own_text: bool = True
+) -> Notification:
     definition = definitions_view(text).sink("ops", "mail")
     assert definition is not None
     request = StepRequest(
@@ -148,14 +153,28 @@ def notification(text: str, *, title: str = "DiskFull on db-1") -> Notification:
             sinks=["mail"],
             title=title,
             message="93% used <script>alert(1)</script> & rising",
+            custom_title=own_text,
+            custom_message=own_text,
             alert=Alert.model_validate(
                 {
                     "status": "firing",
                     "fingerprint": "f1",
-                    "labels": {"alertname": "DiskFull", "instance": "<db-1>"},
+                    "labels": {"alertname": "DiskFull", "instance": "<db-1>", "severity": "page"},
+                    "annotations": {"summary": "Disk /data is almost full"},
                     "startsAt": EPOCH.isoformat(),
                 }
             ),
+            steps=[
+                StepSummary(
+                    name="inspect",
+                    kind="cli",
+                    state="failed",
+                    started_at=EPOCH,
+                    finished_at=EPOCH + timedelta(seconds=2.5),
+                    error="exit code 3",
+                )
+            ],
+            trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
         ),
     )
     assert request.notify is not None
@@ -177,7 +196,7 @@ async def test_a_plain_relay_receives_both_parts_with_escaped_html_and_a_stable_
 ) -> None:
     text = sink_yaml(plain.port, tls="none")
 
-    await EmailNotifier(secrets=MemorySecrets.of(text)).send(notification(text))
+    await EmailNotifier(links=LINKS, secrets=MemorySecrets.of(text)).send(notification(text))
 
     ((sender, recipients, message),) = plain.mailbox.received
     assert sender == "vigil@example.com"
@@ -195,9 +214,28 @@ async def test_a_plain_relay_receives_both_parts_with_escaped_html_and_a_stable_
     assert "&lt;db-1&gt;" in body["text/html"]
 
 
+async def test_without_its_own_text_the_mail_is_the_default_report(plain: Server) -> None:
+    text = sink_yaml(plain.port, tls="none")
+
+    await EmailNotifier(links=LINKS, secrets=MemorySecrets.of(text)).send(
+        notification(text, own_text=False)
+    )
+
+    ((_, _, message),) = plain.mailbox.received
+    assert message["Subject"] == "DiskFull is firing (page)"
+    body = parts(message)
+    for part in body.values():
+        assert "Disk /data is almost full" in part
+        assert "inspect" in part
+        assert "failed in 2.5s: exit code 3" in part
+        assert "https://vigil.example.com/api/v1/executions/01EX" in part
+        assert "https://traces/4bf92f3577b34da6a3ce929d0e0e4736" in part
+    assert "instance=&lt;db-1&gt;" in body["text/html"]
+
+
 async def test_every_attempt_of_one_delivery_has_the_same_message_id(plain: Server) -> None:
     text = sink_yaml(plain.port, tls="none")
-    notifier = EmailNotifier(secrets=MemorySecrets.of(text))
+    notifier = EmailNotifier(links=LINKS, secrets=MemorySecrets.of(text))
 
     await notifier.send(notification(text))
     await notifier.send(notification(text))
@@ -210,7 +248,7 @@ async def test_every_attempt_of_one_delivery_has_the_same_message_id(plain: Serv
 async def test_a_title_with_line_breaks_cannot_add_headers(plain: Server) -> None:
     text = sink_yaml(plain.port, tls="none")
 
-    await EmailNotifier(secrets=MemorySecrets.of(text)).send(
+    await EmailNotifier(links=LINKS, secrets=MemorySecrets.of(text)).send(
         notification(text, title="Disk\r\nBcc: attacker@example.com")
     )
 
@@ -226,7 +264,9 @@ async def test_starttls_with_auth_delivers_with_the_password_from_the_secret(
     text = sink_yaml(starttls.port, tls="starttls", auth=True)
     secrets = MemorySecrets.of(text)
 
-    await EmailNotifier(secrets=secrets, tls_context=certificates.client).send(notification(text))
+    await EmailNotifier(links=LINKS, secrets=secrets, tls_context=certificates.client).send(
+        notification(text)
+    )
 
     assert len(starttls.mailbox.received) == 1
     assert [key.name for key in secrets.resolved] == ["smtp"]
@@ -236,9 +276,9 @@ async def test_a_wrong_password_is_permanent(starttls: Server, certificates: Cer
     text = sink_yaml(starttls.port, tls="starttls", auth=True, password="wrong")
 
     with pytest.raises(PermanentError, match="SMTP server answered 535"):
-        await EmailNotifier(secrets=MemorySecrets.of(text), tls_context=certificates.client).send(
-            notification(text)
-        )
+        await EmailNotifier(
+            links=LINKS, secrets=MemorySecrets.of(text), tls_context=certificates.client
+        ).send(notification(text))
 
     assert starttls.mailbox.received == []
 
@@ -251,7 +291,7 @@ async def test_starttls_refuses_a_server_certificate_it_does_not_trust(starttls:
     text = sink_yaml(starttls.port, tls="starttls", auth=True)
 
     with pytest.raises(TransientError, match="SMTP"):
-        await EmailNotifier(secrets=MemorySecrets.of(text)).send(notification(text))
+        await EmailNotifier(links=LINKS, secrets=MemorySecrets.of(text)).send(notification(text))
 
     assert starttls.mailbox.received == []
 
@@ -259,9 +299,9 @@ async def test_starttls_refuses_a_server_certificate_it_does_not_trust(starttls:
 async def test_implicit_tls_delivers(implicit_tls: Server, certificates: Certificates) -> None:
     text = sink_yaml(implicit_tls.port, tls="tls")
 
-    await EmailNotifier(secrets=MemorySecrets.of(text), tls_context=certificates.client).send(
-        notification(text)
-    )
+    await EmailNotifier(
+        links=LINKS, secrets=MemorySecrets.of(text), tls_context=certificates.client
+    ).send(notification(text))
 
     assert len(implicit_tls.mailbox.received) == 1
 
@@ -280,7 +320,7 @@ async def test_refused_recipients_are_permanent_on_5xx_and_transient_on_4xx(
     text = sink_yaml(plain.port, tls="none")
 
     with pytest.raises(error, match=reply.split(" ", 1)[0]):
-        await EmailNotifier(secrets=MemorySecrets.of(text)).send(notification(text))
+        await EmailNotifier(links=LINKS, secrets=MemorySecrets.of(text)).send(notification(text))
 
 
 async def test_one_refused_recipient_is_logged_and_the_others_keep_their_one_copy(
@@ -290,7 +330,7 @@ async def test_one_refused_recipient_is_logged_and_the_others_keep_their_one_cop
     text = sink_yaml(plain.port, tls="none")
 
     with structlog.testing.capture_logs() as logs:
-        await EmailNotifier(secrets=MemorySecrets.of(text)).send(notification(text))
+        await EmailNotifier(links=LINKS, secrets=MemorySecrets.of(text)).send(notification(text))
 
     ((_, recipients, _),) = plain.mailbox.received
     assert recipients == ["oncall@example.com"]
@@ -302,4 +342,4 @@ async def test_an_unreachable_server_is_transient() -> None:
     text = sink_yaml(free_port(), tls="none")
 
     with pytest.raises(TransientError, match="SMTP"):
-        await EmailNotifier(secrets=MemorySecrets.of(text)).send(notification(text))
+        await EmailNotifier(links=LINKS, secrets=MemorySecrets.of(text)).send(notification(text))

@@ -8,6 +8,7 @@ import json
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -16,15 +17,17 @@ import httpx
 import pytest
 
 from vigil.common.errors import PermanentError, TransientError
-from vigil.common.messages import Alert, NotifyStep, StepRequest
+from vigil.common.messages import Alert, NotifyStep, StepRequest, StepSummary
 from vigil.common.testing import EPOCH, FakeClock, MemorySecrets, definitions_view, delivery
 from vigil.common.testing import sqlite_store as opened_store
 from vigil.sink.adapters.pagerduty import PagerDutyNotifier, dedup_key
 from vigil.sink.delivering import DeliveryLoop, RetryPolicy
 from vigil.sink.notifiers import Notification
+from vigil.sink.report import ReportLinks
 
 ROUTING_KEY = "R0UT1NGKEY0000000000000000000001"
 SEVERITIES = {"critical", "error", "warning", "info"}
+NO_LINKS = ReportLinks()
 
 
 def _problems(event: Any) -> list[str]:
@@ -161,6 +164,18 @@ def notification(
             sinks=["oncall"],
             title=title,
             message="93% used",
+            custom_title=True,
+            custom_message=True,
+            steps=[
+                StepSummary(
+                    name="check",
+                    kind="cli",
+                    state="succeeded",
+                    started_at=EPOCH,
+                    finished_at=EPOCH + timedelta(seconds=1.5),
+                )
+            ],
+            trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
             alert=Alert.model_validate(
                 {
                     "status": status,
@@ -185,7 +200,12 @@ async def test_a_firing_alert_triggers_with_a_dedup_key_and_a_link_to_the_execut
 ) -> None:
     text = sink_yaml(pagerduty.url)
     notifier = PagerDutyNotifier(
-        client, secrets=MemorySecrets.of(text), public_url="http://vigil.example:8080/"
+        client,
+        secrets=MemorySecrets.of(text),
+        links=ReportLinks(
+            public_url="http://vigil.example:8080/",
+            trace_url="http://jaeger:16686/trace/{trace_id}",
+        ),
     )
 
     await notifier.send(notification(text))
@@ -193,12 +213,18 @@ async def test_a_firing_alert_triggers_with_a_dedup_key_and_a_link_to_the_execut
     (event,) = pagerduty.events
     assert event["event_action"] == "trigger"
     assert event["dedup_key"] == "vigil/ops/disk/f1"
-    assert event["payload"]["summary"] == "DiskFull on db-1"
+    assert event["payload"]["summary"] == "DiskFull on db-1: 93% used"
     assert event["payload"]["source"] == "db-1:9100"
     assert event["payload"]["severity"] == "critical"
-    assert event["payload"]["custom_details"]["message"] == "93% used"
+    details = event["payload"]["custom_details"]
+    assert details["message"] == "93% used"
+    assert "check (cli): succeeded in 1.5s" in details["report"]
     assert event["links"] == [
-        {"href": "http://vigil.example:8080/api/v1/executions/01EX", "text": "Vigil execution"}
+        {"href": "http://vigil.example:8080/api/v1/executions/01EX", "text": "Vigil execution"},
+        {
+            "href": "http://jaeger:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736",
+            "text": "Vigil trace",
+        },
     ]
     assert pagerduty.keys == ["01EX/report/1/oncall"]
 
@@ -207,7 +233,7 @@ async def test_a_resolved_alert_resolves_the_same_incident(
     pagerduty: FakePagerDuty, client: httpx.AsyncClient
 ) -> None:
     text = sink_yaml(pagerduty.url)
-    notifier = PagerDutyNotifier(client, secrets=MemorySecrets.of(text))
+    notifier = PagerDutyNotifier(client, secrets=MemorySecrets.of(text), links=NO_LINKS)
 
     await notifier.send(notification(text))
     await notifier.send(notification(text, status="resolved"))
@@ -242,7 +268,7 @@ async def test_the_severity_label_maps_onto_pagerduty_severities(
 ) -> None:
     text = sink_yaml(pagerduty.url)
 
-    await PagerDutyNotifier(client, secrets=MemorySecrets.of(text)).send(
+    await PagerDutyNotifier(client, secrets=MemorySecrets.of(text), links=NO_LINKS).send(
         notification(text, severity=label)
     )
 
@@ -255,7 +281,9 @@ async def test_an_invalid_event_is_permanent_and_names_pagerdutys_errors(
     text = sink_yaml(pagerduty.url, key="not-the-key")
 
     with pytest.raises(PermanentError) as raised:
-        await PagerDutyNotifier(client, secrets=MemorySecrets.of(text)).send(notification(text))
+        await PagerDutyNotifier(client, secrets=MemorySecrets.of(text), links=NO_LINKS).send(
+            notification(text)
+        )
 
     assert str(raised.value) == "PagerDuty refused the event: Invalid routing key"
     assert "not-the-key" not in str(raised.value)
@@ -270,7 +298,11 @@ async def test_throttling_is_retried_by_the_delivery_loop_then_delivered(
     async with opened_store(tmp_path) as store:
         loop = DeliveryLoop(
             store=store,
-            notifiers={"pagerduty": PagerDutyNotifier(client, secrets=MemorySecrets.of(text))},
+            notifiers={
+                "pagerduty": PagerDutyNotifier(
+                    client, secrets=MemorySecrets.of(text), links=NO_LINKS
+                )
+            },
             policy=RetryPolicy(attempts=3, backoff=1.0, jitter=0.0),
             clock=clock,
         )
@@ -293,7 +325,9 @@ async def test_an_unreachable_pagerduty_is_transient(client: httpx.AsyncClient) 
     text = sink_yaml(f"http://127.0.0.1:{free_port()}/v2/enqueue")
 
     with pytest.raises(TransientError, match="PagerDuty: ConnectError"):
-        await PagerDutyNotifier(client, secrets=MemorySecrets.of(text)).send(notification(text))
+        await PagerDutyNotifier(client, secrets=MemorySecrets.of(text), links=NO_LINKS).send(
+            notification(text)
+        )
 
 
 async def test_a_missing_routing_key_secret_is_transient_and_sends_nothing(
@@ -304,6 +338,6 @@ async def test_a_missing_routing_key_secret_is_transient_and_sends_nothing(
     secrets.remove("ops", "pd")
 
     with pytest.raises(TransientError, match="Secret ops/pd is not defined"):
-        await PagerDutyNotifier(client, secrets=secrets).send(notification(text))
+        await PagerDutyNotifier(client, secrets=secrets, links=NO_LINKS).send(notification(text))
 
     assert pagerduty.events == []

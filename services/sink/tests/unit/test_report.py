@@ -1,7 +1,7 @@
 """The default report: what a reader sees with no template (the alert, the steps with
 state and duration, the agent's findings, links), a notify step's own title and message
 replacing the title and text, and each renderer's form (plain text, Slack mrkdwn and
-Block Kit, Adaptive Card, HTML)."""
+Block Kit, Adaptive Card, HTML, JSON for the webhook) and the log sink's line."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import structlog.testing
 from pydantic import ValidationError
 
 from vigil.common.messages import Alert, Findings, NotifyStep, StepRequest, StepSummary
 from vigil.common.testing import definitions_view
+from vigil.sink.adapters.log import LogNotifier
 from vigil.sink.notifiers import Notification
 from vigil.sink.report import (
     ReportLinks,
@@ -21,8 +23,10 @@ from vigil.sink.report import (
     block_kit,
     build_report,
     html,
+    json_report,
     mrkdwn,
     plain_text,
+    step_lines,
 )
 from vigil.sink.settings import SinkSettings
 
@@ -338,3 +342,52 @@ def test_a_trace_url_setting_without_the_trace_id_field_is_refused_naming_it() -
 
     settings = SinkSettings(trace_url="https://jaeger.example.com/trace/{trace_id}")
     assert settings.trace_url == "https://jaeger.example.com/trace/{trace_id}"
+
+
+def test_json_report_carries_the_steps_findings_and_links_as_data() -> None:
+    report = build_report(notification(steps=[FAILED, INVESTIGATE]), links=LINKS)
+
+    data = as_json(json_report(report))
+
+    assert data["title"] == "DiskFull is firing (critical)"
+    assert data["labels"] == {"namespace": "shop", "pod": "db-0", "team": "storage"}
+    assert data["steps"][0] == {
+        "name": "restart",
+        "kind": "cli",
+        "state": "failed",
+        "duration": "1.0s",
+        "error": "exit code 1",
+    }
+    (finding,) = data["findings"]
+    assert finding["rootCause"] == "log rotation stopped"
+    assert finding["confidence"] == 0.7
+    assert [link["label"] for link in data["links"]] == ["Execution", "Trace"]
+
+
+def test_step_lines_are_one_per_step_for_the_log_sink() -> None:
+    report = build_report(notification(steps=[DESCRIBE, FAILED, SKIPPED]), links=ReportLinks())
+
+    assert step_lines(report) == [
+        "describe (cli): succeeded in 2.0s",
+        "restart (cli): failed in 1.0s: exit code 1",
+        "page (notify): skipped",
+    ]
+
+
+async def test_the_log_sink_writes_the_report_as_one_structured_line() -> None:
+    with structlog.testing.capture_logs() as logs:
+        await LogNotifier(links=LINKS).send(notification(steps=[DESCRIBE, INVESTIGATE]))
+
+    (line,) = [entry for entry in logs if entry["event"] == "notification"]
+    assert line["title"] == "DiskFull is firing (critical)"
+    assert line["message"] == "db-0's disk is 97% full"
+    assert line["steps"] == [
+        "describe (cli): succeeded in 2.0s",
+        "investigate (agent): succeeded in 1m 35s",
+    ]
+    assert line["findings"] == ["the disk holds old logs"]
+    assert line["links"] == {
+        "execution": "https://vigil.example.com/api/v1/executions/01JEXEC",
+        "trace": "https://jaeger.example.com/trace/4bf92f3577b34da6",
+    }
+    assert line["idempotency_key"] == "01JEXEC/report/1/oncall"

@@ -30,6 +30,7 @@ from vigil.sink.adapters.webhook import WebhookNotifier
 from vigil.sink.delivering import DeliveryLoop, RetryPolicy
 from vigil.sink.handlers import SinkHandlers
 from vigil.sink.notifiers import Notification
+from vigil.sink.report import ReportLinks
 
 SINKS = """
 apiVersion: vigil.dev/v1alpha1
@@ -304,7 +305,7 @@ stringData: {url: "http://127.0.0.1:9/hooks"}
     async with running_sink(tmp_path, definitions=definitions) as sink, httpx.AsyncClient() as http:
         loop = DeliveryLoop(
             store=sink.store,
-            notifiers={"webhook": WebhookNotifier(http, secrets=secrets)},
+            notifiers={"webhook": WebhookNotifier(http, secrets=secrets, links=ReportLinks())},
             policy=POLICY,
             clock=sink.clock,
         )

@@ -36,6 +36,7 @@ from vigil.common.testing import FakeClock, MemorySecrets, definitions_view, del
 from vigil.sink.adapters.webhook import WebhookNotifier, post_json
 from vigil.sink.delivering import GiveUp, Retry, RetryPolicy, after_failure
 from vigil.sink.notifiers import Notification
+from vigil.sink.report import ReportLinks
 
 KEY = "01JEXECUTION/report/1/team-webhook"
 BODY: dict[str, JsonValue] = {"title": "disk full", "attempt": 1}
@@ -448,13 +449,16 @@ async def test_the_webhook_notifier_posts_the_report_to_the_url_from_the_secret(
 ) -> None:
     notification, secrets = secret_sink_notification(receiver.url)
 
-    await WebhookNotifier(client, secrets=secrets).send(notification)
+    links = ReportLinks(public_url="https://vigil.example.com")
+    await WebhookNotifier(client, secrets=secrets, links=links).send(notification)
 
     (received,) = receiver.requests
     assert secrets.resolved == [SecretKey(namespace="demo", name="hook", key="url")]
     assert received.header("Idempotency-Key") == [KEY]
     assert received.header("X-Team") == ["storage"]
-    assert received.json() == {
+    body = received.json()
+    report = body.pop("report")
+    assert body == {
         "title": "t",
         "message": "m",
         "alert": ALERT.model_dump(mode="json", by_alias=True),
@@ -464,13 +468,17 @@ async def test_the_webhook_notifier_posts_the_report_to_the_url_from_the_secret(
         "attempt": 1,
         "idempotencyKey": KEY,
     }
+    assert report["workflow"] == "demo/disk"
+    assert report["links"] == [
+        {"label": "Execution", "url": "https://vigil.example.com/api/v1/executions/01JEXECUTION"}
+    ]
 
 
 async def test_a_rotated_url_secret_is_used_from_the_next_delivery_on(
     receiver: ScriptedReceiver, client: httpx.AsyncClient
 ) -> None:
     notification, secrets = secret_sink_notification(receiver.url)
-    notifier = WebhookNotifier(client, secrets=secrets)
+    notifier = WebhookNotifier(client, secrets=secrets, links=ReportLinks())
     await notifier.send(notification)
 
     secrets.put("demo", "hook", url=receiver.url + "/rotated")
@@ -499,7 +507,7 @@ async def test_a_url_secret_that_cannot_be_resolved_is_a_transient_error_naming_
         secrets.fail_next()
 
     with structlog.testing.capture_logs() as logs, pytest.raises(TransientError) as raised:
-        await WebhookNotifier(client, secrets=secrets).send(notification)
+        await WebhookNotifier(client, secrets=secrets, links=ReportLinks()).send(notification)
 
     assert isinstance(raised.value, SecretUnavailable)
     assert str(raised.value) == problem
@@ -546,7 +554,9 @@ async def test_a_signed_webhook_carries_a_signature_the_receiver_verifies(
     clock = FakeClock(current=datetime(2026, 12, 1, 12, 0, tzinfo=UTC))
     stamp = int(clock.now().timestamp())
 
-    await WebhookNotifier(client, secrets=MemorySecrets.of(text), clock=clock).send(notification)
+    await WebhookNotifier(
+        client, secrets=MemorySecrets.of(text), links=ReportLinks(), clock=clock
+    ).send(notification)
 
     (received,) = receiver.requests
     assert received.header("X-Vigil-Signature")[0].startswith(f"t={stamp},v1=")

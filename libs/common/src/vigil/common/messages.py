@@ -174,6 +174,8 @@ class NotifyStep(Contract):
     title: str
     message: str
     alert: Alert
+    # Read by no sink since the default report builds its own links from the sink's
+    # settings; kept so a step request from an earlier engine still validates.
     execution_url: str = ""
     custom_title: bool = False
     custom_message: bool = False

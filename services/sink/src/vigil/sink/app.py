@@ -44,16 +44,14 @@ def build_notifiers(
     """The notifier of each sink type this build delivers to."""
     links = ReportLinks(public_url=settings.public_url, trace_url=settings.trace_url)
     return {
-        "log": LogNotifier(),
-        "webhook": WebhookNotifier(client, secrets=secrets),
+        "log": LogNotifier(links=links),
+        "webhook": WebhookNotifier(client, secrets=secrets, links=links),
         "slack": SlackNotifier(
             client, secrets=secrets, links=links, api_url=settings.slack_api_url
         ),
         "msteams": TeamsNotifier(client, secrets=secrets, links=links),
-        "pagerduty": PagerDutyNotifier(
-            client, secrets=secrets, public_url=settings.public_url or ""
-        ),
-        "email": EmailNotifier(secrets=secrets),
+        "pagerduty": PagerDutyNotifier(client, secrets=secrets, links=links),
+        "email": EmailNotifier(secrets=secrets, links=links),
     }
 
 

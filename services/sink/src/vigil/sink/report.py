@@ -2,8 +2,10 @@
 
 `build_report` reads the notify message once into a `Report` (the alert, the steps of the
 execution so far with their state and duration, the agent's findings, links back to the
-execution and its trace); renderers turn it into what each receiver reads: `plain_text`,
-`mrkdwn` (Slack), `block_kit` (Slack), `adaptive_card` (Teams), `html` (email). A notify
+execution and its trace); renderers turn it into what each receiver reads: `plain_text`
+(email, PagerDuty's details), `mrkdwn` (Slack), `block_kit` (Slack), `adaptive_card`
+(Teams), `html` (email), `json_report` (the webhook body's `report`), `step_lines` (the log
+sink). A notify
 step's own `title`/`message` replace the report's title and text; the rest stays.
 
 The links come from the sink's settings (`ReportLinks`): the API's public URL and a trace
@@ -238,6 +240,49 @@ def plain_text(report: Report) -> str:
         lines.append("")
         lines += [f"{link.label}: {link.url}" for link in report.links]
     return "\n".join(lines) + "\n"
+
+
+def step_lines(report: Report) -> list[str]:
+    """One line per step, `name (kind): state in 1.0s`, for a log line."""
+    return [f"{s.name} ({s.kind}): {_step_words(s)}" for s in report.steps]
+
+
+# --- JSON (webhook) -----------------------------------------------------------------------
+
+
+def json_report(report: Report) -> Json:
+    """The report as data, for a receiver that renders it itself (camelCase keys)."""
+    return {
+        "title": report.title,
+        "text": report.text,
+        "status": report.status,
+        "alertName": report.alert_name,
+        "severity": report.severity,
+        "labels": dict(report.labels),
+        "workflow": report.workflow,
+        "executionId": report.execution_id,
+        "steps": [
+            {
+                "name": s.name,
+                "kind": s.kind,
+                "state": s.state,
+                "duration": s.duration,
+                "error": s.error,
+            }
+            for s in report.steps
+        ],
+        "findings": [
+            {
+                "step": f.step,
+                "summary": f.summary,
+                "rootCause": f.root_cause,
+                "recommendations": list(f.recommendations),
+                "confidence": f.confidence,
+            }
+            for f in report.findings
+        ],
+        "links": [{"label": link.label, "url": link.url} for link in report.links],
+    }
 
 
 # --- Slack mrkdwn and Block Kit -----------------------------------------------------------

@@ -1,7 +1,9 @@
 """The `pagerduty` sink: PagerDuty Events API v2 (`POST /v2/enqueue`).
 
 A firing alert is a `trigger`, a resolved one a `resolve` with the same `dedup_key`, so
-the incident PagerDuty opened closes when the alert does. The key is
+the incident PagerDuty opened closes when the alert does. A trigger carries the default
+report (`vigil.sink.report`): its title and text as the summary, the whole report in
+`custom_details`, and links to the execution and its trace. The key is
 `vigil/{namespace}/{workflow}/{fingerprint}`: the alert's fingerprint keeps re-sends of one
 alert on one incident, and the workflow keeps two workflows that notify on the same alert
 from sharing (and resolving) each other's incident. Keys longer than PagerDuty's 255
@@ -27,6 +29,7 @@ from vigil.common.errors import PermanentError, TransientError
 from vigil.common.secrets import SecretKey, SecretResolver, SecretUnavailable
 from vigil.sink.adapters.webhook import RETRYABLE_STATUS, retry_after_seconds
 from vigil.sink.notifiers import Notification
+from vigil.sink.report import Report, ReportLinks, build_report, plain_text
 
 log = structlog.get_logger(__name__)
 
@@ -46,15 +49,15 @@ def dedup_key(notification: Notification) -> str:
     return "vigil/" + hashlib.sha256(key.encode()).hexdigest()
 
 
-def summary_text(notification: Notification) -> str:
-    """The one line PagerDuty shows (swapped for the default report at merge)."""
-    notify = notification.notify
-    text = notify.title or notify.message or notify.alert.labels.get("alertname", "alert")
-    return text[:MAX_SUMMARY]
+def summary_text(report: Report) -> str:
+    """The one line PagerDuty shows: the report's title, then its text."""
+    text = report.title + (f": {report.text}" if report.text else "")
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 1] + "…"
 
 
 def pagerduty_event(
-    notification: Notification, *, routing_key: str, source: str, public_url: str
+    notification: Notification, *, routing_key: str, source: str, links: ReportLinks
 ) -> dict[str, JsonValue]:
     alert = notification.notify.alert
     event: dict[str, JsonValue] = {
@@ -64,26 +67,28 @@ def pagerduty_event(
     }
     if alert.status == "resolved":
         return event
+    report = build_report(notification, links=links)
     labels = alert.labels
     event["payload"] = {
-        "summary": summary_text(notification),
+        "summary": summary_text(report),
         "source": source or labels.get("instance") or labels.get("job") or "vigil",
         "severity": SEVERITIES.get(labels.get("severity", "").lower(), DEFAULT_SEVERITY),
         "timestamp": alert.starts_at.isoformat(),
+        # PagerDuty shows custom_details as a table of fields: the report in full, then
+        # what a responder filters on.
         "custom_details": {
-            "message": notification.notify.message,
+            "report": plain_text(report),
+            "message": report.text,
+            "workflow": report.workflow,
+            "execution_id": report.execution_id,
             "labels": dict(labels),
             "annotations": dict(alert.annotations),
-            "execution_id": notification.request.execution_id,
         },
     }
-    link = notification.notify.execution_url or (
-        f"{public_url.rstrip('/')}/api/v1/executions/{notification.request.execution_id}"
-        if public_url
-        else ""
-    )
-    if link:
-        event["links"] = [{"href": link, "text": "Vigil execution"}]
+    if report.links:
+        event["links"] = [
+            {"href": link.url, "text": f"Vigil {link.label.lower()}"} for link in report.links
+        ]
     return event
 
 
@@ -100,11 +105,11 @@ def _invalid_event(response: httpx.Response) -> str:
 
 class PagerDutyNotifier:
     def __init__(
-        self, client: httpx.AsyncClient, *, secrets: SecretResolver, public_url: str = ""
+        self, client: httpx.AsyncClient, *, secrets: SecretResolver, links: ReportLinks
     ) -> None:
         self._client = client
         self._secrets = secrets
-        self._public_url = public_url
+        self._links = links
 
     async def send(self, notification: Notification) -> None:
         spec = notification.resource.spec.pagerduty
@@ -121,7 +126,7 @@ class PagerDutyNotifier:
             log.warning("sink_secret_unavailable", sink=notification.sink_name, error=str(exc))
             raise
         event = pagerduty_event(
-            notification, routing_key=routing_key, source=spec.source, public_url=self._public_url
+            notification, routing_key=routing_key, source=spec.source, links=self._links
         )
         await self._post(spec.url, event, notification, timeout=parse_duration(spec.timeout))
 

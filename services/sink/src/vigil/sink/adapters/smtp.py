@@ -1,5 +1,8 @@
 """The `email` sink: one multipart/alternative message (plain text and HTML) over SMTP.
 
+The message is the default report (`vigil.sink.report`): its title is the subject, and its
+plain-text and HTML renderings are the two parts.
+
 `tls: starttls` upgrades the connection and refuses a server that cannot; `tls: tls` is
 implicit TLS from the first byte (port 465); `tls: none` is for a relay on the same host
 or network. With `username`, the password is read from its Secret at each attempt through
@@ -12,7 +15,6 @@ credentials), 4xx transient, and a connection that fails or times out is transie
 from __future__ import annotations
 
 import hashlib
-import html
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -25,6 +27,7 @@ from vigil.common.errors import PermanentError, TransientError
 from vigil.common.resources import EmailSinkSpec
 from vigil.common.secrets import SecretKey, SecretResolver, SecretUnavailable
 from vigil.sink.notifiers import Notification
+from vigil.sink.report import ReportLinks, build_report, html, plain_text
 
 log = structlog.get_logger(__name__)
 
@@ -38,35 +41,12 @@ class EmailText:
     html: str
 
 
-def email_text(notification: Notification) -> EmailText:
-    """Subject, plain text and HTML from the notify step's title and message (the one
-    place to swap for the default report). Everything from the alert is escaped."""
-    notify = notification.notify
-    alert = notify.alert
-    subject = notify.title or alert.labels.get("alertname", "Vigil notification")
-    subject = " ".join(subject.split())[:MAX_SUBJECT]  # a header: no line breaks
-    lines = [notify.message, "", f"Alert status: {alert.status}"]
-    lines += [f"  {name}: {value}" for name, value in sorted(alert.labels.items())]
-    lines += ["", f"Execution: {notification.request.execution_id}"]
-    if notify.execution_url:
-        lines.append(notify.execution_url)
-    labels = "".join(
-        f"<li><code>{html.escape(name)}</code>: {html.escape(value)}</li>"
-        for name, value in sorted(alert.labels.items())
-    )
-    link = (
-        f'<p><a href="{html.escape(notify.execution_url, quote=True)}">The execution</a></p>'
-        if notify.execution_url
-        else ""
-    )
-    body = (
-        f"<!DOCTYPE html><html><body><h2>{html.escape(subject)}</h2>"
-        f'<pre style="white-space: pre-wrap">{html.escape(notify.message)}</pre>'
-        f"<p>Alert status: <b>{html.escape(alert.status)}</b></p><ul>{labels}</ul>"
-        f"<p>Execution <code>{html.escape(notification.request.execution_id)}</code></p>"
-        f"{link}</body></html>"
-    )
-    return EmailText(subject=subject, text="\n".join(lines) + "\n", html=body)
+def email_text(notification: Notification, *, links: ReportLinks) -> EmailText:
+    """Subject, plain text and HTML: the default report (a notify step's own title and
+    message replace its title and text). Everything from the alert is escaped."""
+    report = build_report(notification, links=links)
+    subject = " ".join(report.title.split())[:MAX_SUBJECT]  # a header: no line breaks
+    return EmailText(subject=subject, text=plain_text(report), html=html(report))
 
 
 def message_id(idempotency_key: str, sender: str) -> str:
@@ -75,8 +55,10 @@ def message_id(idempotency_key: str, sender: str) -> str:
     return f"<{digest}.vigil@{sender.rsplit('@', 1)[1]}>"
 
 
-def email_message(notification: Notification, spec: EmailSinkSpec) -> EmailMessage:
-    text = email_text(notification)
+def email_message(
+    notification: Notification, spec: EmailSinkSpec, *, links: ReportLinks
+) -> EmailMessage:
+    text = email_text(notification, links=links)
     message = EmailMessage()
     message["Subject"] = text.subject
     message["From"] = spec.from_
@@ -109,9 +91,14 @@ def _translated(exc: aiosmtplib.SMTPException) -> TransientError | PermanentErro
 
 class EmailNotifier:
     def __init__(
-        self, *, secrets: SecretResolver, tls_context: ssl.SSLContext | None = None
+        self,
+        *,
+        secrets: SecretResolver,
+        links: ReportLinks,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self._secrets = secrets
+        self._links = links
         self._tls_context = tls_context  # None: the system's trusted CAs
 
     async def send(self, notification: Notification) -> None:
@@ -120,7 +107,7 @@ class EmailNotifier:
             msg = f"sink {notification.sink_name} has type email but no `email` settings"
             raise PermanentError(msg)
         password = await self._password(notification, spec)
-        message = email_message(notification, spec)
+        message = email_message(notification, spec, links=self._links)
         try:
             refused, _ = await aiosmtplib.send(
                 message,

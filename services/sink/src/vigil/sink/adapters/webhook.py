@@ -1,5 +1,9 @@
 """The `webhook` sink: one JSON POST with an idempotency key.
 
+The body carries the notify step's `title` and `message`, the alert, where it comes from
+(execution, workflow, step, attempt), and the default report as data (`report`: steps with
+state and duration, the agent's findings, links to the execution and its trace).
+
 5xx, 429, 425, 408 and transport errors are transient (with the receiver's `Retry-After`,
 when it sent one); other 4xx are permanent: the receiver told us the request itself is
 wrong. A URL kept in a Secret (`urlSecretRef`) is resolved at each attempt, so a rotation
@@ -32,6 +36,7 @@ from vigil.common.durations import parse_duration
 from vigil.common.errors import PermanentError, TransientError
 from vigil.common.secrets import SecretKey, SecretResolver, SecretUnavailable
 from vigil.sink.notifiers import Notification
+from vigil.sink.report import ReportLinks, build_report, json_report
 
 log = structlog.get_logger(__name__)
 
@@ -107,11 +112,12 @@ async def post_json(
     raise TransientError(f"webhook answered {status}", retry_after=retry_after_seconds(response))
 
 
-def webhook_body(notification: Notification) -> dict[str, JsonValue]:
+def webhook_body(notification: Notification, *, links: ReportLinks) -> dict[str, JsonValue]:
     request, notify = notification.request, notification.notify
     return {
         "title": notify.title,
         "message": notify.message,
+        "report": json_report(build_report(notification, links=links)),
         "alert": notify.alert.model_dump(mode="json", by_alias=True),
         "executionId": request.execution_id,
         "workflow": {"namespace": request.namespace, "name": request.workflow},
@@ -123,10 +129,16 @@ def webhook_body(notification: Notification) -> dict[str, JsonValue]:
 
 class WebhookNotifier:
     def __init__(
-        self, client: httpx.AsyncClient, *, secrets: SecretResolver, clock: Clock = SYSTEM_CLOCK
+        self,
+        client: httpx.AsyncClient,
+        *,
+        secrets: SecretResolver,
+        links: ReportLinks,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._client = client
         self._secrets = secrets
+        self._links = links
         self._clock = clock
 
     async def send(self, notification: Notification) -> None:
@@ -150,7 +162,7 @@ class WebhookNotifier:
         await post_json(
             self._client,
             url,
-            webhook_body(notification),
+            webhook_body(notification, links=self._links),
             idempotency_key=notification.idempotency_key,
             headers=dict(hook.headers),
             timeout=parse_duration(hook.timeout),
