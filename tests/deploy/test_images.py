@@ -200,8 +200,10 @@ def test_every_package_installs_from_a_wheel(service: str) -> None:
 
 def test_make_images_says_when_no_docker_daemon_answers(tmp_path: Path) -> None:
     """Not pretending: without a daemon `make images` fails and says nothing was built."""
+    make = shutil.which("make")
+    assert make is not None, "make is not installed"
     result = subprocess.run(
-        ["make", "--no-print-directory", "images"],
+        [make, "--no-print-directory", "images"],
         cwd=ROOT,
         env={
             "PATH": "/usr/bin:/bin:/usr/local/bin",
