@@ -33,7 +33,7 @@ PROVISIONING_ONLY = frozenset({"VIGIL_PROVISION_TIMEOUT_SECONDS"})
 # replicas); accepted here until that setting is in vigil.common.settings.
 PENDING = frozenset({"VIGIL_STREAM_REPLICAS"})
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
-TARGETS = ("base",)
+TARGETS = ("base", "overlays/dev", "overlays/prod")
 
 
 @cache
