@@ -99,7 +99,7 @@ def test_the_image_holds_its_service_only_as_user_65532(service: str) -> None:
         f"the base pinned to a python:3.13.N-slim tag, not {bases[1]}"
     )
     assert f"--package vigil-{service}" in text
-    sources = re.findall(r"^COPY (?!--from)(\S+) ", final, re.MULTILINE)
+    sources = re.findall(r"^COPY (?!--from)(?:--chown=\S+ )?(\S+) ", final, re.MULTILINE)
     assert sources == ["libs/common/src/", f"services/{service}/src/"]
     assert re.search(r"^USER 65532:65532$", final, re.MULTILINE)
     assert "HEALTHCHECK" not in re.sub(r"#.*", "", text)
