@@ -175,7 +175,8 @@ def test_nats_has_every_users_password_from_its_secret() -> None:
         assert secret == f"vigil-nats-{user}"
     claims = nats["spec"]["volumeClaimTemplates"]
     assert [c["metadata"]["name"] for c in claims] == ["data"]
-    config = find(rendered("base"), "ConfigMap", pod_spec(nats)["volumes"][0]["configMap"]["name"])
+    (volume,) = [v for v in pod_spec(nats)["volumes"] if "configMap" in v]
+    config = find(rendered("base"), "ConfigMap", volume["configMap"]["name"])
     assert "include ./vigil-users.conf" in config["data"]["nats.conf"]
     assert config["data"]["vigil-users.conf"] == users_file
     assert "store_dir: /data/jetstream" in config["data"]["nats.conf"]
