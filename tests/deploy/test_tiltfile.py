@@ -173,6 +173,12 @@ def test_each_build_is_the_services_dockerfile_and_syncs_what_it_copies(
     context = workload["spec"]["template"]["spec"]["securityContext"]
     owner = f"{context['runAsUser']}:{context['runAsGroup']}"
     assert build["build_args"] == {"SOURCE_OWNER": owner}, "live updates write as the pod's user"
+    # The restart file is written by the pod's user, in the folder SOURCE_OWNER owns.
+    owned = re.search(
+        r'install -d -o "\$\{SOURCE_OWNER%%:\*\}" -g "\$\{SOURCE_OWNER##\*:\}" (\S+)', text
+    )
+    assert owned is not None, "the Dockerfile gives SOURCE_OWNER a folder"
+    assert str(Path(build["restart_file"]).parent) == owned.group(1)
 
 
 def test_nats_and_mongodb_come_first(tilt: Tilt) -> None:
