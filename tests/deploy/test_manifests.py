@@ -132,9 +132,10 @@ def test_every_container_is_locked_down(target: str) -> None:
             assert container["resources"]["limits"]["memory"], where
 
 
-def test_every_vigil_setting_set_is_one_a_process_reads() -> None:
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_vigil_setting_set_is_one_a_process_reads(target: str) -> None:
     """A misspelt VIGIL_ name would be ignored silently (extra="ignore"): not here."""
-    objects = rendered("base")
+    objects = rendered(target)
     shared = find(objects, "ConfigMap", "vigil-settings")["data"]
     known = {name for settings in SETTINGS.values() for name in env_names(settings)} | PENDING
     assert {n for n in shared if n.startswith("VIGIL_")} - known == set()
