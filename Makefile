@@ -25,7 +25,7 @@ LOCAL_MODEL := $(TOOLS)/llama/.installed
 export VIGIL_LOCAL_MODEL_PYTHON := $(TOOLS)/llama/bin/python
 ARGS ?=
 
-.PHONY: help dev up test test-slow test-all eval local-model lint typecheck fmt crds nats-auth clean bench-store bench
+.PHONY: help dev up test test-slow test-all eval local-model lint typecheck fmt crds nats-auth clean bench-store bench images
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -93,6 +93,21 @@ bench: dev ## platform benchmarks (performance targets), API requests per pod st
 
 bench-store: dev ## store operations per second, SQLite and MongoDB (mongoeco)
 	$(RUN) python -m bench.store_bench
+
+# The service images (services/*/Dockerfile, context = the repository root) and the agent
+# image. Names match deploy/kustomize and tilt/Tiltfile; IMAGE_TAG=… to tag otherwise.
+SERVICES := ingest controller engine executor sink
+IMAGE_TAG ?= dev
+DOCKER ?= docker
+
+images: ## build vigil-<service>:$(IMAGE_TAG) for each service and vigil-agent (needs a Docker daemon)
+	@command -v $(DOCKER) >/dev/null || { echo "make images: no '$(DOCKER)' command on PATH: install Docker (nothing was built)" >&2; exit 1; }
+	@$(DOCKER) info >/dev/null 2>&1 || { echo "make images: no Docker daemon is reachable ('$(DOCKER) info' failed): start it or set DOCKER_HOST (nothing was built)" >&2; exit 1; }
+	@set -e; for service in $(SERVICES); do \
+		echo "building vigil-$$service:$(IMAGE_TAG)"; \
+		$(DOCKER) build -f services/$$service/Dockerfile -t vigil-$$service:$(IMAGE_TAG) .; \
+	done
+	$(DOCKER) build -t vigil-agent:$(IMAGE_TAG) agent-image/
 
 clean: ## remove the virtualenvs and caches
 	rm -rf .venv $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

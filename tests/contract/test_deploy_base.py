@@ -86,6 +86,7 @@ def test_the_base_renders_with_the_committed_crds() -> None:
     assert {a["metadata"]["namespace"] for a in accounts.values()} == {"vigil"}
     assert sorted(accounts) == [
         "vigil-controller",
+        "vigil-engine",  # no role bound, no token mounted: the engine calls no Kubernetes API
         "vigil-executor",
         "vigil-ingest",
         "vigil-sink",
