@@ -87,8 +87,9 @@ fmt: dev ## format and autofix
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-bench: dev ## platform benchmarks (performance targets), API requests per pod step → docs/benchmarks.md
+bench: dev ## platform benchmarks (performance targets), sink deliveries/s, API requests per pod step → docs/benchmarks.md
 	$(RUN) python -m bench.platform_bench $(ARGS)
+	$(RUN) python -m bench.sink_bench
 	$(RUN) python -m bench.pod_requests
 
 bench-store: dev ## store operations per second, SQLite and MongoDB (mongoeco)

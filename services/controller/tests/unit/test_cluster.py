@@ -3,6 +3,7 @@ patches and Events out, and execution counters coalesced per workflow."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -224,3 +225,68 @@ async def test_executions_of_a_workflow_not_watched_here_are_not_written() -> No
     await cluster.on_execution_event(execution_event(1, "succeeded"), delivery())
     assert await cluster.flush_executions() == 0
     assert writer.patches == []
+
+
+def schedule_source(cron: str = "*/15 * * * *", *, zone: str = "Europe/Berlin") -> Body:
+    return cr(
+        f"""
+apiVersion: vigil.dev/v1alpha1
+kind: Source
+metadata: {{name: nightly, namespace: ops}}
+spec:
+  type: schedule
+  schedule: {{cron: "{cron}", timeZone: {zone}, labels: {{alertname: Nightly}}}}
+"""
+    )
+
+
+NIGHTLY: Key = ("Source", "ops", "nightly")
+
+
+async def test_a_schedule_source_shows_its_next_fire_and_it_moves_on_with_the_clock() -> None:
+    clock = FakeClock(EPOCH + timedelta(minutes=7))  # 08:07 in Berlin
+    bucket, writer = MemoryBucket(), RecordingWriter()
+    cluster = ClusterDefinitions(bucket=bucket, writer=writer, clock=clock)
+    cluster.seed([schedule_source(), SOURCE])
+    await cluster.reconcile()
+
+    earliest = await cluster.refresh_next_fires()
+
+    assert writer.statuses[NIGHTLY]["nextFireAt"] == "2026-01-01T00:15:00Z"
+    assert earliest == EPOCH + timedelta(minutes=15)
+    assert "nextFireAt" not in writer.statuses[("Source", "ops", "am")], "not a schedule"
+    patches = len(writer.patches)
+    assert await cluster.refresh_next_fires() == earliest
+    assert len(writer.patches) == patches, "an unchanged next fire is not written again"
+
+    clock.current = EPOCH + timedelta(minutes=15)
+    await cluster.refresh_next_fires()
+    assert writer.statuses[NIGHTLY]["nextFireAt"] == "2026-01-01T00:30:00Z"
+
+
+async def test_a_schedule_source_made_invalid_loses_its_next_fire() -> None:
+    cluster, _, writer = controller()
+    cluster.seed([schedule_source()])
+    await cluster.reconcile()
+    await cluster.refresh_next_fires()
+    assert writer.statuses[NIGHTLY]["nextFireAt"] is not None
+
+    cluster.on_event("MODIFIED", schedule_source(zone="Mars/Olympus_Mons"))
+    await cluster.reconcile()
+    assert ready(writer, NIGHTLY) == "False"
+    assert await cluster.refresh_next_fires() is None
+    assert writer.patches[-1] == (NIGHTLY, {"nextFireAt": None})
+
+
+async def test_the_next_fire_loop_writes_after_each_reconcile() -> None:
+    cluster, _, writer = controller()
+    loop = asyncio.create_task(cluster.write_next_fires())
+    try:
+        cluster.seed([schedule_source("0 3 * * *", zone="UTC")])
+        await cluster.reconcile()
+        async with asyncio.timeout(30):
+            while writer.statuses.get(NIGHTLY, {}).get("nextFireAt") is None:
+                await asyncio.sleep(0.01)
+    finally:
+        loop.cancel()
+    assert writer.statuses[NIGHTLY]["nextFireAt"] == "2026-01-01T03:00:00Z"

@@ -63,6 +63,7 @@ KINDS = (
             _READY,
             ("Type", "string", ".spec.type"),
             ("Webhook", "string", ".status.webhookPath"),
+            ("Next fire", "date", ".status.nextFireAt"),
             _AGE,
         ),
     ),

@@ -611,6 +611,8 @@ class ResourceStatus(Spec):
     observed_generation: int | None = Field(default=None, alias="observedGeneration")
     conditions: list[Condition] = Field(default_factory=list)
     webhook_path: str | None = Field(default=None, alias="webhookPath")  # Source
+    # A ready schedule Source: its cron's next tick after the controller's clock.
+    next_fire_at: datetime | None = Field(default=None, alias="nextFireAt")
     trigger: str | None = None  # Workflow: a one-line summary of its trigger
     last_execution: LastExecution | None = Field(default=None, alias="lastExecution")
     executions: dict[str, int] = Field(default_factory=dict)  # Workflow: finished, by state

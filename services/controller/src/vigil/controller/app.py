@@ -86,4 +86,5 @@ async def _run_in_cluster(
                 cluster.on_execution_event,
             ),
             cluster.write_executions(settings.status_interval_seconds),
+            cluster.write_next_fires(),
         )

@@ -6,13 +6,17 @@ publishes the definitions to the config bucket (`publish_report`), and writes th
 `StatusWriter` port the status of each object whose status should change, with a Warning
 Event when a definition is newly rejected. `follow_executions` turns the `EVENTS` stream
 into each Workflow's `lastExecution` and counters, one status write per workflow per
-interval however many executions ran.
+interval however many executions ran. `write_next_fires` keeps each schedule Source's
+`nextFireAt` current: it wakes at the earliest next tick (or after a reconcile) and patches
+the Sources whose value moved on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
@@ -23,12 +27,14 @@ from vigil.common.definitions import ConfigBucket
 from vigil.common.errors import VigilError
 from vigil.common.messages import ExecutionEvent
 from vigil.controller.publishing import publish_report
-from vigil.controller.reconciling import Body, Key, Snapshot, status_updates
+from vigil.controller.reconciling import Body, Key, Snapshot, next_fire_updates, status_updates
 from vigil.controller.tally import Tally, status_patch
 
 log = structlog.get_logger(__name__)
 
 QUIET_SECONDS = 0.2  # changes closer together than this are validated together
+# `nextFireAt` is looked at again at least this often (a clock jump, a missed wake-up).
+NEXT_FIRE_RECHECK_SECONDS = 300.0
 
 
 class StatusWriter(Protocol):
@@ -54,6 +60,7 @@ class ClusterDefinitions:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     published: asyncio.Event = field(default_factory=asyncio.Event)
     tally: Tally = field(default_factory=Tally)
+    reconciled: asyncio.Event = field(default_factory=asyncio.Event)
 
     def seed(self, bodies: list[Body]) -> None:
         """The objects a full listing returned, before the first reconcile."""
@@ -89,6 +96,7 @@ class ClusterDefinitions:
                 )
             if not await self._write(update.key, update.patch):
                 self.changed.set()  # try again with the next reconcile
+        self.reconciled.set()
 
     async def _write(self, key: Key, patch: Body) -> bool:
         try:
@@ -100,6 +108,28 @@ class ClusterDefinitions:
         if body is not None:
             self.snapshot.resources[key] = {**body, "status": status}
         return True
+
+    # --- schedules ----------------------------------------------------------------------
+
+    async def write_next_fires(self) -> None:
+        """Keep `status.nextFireAt` of schedule Sources current, until cancelled."""
+        while True:
+            self.reconciled.clear()
+            earliest = await self.refresh_next_fires()
+            delay = NEXT_FIRE_RECHECK_SECONDS
+            if earliest is not None:
+                left = (earliest - self.clock.now()).total_seconds()
+                delay = min(delay, max(left, 0.0) + 0.001)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.reconciled.wait(), timeout=delay)
+
+    async def refresh_next_fires(self) -> datetime | None:
+        """Patch every Source whose `nextFireAt` should change; return the earliest next
+        fire (None when no ready schedule Source is watched)."""
+        updates, earliest = next_fire_updates(self.snapshot, now=self.clock.now())
+        for update in updates:
+            await self._write(update.key, update.patch)
+        return earliest
 
     # --- executions ----------------------------------------------------------------------
 

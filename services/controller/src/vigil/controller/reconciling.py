@@ -6,14 +6,17 @@ Validation is the same as in file mode (`vigil.common.validation`) and runs over
 snapshot, because readiness crosses objects (a Workflow is not ready while its Sink is
 not). `status_updates` compares what each object's status says with what it should say
 and returns a merge patch only where they differ, so an unchanged object costs nothing.
+`next_fire_updates` does the same for a schedule Source's `nextFireAt`, which moves on
+with the clock rather than with the objects.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from vigil.common.cron import Cron
 from vigil.common.definitions import DefinitionStatus
 from vigil.common.validation import RawDocument, ValidationReport, validate_documents
 
@@ -164,3 +167,51 @@ def status_updates(
             )
         )
     return updates
+
+
+def _is_ready(status: Body) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _next_fire(body: Body, status: Body, now: datetime) -> datetime | None:
+    """The next tick of a ready schedule Source after `now`; None for any other Source."""
+    spec = body.get("spec") or {}
+    schedule = spec.get("schedule")
+    if spec.get("type") != "schedule" or not isinstance(schedule, dict) or not _is_ready(status):
+        return None
+    try:
+        cron = Cron.parse(str(schedule.get("cron")), str(schedule.get("timeZone") or "UTC"))
+    except ValueError:
+        return None  # validation said Ready: a spec changed since is reconciled next
+    return cron.next_after(now)
+
+
+def next_fire_updates(
+    snapshot: Snapshot, *, now: datetime
+) -> tuple[list[StatusUpdate], datetime | None]:
+    """`status.nextFireAt` of every Source whose value should change (set, moved on, or
+    removed from a Source that is no longer a ready schedule), and the earliest next fire.
+
+    The controller has no store: this is the cron's next tick after its clock. A tick the
+    engine will still catch up on after downtime shows in `/api/v1/definitions`, not here.
+    """
+    updates = []
+    earliest: datetime | None = None
+    for key, body in snapshot.resources.items():
+        if key[0] != "Source":
+            continue
+        status = snapshot.status_of(key)
+        upcoming = _next_fire(body, status, now)
+        if upcoming is not None and (earliest is None or upcoming < earliest):
+            earliest = upcoming
+        wanted = None if upcoming is None else _stamp(upcoming)
+        if status.get("nextFireAt") != wanted:
+            updates.append(StatusUpdate(key=key, patch={"nextFireAt": wanted}, rejected=None))
+    return updates, earliest
