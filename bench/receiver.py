@@ -3,7 +3,8 @@ of its own so that its CPU is not the sink's.
 
 A minimal HTTP/1.1 server on 127.0.0.1 (keep-alive, `Content-Length` bodies): every POST
 is answered 200 and counted with its `Idempotency-Key`; `GET /stats` answers
-`{"posts": n, "keys": distinct keys}` so the benchmark sees repeats as well as losses.
+`{"posts": n, "keys": distinct keys, "connections": n}` so the benchmark sees repeats as
+well as losses, and how many connections the sink opened.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
 class Counts:
     def __init__(self) -> None:
         self.posts = 0
+        self.connections = 0
         self.keys: set[str] = set()
 
     def stats(self) -> bytes:
-        body = json.dumps({"posts": self.posts, "keys": len(self.keys)}).encode()
+        body = json.dumps(
+            {"posts": self.posts, "keys": len(self.keys), "connections": self.connections}
+        ).encode()
         head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
         return head.encode() + b"\r\n\r\n" + body
 
@@ -29,6 +33,7 @@ class Counts:
 async def serve_connection(
     counts: Counts, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
+    counts.connections += 1
     try:
         while True:
             try:

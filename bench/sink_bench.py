@@ -264,7 +264,8 @@ def section_body(rounds: list[Round], received: dict[str, int], wall: float) -> 
     lines += [
         "",
         f"The receiver got {received['posts']:,} POSTs with {received['keys']:,} distinct "
-        f"idempotency keys for {sent:,} webhook deliveries.",
+        f"idempotency keys for {sent:,} webhook deliveries, over {received['connections']:,} "
+        "connections (the stats request's included).",
     ]
     return "\n".join(lines)
 
