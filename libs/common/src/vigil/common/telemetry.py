@@ -3,6 +3,10 @@
 Export is configured by the standard `OTEL_*` variables: with `OTEL_EXPORTER_OTLP_ENDPOINT`
 (or the traces-specific one) set, spans go to that collector over OTLP/HTTP; without it
 spans are still created, so trace ids reach logs, documents and the next hop's headers.
+
+An execution outlives the message that started it (timers wake it, results come back in
+batches): it keeps the W3C `traceparent` of its admission span, and every later dispatch
+of its steps is parented there (`execution_context`), so one alert stays one trace.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -41,6 +45,41 @@ def inject_headers(headers: dict[str, str]) -> dict[str, str]:
 def extract_context(headers: Mapping[str, str] | None) -> Context:
     """The trace context a message carried, for use as a span's parent."""
     return propagate.extract(dict(headers or {}))
+
+
+def traceparent_of(span: trace.Span | None = None) -> str | None:
+    """The W3C `traceparent` of `span` (the current span by default), to store with what
+    outlives it; None when there is no valid span."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=None if span is None else trace.set_span_in_context(span))
+    return carrier.get("traceparent")
+
+
+def message_context(headers: Mapping[str, str] | None) -> Context:
+    """The parent for a span of work on one message of a batch: the current span when it is
+    in the message's trace already (a batch of one), else the message's own context."""
+    carried = extract_context(headers)
+    wanted = trace.get_current_span(carried).get_span_context()
+    current = trace.get_current_span().get_span_context()
+    if current.is_valid and wanted.is_valid and current.trace_id == wanted.trace_id:
+        return context.get_current()
+    return carried
+
+
+def execution_context(*, trace_id: str | None, traceparent: str | None) -> Context:
+    """The parent for a span of work on an execution (a step's dispatch).
+
+    The current span when it belongs to the execution's trace already (a result of the same
+    alert, handled on its own); else the stored admission span (a timer's wake-up, a
+    batch of many alerts' results); else the current context (an execution from before
+    trace contexts were stored).
+    """
+    current = trace.get_current_span().get_span_context()
+    if current.is_valid and trace_id is not None and f"{current.trace_id:032x}" == trace_id:
+        return context.get_current()
+    if traceparent:
+        return propagate.extract({"traceparent": traceparent})
+    return context.get_current()
 
 
 def current_trace_id() -> str | None:

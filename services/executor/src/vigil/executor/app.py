@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
 from vigil.common import streams, subjects
 from vigil.common.adapters.service import (
@@ -94,6 +95,7 @@ def _pod_runner(
 
 
 async def run(settings: ExecutorSettings, stop: asyncio.Event) -> None:
+    trace_http_requests()
     async with (
         opened_store(settings) as store,
         connected_bus(settings, service="executor") as bus,
@@ -124,3 +126,11 @@ async def run(settings: ExecutorSettings, stop: asyncio.Event) -> None:
             *consumers,
             *loops,
         )
+
+
+def trace_http_requests() -> None:
+    """Every httpx request of this process in a client span of the current trace (httpx's
+    client classes are patched, so once per process)."""
+    instrumentor = HTTPXClientInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()

@@ -27,6 +27,7 @@ from vigil.executor.domain.results import cancelled_result, step_result
 from vigil.executor.runners import Runners
 
 log = structlog.get_logger(__name__)
+tracer = trace.get_tracer("vigil.executor")
 
 STEP_DURATION = Histogram(
     "vigil_step_duration_seconds", "Duration of a step attempt.", ["kind", "outcome"]
@@ -95,7 +96,11 @@ class StepWorker:
         log.info("step_started", kind=request.kind, delivery=delivery.delivery)
         stop = self.running[attempt] = asyncio.Event()
         try:
-            outcome = await runner.run(request, stop)
+            with tracer.start_as_current_span(
+                f"run {request.kind}",
+                attributes={"vigil.step.name": request.step, "vigil.step.attempt": request.attempt},
+            ):
+                outcome = await runner.run(request, stop)
         finally:
             self.running.pop(attempt, None)
         settled = step_result(

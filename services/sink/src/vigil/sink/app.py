@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import httpx
 import structlog
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
 from vigil.common import streams
 from vigil.common.adapters.jetstream import JetStreamBus
@@ -58,6 +59,7 @@ def build_notifiers(
 
 
 async def run(settings: SinkSettings, stop: asyncio.Event) -> None:
+    trace_http_requests()
     async with (
         opened_store(settings) as store,
         connected_bus(settings, service="sink") as bus,
@@ -105,3 +107,11 @@ async def _consume_when_ready(
         StepRequest,
         handlers.on_notify,
     )
+
+
+def trace_http_requests() -> None:
+    """Every httpx request of this process in a client span of the current trace (httpx's
+    client classes are patched, so once per process)."""
+    instrumentor = HTTPXClientInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import structlog
+from opentelemetry import trace
 from pydantic import JsonValue
 
 from vigil.common import subjects
@@ -22,6 +23,7 @@ from vigil.sink.delivering import DeliveryLoop
 from vigil.sink.notifiers import Notification
 
 log = structlog.get_logger(__name__)
+tracer = trace.get_tracer("vigil.sink")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,7 +54,13 @@ class SinkHandlers:
                 notification = Notification(
                     sink=definition, request=request, notify=notify, idempotency_key=key
                 )
-                error = await self.deliveries.deliver(notification, delivery)
+                with tracer.start_as_current_span(
+                    f"deliver {notification.sink_type}",
+                    attributes={"vigil.sink.name": name, "vigil.step.name": request.step},
+                ) as span:
+                    error = await self.deliveries.deliver(notification, delivery)
+                    if error is not None:
+                        span.set_status(trace.StatusCode.ERROR, error)
             if error is not None:
                 errors.append(error)
             deliveries.append(

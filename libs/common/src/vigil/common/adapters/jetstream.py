@@ -250,7 +250,8 @@ class JetStreamBus:
         limit = int(self._nc.max_payload)
         encoded: list[_Encoded] = []
         for index, item in enumerate(items):
-            headers = self._headers(item.message, item.msg_id, trace_headers)
+            own = None if item.trace_headers is None else dict(item.trace_headers)
+            headers = self._headers(item.message, item.msg_id, own or trace_headers)
             payload = item.message.model_dump_json(by_alias=True).encode()
             size = len(payload) + _header_bytes(headers)
             if size > limit:
@@ -396,6 +397,10 @@ class JetStreamBus:
                 await self._settle(spec, msg, delivery, error)
         if not items:
             return
+        # A batch of one is a child of its message's span, so a quiet system shows one
+        # trace per alert end to end; a bigger batch links to every message's span (and
+        # the handler parents each message's own work in its trace).
+        parent = extract_context(items[0][1].headers) if len(items) == 1 else None
         links = [
             trace.Link(span_context)
             for delivery in (d for _, d in items)
@@ -409,6 +414,7 @@ class JetStreamBus:
         outcomes: Sequence[BaseException | None]
         with tracer.start_as_current_span(
             f"consume {spec.durable} batch",
+            context=parent,
             kind=trace.SpanKind.CONSUMER,
             links=links,
             attributes={"messaging.batch.message_count": len(items)},
