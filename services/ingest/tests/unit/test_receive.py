@@ -386,6 +386,24 @@ async def test_cancel_and_run_are_sent_to_the_engine_as_commands(tmp_path: Path)
         assert unknown.status_code == 404
 
 
+async def test_each_scrape_reads_the_monitored_consumers_lag_from_the_bus(
+    tmp_path: Path,
+) -> None:
+    async with serving(tmp_path) as edge:
+        edge.bus.stats[("RESULTS", "engine")] = ConsumerStats(
+            stream="RESULTS", consumer="engine", stream_messages=9, pending=4, in_flight=2
+        )
+        first = (await edge.http.get("/metrics")).text
+        edge.bus.stats[("RESULTS", "engine")] = ConsumerStats(
+            stream="RESULTS", consumer="engine", stream_messages=9, pending=0, in_flight=1
+        )
+        second = (await edge.http.get("/metrics")).text
+
+    assert 'vigil_consumer_lag{consumer="engine",stream="RESULTS"} 6.0' in first
+    assert 'vigil_consumer_pending{consumer="engine",stream="RESULTS"} 4.0' in first
+    assert 'vigil_consumer_lag{consumer="engine",stream="RESULTS"} 1.0' in second
+
+
 async def test_stats_report_the_monitored_consumers_in_camel_case(tmp_path: Path) -> None:
     async with serving(tmp_path) as edge:
         edge.bus.stats[("ALERTS", "engine")] = ConsumerStats(

@@ -36,7 +36,7 @@ from vigil.common.telemetry import message_context, traceparent_of
 from vigil.engine.domain.machine import Transition, advance, alert_changed, cancel, new_execution
 from vigil.engine.domain.matching import match, trigger_key
 from vigil.engine.domain.policy import Replace, Suppress, admit, concurrency_key, is_guarded
-from vigil.engine.progress import EXECUTIONS_STARTED, Progress
+from vigil.engine.progress import Progress, count_started
 
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("vigil.engine")
@@ -195,8 +195,8 @@ class Admission:
                 outcomes[index] = exc
         inserted = await self.store.insert_executions([t.execution for _, t in prepared])
         started = [t for (_, t), new in zip(prepared, inserted, strict=True) if new]
-        EXECUTIONS_STARTED.inc(len(started))
         for transition in started:
+            count_started(transition.execution)
             log.info(
                 "execution_created",
                 execution_id=transition.execution.id,
@@ -271,7 +271,7 @@ class Admission:
         # the redelivered alert then finds that execution and obeys the policy.
         if not await self.store.insert_execution(transition.execution):
             return False
-        EXECUTIONS_STARTED.inc()
+        count_started(transition.execution)
         log.info("execution_created", execution_id=execution.id, workflow=workflow.ref)
         await self.progress.publish(transition)
         return True

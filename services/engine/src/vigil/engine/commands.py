@@ -20,7 +20,7 @@ from vigil.common.messages import AlertReceived, CancelRequested, RunRequested
 from vigil.common.store import ExecutionStore
 from vigil.common.telemetry import current_trace_id, traceparent_of
 from vigil.engine.domain.machine import advance, cancel, new_execution
-from vigil.engine.progress import EXECUTIONS_STARTED, Progress, workflow_or_abandon
+from vigil.engine.progress import Progress, count_started, workflow_or_abandon
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +71,7 @@ class Commands:
                 trace_parent=traceparent_of(),
             )
             if await self.store.insert_execution(execution):
-                EXECUTIONS_STARTED.inc()
+                count_started(execution)
                 log.info("execution_created", execution_id=execution.id, manual=True)
         await self.progress.apply(
             execution, partial(advance, workflow=workflow, now=self.clock.now())

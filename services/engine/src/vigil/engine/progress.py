@@ -36,10 +36,21 @@ from vigil.engine.domain.requests import request_id
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("vigil.engine")
 
-EXECUTIONS_STARTED = Counter("vigil_executions_started_total", "Executions created.")
-EXECUTIONS_FINISHED = Counter(
-    "vigil_executions_finished_total", "Executions that reached a final state.", ["state"]
+# `workflow` is `namespace/name`: as many values as there are Workflows, a bounded set.
+EXECUTIONS_STARTED = Counter(
+    "vigil_executions_started_total", "Executions created, by workflow.", ["workflow"]
 )
+EXECUTIONS_FINISHED = Counter(
+    "vigil_executions_finished_total",
+    "Executions that reached a final state, by workflow and state.",
+    ["workflow", "state"],
+)
+
+
+def count_started(execution: Execution) -> None:
+    EXECUTIONS_STARTED.labels(workflow=f"{execution.namespace}/{execution.workflow}").inc()
+
+
 CAS_ATTEMPTS = 8
 
 
@@ -168,7 +179,9 @@ class Progress:
             )
         execution = transition.execution
         if execution.finished:
-            EXECUTIONS_FINISHED.labels(state=execution.state).inc()
+            EXECUTIONS_FINISHED.labels(
+                workflow=f"{execution.namespace}/{execution.workflow}", state=execution.state
+            ).inc()
             log.info(
                 "execution_finished",
                 execution_id=execution.id,

@@ -15,13 +15,14 @@ from datetime import datetime, timedelta
 
 import structlog
 from opentelemetry import trace
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 
 from vigil.common import subjects
 from vigil.common.bus import Delivery, Publisher
 from vigil.common.clock import SYSTEM_CLOCK, Clock
 from vigil.common.errors import PermanentError
 from vigil.common.messages import StepCancelled, StepRequest, StepResult
+from vigil.common.metrics import observe_step
 from vigil.common.store import ArtifactStore
 from vigil.executor.domain.results import cancelled_result, step_result
 from vigil.executor.runners import Runners
@@ -29,9 +30,6 @@ from vigil.executor.runners import Runners
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("vigil.executor")
 
-STEP_DURATION = Histogram(
-    "vigil_step_duration_seconds", "Duration of a step attempt.", ["kind", "outcome"]
-)
 STEPS_RUN = Counter("vigil_steps_run_total", "Step attempts run.", ["kind", "outcome"])
 CANCELLED_MEMORY = timedelta(minutes=10)
 
@@ -118,7 +116,7 @@ class StepWorker:
             span.set_attribute(f"vigil.artifact.{settled.artifact.kind}", settled.artifact.id)
         result = settled.result
         seconds = (result.finished_at - result.started_at).total_seconds()
-        STEP_DURATION.labels(kind=request.kind, outcome=result.outcome).observe(seconds)
+        observe_step(kind=request.kind, outcome=result.outcome, seconds=seconds)
         STEPS_RUN.labels(kind=request.kind, outcome=result.outcome).inc()
         await self._publish(result, request)
         await runner.release(request)

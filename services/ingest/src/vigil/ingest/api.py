@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request
@@ -20,6 +21,7 @@ from starlette.requests import ClientDisconnect
 from ulid import ULID
 
 from vigil.common import subjects
+from vigil.common.adapters.consumer_metrics import refresh_consumer_lag
 from vigil.common.adapters.ops import ReadinessCheck, ops_routes
 from vigil.common.alertmanager import AlertStatus, WebhookPayload
 from vigil.common.cron import Cron, next_fire
@@ -125,7 +127,10 @@ def build_app(
         title="Vigil",
         summary="Alert-response platform: webhooks in, executions out.",
         version="0.1.0",
-        routes=ops_routes(checks),
+        # Each scrape reads the consumers' lag from the bus (ingest may ask; see /stats).
+        routes=ops_routes(
+            checks, before_scrape=partial(refresh_consumer_lag, ingest.bus, MONITORED)
+        ),
     )
 
     @app.post(

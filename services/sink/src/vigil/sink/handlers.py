@@ -19,6 +19,7 @@ from vigil.common.clock import SYSTEM_CLOCK, Clock
 from vigil.common.definitions import DefinitionsView
 from vigil.common.errors import InvalidInput, TransientError
 from vigil.common.messages import StepRequest, StepResult
+from vigil.common.metrics import observe_step
 from vigil.sink.delivering import DeliveryLoop
 from vigil.sink.notifiers import Notification
 
@@ -79,4 +80,6 @@ class SinkHandlers:
         await self.bus.publish(
             subjects.results(), result, msg_id=f"{request.idempotency_key}/result"
         )
+        seconds = (result.finished_at - result.started_at).total_seconds()
+        observe_step(kind=request.kind, outcome=result.outcome, seconds=seconds)
         log.info("notify_finished", outcome=result.outcome, sinks=len(notify.sinks))

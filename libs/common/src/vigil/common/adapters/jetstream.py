@@ -34,6 +34,11 @@ from opentelemetry import trace
 from pydantic import ValidationError
 
 from vigil.common import subjects
+from vigil.common.adapters.consumer_metrics import (
+    count_dead_letter,
+    count_delivery,
+    count_settled,
+)
 from vigil.common.adapters.jetstream_kv import JetStreamBucket
 from vigil.common.adapters.nats_errors import NATS_ERRORS
 from vigil.common.bus import BatchHandler, ConsumerStats, Delivery, Handler, Outgoing
@@ -522,6 +527,7 @@ class JetStreamBus:
         self, spec: ConsumerSpec, msg: Msg, delivery: Delivery, error: BaseException | None
     ) -> None:
         outcome = outcome_for(error, delivery=delivery.delivery, max_deliver=spec.max_deliver)
+        count_settled(spec.durable, outcome.action)
         try:
             if outcome.action == "ack":
                 await msg.ack()
@@ -536,6 +542,7 @@ class JetStreamBus:
             )
             if outcome.dead_letter:
                 await self._dead_letter(spec, msg, delivery, outcome.reason or "unknown")
+                count_dead_letter(spec.durable)
             if outcome.action == "nak":
                 await msg.nak(delay=outcome.delay)
             else:
@@ -618,6 +625,7 @@ def _checked(
 
 def _delivery(spec: ConsumerSpec, msg: Msg) -> Delivery:
     meta = msg.metadata
+    count_delivery(spec.durable, meta.num_delivered)
     return Delivery(
         subject=msg.subject,
         headers=dict(msg.headers or {}),
