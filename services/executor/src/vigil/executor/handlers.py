@@ -22,7 +22,7 @@ from vigil.common.bus import Delivery, Publisher
 from vigil.common.clock import SYSTEM_CLOCK, Clock
 from vigil.common.errors import PermanentError
 from vigil.common.messages import StepCancelled, StepRequest, StepResult
-from vigil.common.metrics import observe_step
+from vigil.common.metrics import observe_step, start_timing
 from vigil.common.store import ArtifactStore
 from vigil.executor.domain.results import cancelled_result, step_result
 from vigil.executor.runners import Runners
@@ -52,6 +52,9 @@ class StepWorker:
     # Attempts cancelled lately (when the notice came): a request for one that was still
     # queued when its notice came is settled without running it.
     cancelled: dict[Attempt, datetime] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        start_timing(self.runners)
 
     async def on_cancel(self, notice: StepCancelled) -> None:
         attempt = _attempt(notice.execution_id, notice.step, notice.attempt)

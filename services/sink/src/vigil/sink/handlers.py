@@ -19,7 +19,7 @@ from vigil.common.clock import SYSTEM_CLOCK, Clock
 from vigil.common.definitions import DefinitionsView
 from vigil.common.errors import InvalidInput, TransientError
 from vigil.common.messages import StepRequest, StepResult
-from vigil.common.metrics import observe_step
+from vigil.common.metrics import observe_step, start_timing
 from vigil.sink.delivering import DeliveryLoop
 from vigil.sink.notifiers import Notification
 
@@ -33,6 +33,9 @@ class SinkHandlers:
     definitions: DefinitionsView
     deliveries: DeliveryLoop
     clock: Clock = SYSTEM_CLOCK
+
+    def __post_init__(self) -> None:
+        start_timing(["notify"])
 
     async def on_notify(self, request: StepRequest, delivery: Delivery) -> None:
         structlog.contextvars.bind_contextvars(

@@ -45,6 +45,15 @@ CONSUMER_PENDING = Gauge(
 )
 
 
+def start_counting(consumer: str) -> None:
+    """Show the consumer's counters at 0 before anything happens: a rate() of a series that
+    does not exist yet is no data, where a dashboard should show 0."""
+    REDELIVERIES.labels(consumer=consumer)
+    DEAD_LETTERS.labels(consumer=consumer)
+    for action in ("ack", "nak", "term"):
+        MESSAGES_SETTLED.labels(consumer=consumer, action=action)
+
+
 def count_delivery(consumer: str, delivery: int) -> None:
     """A message arrived at `consumer` for the `delivery`-th time (1: the first)."""
     if delivery > 1:

@@ -38,6 +38,7 @@ from vigil.common.adapters.consumer_metrics import (
     count_dead_letter,
     count_delivery,
     count_settled,
+    start_counting,
 )
 from vigil.common.adapters.jetstream_kv import JetStreamBucket
 from vigil.common.adapters.nats_errors import NATS_ERRORS
@@ -308,6 +309,7 @@ class JetStreamBus:
         self, spec: ConsumerSpec, model: type[T], handler: Handler[T]
     ) -> None:
         """Run `handler` for every message of the durable consumer until cancelled."""
+        start_counting(spec.durable)
         psub = await self._subscribe(spec)
         in_flight = 0
         room = asyncio.Event()
@@ -358,6 +360,7 @@ class JetStreamBus:
         `max_in_flight // batch` batches run at a time; each message is still settled on
         its own outcome.
         """
+        start_counting(spec.durable)
         psub = await self._subscribe(spec)
         slots = asyncio.Semaphore(max(1, spec.max_in_flight // spec.batch))
 
