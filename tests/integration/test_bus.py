@@ -172,7 +172,8 @@ async def test_the_consumers_metrics_count_redeliveries_settlements_and_dead_let
     bus: JetStreamBus, js: JetStreamContext
 ) -> None:
     def sample(name: str, **labels: str) -> float:
-        return REGISTRY.get_sample_value(name, {"consumer": WORKER, **labels}) or 0.0
+        labels = {"stream": WORKER_SPEC.stream, "consumer": WORKER, **labels}
+        return REGISTRY.get_sample_value(name, labels) or 0.0
 
     names = ("vigil_redeliveries_total", "vigil_dead_letters_total")
     before = {name: sample(name) for name in names}

@@ -104,3 +104,34 @@ async def test_results_handled_together_dispatch_each_next_step_in_its_alerts_tr
             execution = executions[request.execution_id]
             assert traceparent.split("-")[1] == execution.trace_id
             assert traceparent != execution.trace_parent  # a dispatch span of its own
+
+
+WAIT_THEN_CLI = workflow(
+    "later",
+    """
+    - name: settle
+      wait: {duration: 5m}
+    - name: measure
+      cli: {command: ["df", "-P"], timeout: 30s}
+    """,
+)
+
+
+async def test_a_timers_wake_up_dispatches_in_the_trace_of_the_alert(tmp_path: Path) -> None:
+    """No message of the alert is being handled when the wait ends: the timer loop's
+    dispatch is parented by the admission span the execution stored."""
+    spans = install_span_exporter()
+    spans.clear()
+    async with running_engine(tmp_path, WAIT_THEN_CLI) as engine:
+        await receive(engine, (engine.alert("DiskFull"), carried(TRACE_A)))
+        assert engine.requests() == []
+
+        engine.clock.advance(5 * 60)
+        assert await engine.timers.tick() == 1
+
+        (request,) = engine.requests("cli")
+        assert traceparent_of(engine, request).split("-")[1] == TRACE_A
+    (admitted,) = [s for s in spans.get_finished_spans() if s.name == "admit alert"]
+    (dispatch,) = [s for s in spans.get_finished_spans() if s.name == "dispatch cli"]
+    assert dispatch.parent is not None
+    assert dispatch.parent.span_id == admitted.context.span_id

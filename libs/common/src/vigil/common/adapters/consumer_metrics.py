@@ -2,7 +2,8 @@
 dead letters (counted by `JetStreamBus` in every consuming service), and how far each
 consumer is behind its stream (read from the bus by ingest, on each scrape).
 
-Labels are the consumer's durable name and stream: a fixed set (`vigil.common.streams`).
+Labels are the stream and the consumer's durable name (the engine's consumers of `ALERTS`
+and `RESULTS` share the name `engine`): a fixed set (`vigil.common.streams`).
 """
 
 from __future__ import annotations
@@ -21,17 +22,17 @@ log = structlog.get_logger(__name__)
 MESSAGES_SETTLED = Counter(
     "vigil_messages_settled_total",
     "Messages a consumer settled, by how: ack (done), nak (redelivered later), term (dropped).",
-    ["consumer", "action"],
+    ["stream", "consumer", "action"],
 )
 REDELIVERIES = Counter(
     "vigil_redeliveries_total",
     "Messages delivered again to a consumer (a nak, a crash, or an ack wait that passed).",
-    ["consumer"],
+    ["stream", "consumer"],
 )
 DEAD_LETTERS = Counter(
     "vigil_dead_letters_total",
     "Messages a consumer gave up on and published to the DLQ stream.",
-    ["consumer"],
+    ["stream", "consumer"],
 )
 CONSUMER_LAG = Gauge(
     "vigil_consumer_lag",
@@ -45,27 +46,27 @@ CONSUMER_PENDING = Gauge(
 )
 
 
-def start_counting(consumer: str) -> None:
+def start_counting(spec: ConsumerSpec) -> None:
     """Show the consumer's counters at 0 before anything happens: a rate() of a series that
     does not exist yet is no data, where a dashboard should show 0."""
-    REDELIVERIES.labels(consumer=consumer)
-    DEAD_LETTERS.labels(consumer=consumer)
+    REDELIVERIES.labels(stream=spec.stream, consumer=spec.durable)
+    DEAD_LETTERS.labels(stream=spec.stream, consumer=spec.durable)
     for action in ("ack", "nak", "term"):
-        MESSAGES_SETTLED.labels(consumer=consumer, action=action)
+        MESSAGES_SETTLED.labels(stream=spec.stream, consumer=spec.durable, action=action)
 
 
-def count_delivery(consumer: str, delivery: int) -> None:
-    """A message arrived at `consumer` for the `delivery`-th time (1: the first)."""
+def count_delivery(spec: ConsumerSpec, delivery: int) -> None:
+    """A message arrived at the consumer for the `delivery`-th time (1: the first)."""
     if delivery > 1:
-        REDELIVERIES.labels(consumer=consumer).inc()
+        REDELIVERIES.labels(stream=spec.stream, consumer=spec.durable).inc()
 
 
-def count_settled(consumer: str, action: str) -> None:
-    MESSAGES_SETTLED.labels(consumer=consumer, action=action).inc()
+def count_settled(spec: ConsumerSpec, action: str) -> None:
+    MESSAGES_SETTLED.labels(stream=spec.stream, consumer=spec.durable, action=action).inc()
 
 
-def count_dead_letter(consumer: str) -> None:
-    DEAD_LETTERS.labels(consumer=consumer).inc()
+def count_dead_letter(spec: ConsumerSpec) -> None:
+    DEAD_LETTERS.labels(stream=spec.stream, consumer=spec.durable).inc()
 
 
 async def refresh_consumer_lag(source: ConsumerStatsSource, specs: Iterable[ConsumerSpec]) -> None:

@@ -309,7 +309,7 @@ class JetStreamBus:
         self, spec: ConsumerSpec, model: type[T], handler: Handler[T]
     ) -> None:
         """Run `handler` for every message of the durable consumer until cancelled."""
-        start_counting(spec.durable)
+        start_counting(spec)
         psub = await self._subscribe(spec)
         in_flight = 0
         room = asyncio.Event()
@@ -360,7 +360,7 @@ class JetStreamBus:
         `max_in_flight // batch` batches run at a time; each message is still settled on
         its own outcome.
         """
-        start_counting(spec.durable)
+        start_counting(spec)
         psub = await self._subscribe(spec)
         slots = asyncio.Semaphore(max(1, spec.max_in_flight // spec.batch))
 
@@ -530,7 +530,7 @@ class JetStreamBus:
         self, spec: ConsumerSpec, msg: Msg, delivery: Delivery, error: BaseException | None
     ) -> None:
         outcome = outcome_for(error, delivery=delivery.delivery, max_deliver=spec.max_deliver)
-        count_settled(spec.durable, outcome.action)
+        count_settled(spec, outcome.action)
         try:
             if outcome.action == "ack":
                 await msg.ack()
@@ -545,7 +545,7 @@ class JetStreamBus:
             )
             if outcome.dead_letter:
                 await self._dead_letter(spec, msg, delivery, outcome.reason or "unknown")
-                count_dead_letter(spec.durable)
+                count_dead_letter(spec)
             if outcome.action == "nak":
                 await msg.nak(delay=outcome.delay)
             else:
@@ -628,7 +628,7 @@ def _checked(
 
 def _delivery(spec: ConsumerSpec, msg: Msg) -> Delivery:
     meta = msg.metadata
-    count_delivery(spec.durable, meta.num_delivered)
+    count_delivery(spec, meta.num_delivered)
     return Delivery(
         subject=msg.subject,
         headers=dict(msg.headers or {}),
