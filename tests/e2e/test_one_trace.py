@@ -139,6 +139,10 @@ def test_one_alert_is_one_connected_trace_across_the_four_services_on_its_path(
     assert len([s for s in spans if s.name == "consume engine batch"]) == 3
     (root,) = [s for s in spans if not s.parent_span_id]
     assert (root.service, root.name) == ("vigil-ingest", "POST /hooks/{namespace}/{source}")
+    # The webhook's URL (its path may be a credential) is in no span; its host is.
+    (post_span,) = [s for s in spans if (s.service, s.name) == ("vigil-sink", "POST")]
+    assert receiver.url.rsplit("/", 1)[0] in post_span.attributes.values(), post_span
+    assert not [s for s in spans if any("/notifications" in v for v in s.attributes.values())]
     # The webhook's request carried the trace on to the receiver too.
     (post,) = receiver.posts
     assert post.headers["traceparent"].split("-")[1] == trace_id

@@ -19,6 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from tests.support.nats import free_port
 
@@ -31,6 +32,7 @@ class ReceivedSpan:
     span_id: str  # 16 hex digits
     parent_span_id: str  # "" for a root span
     kind: int  # opentelemetry.proto's Span.SpanKind
+    attributes: dict[str, str]  # every attribute's value as text
 
 
 def decoded(body: bytes) -> list[ReceivedSpan]:
@@ -50,10 +52,16 @@ def decoded(body: bytes) -> list[ReceivedSpan]:
                     span_id=span.span_id.hex(),
                     parent_span_id=span.parent_span_id.hex(),
                     kind=span.kind,
+                    attributes={a.key: _text(a.value) for a in span.attributes},
                 )
                 for span in scope_spans.spans
             )
     return spans
+
+
+def _text(value: AnyValue) -> str:
+    kind = value.WhichOneof("value")
+    return "" if kind is None else str(getattr(value, kind))
 
 
 @dataclass(slots=True, kw_only=True)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
@@ -85,3 +87,25 @@ def execution_context(*, trace_id: str | None, traceparent: str | None) -> Conte
 def current_trace_id() -> str | None:
     span = trace.get_current_span().get_span_context()
     return f"{span.trace_id:032x}" if span.is_valid else None
+
+
+# The URL attributes of an HTTP client span, in the old and the stable conventions.
+_URL_ATTRIBUTES = ("http.url", "url.full")
+
+
+def hide_url_path(span: trace.Span, request: Any) -> None:
+    """An httpx instrumentation request hook: the span shows only the scheme, host and port
+    of the URL. A Slack or Teams webhook URL carries its credential in the path, an agent's
+    HTTP tool may call a URL with a token in its query: neither may reach a trace backend."""
+    url = urlsplit(str(request.url))
+    port = f":{url.port}" if url.port else ""
+    shown = f"{url.scheme}://{url.hostname}{port}"
+    recorded = getattr(span, "attributes", None) or {}
+    for key in _URL_ATTRIBUTES:
+        if key in recorded:
+            span.set_attribute(key, shown)
+
+
+async def hide_url_path_async(span: trace.Span, request: Any) -> None:
+    """`hide_url_path` for httpx's async clients."""
+    hide_url_path(span, request)

@@ -24,6 +24,7 @@ from vigil.common.errors import TransientError
 from vigil.common.messages import StepCancelled, StepRequest
 from vigil.common.runtime import run_tasks
 from vigil.common.store import ExecutionStore
+from vigil.common.telemetry import hide_url_path, hide_url_path_async
 from vigil.executor.adapters import agents
 from vigil.executor.adapters.local import LocalProcessRunner
 from vigil.executor.agent import AgentRunner
@@ -133,4 +134,5 @@ def trace_http_requests() -> None:
     client classes are patched, so once per process)."""
     instrumentor = HTTPXClientInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.instrument()
+        # Only scheme, host and port of each URL: a path or query may hold a credential.
+        instrumentor.instrument(request_hook=hide_url_path, async_request_hook=hide_url_path_async)

@@ -24,6 +24,7 @@ from vigil.common.definitions import DefinitionsView
 from vigil.common.messages import StepRequest
 from vigil.common.runtime import run_tasks
 from vigil.common.secrets import SecretResolver
+from vigil.common.telemetry import hide_url_path, hide_url_path_async
 from vigil.sink.adapters.log import LogNotifier
 from vigil.sink.adapters.msteams import TeamsNotifier
 from vigil.sink.adapters.pagerduty import PagerDutyNotifier
@@ -114,4 +115,5 @@ def trace_http_requests() -> None:
     client classes are patched, so once per process)."""
     instrumentor = HTTPXClientInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.instrument()
+        # Only scheme, host and port of each URL: a path or query may hold a credential.
+        instrumentor.instrument(request_hook=hide_url_path, async_request_hook=hide_url_path_async)
