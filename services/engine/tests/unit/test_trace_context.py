@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from tests.support.definitions import workflow
 from tests.support.engine import Engine, running_engine
 from tests.support.tracing import install_span_exporter
@@ -135,3 +137,25 @@ async def test_a_timers_wake_up_dispatches_in_the_trace_of_the_alert(tmp_path: P
     (dispatch,) = [s for s in spans.get_finished_spans() if s.name == "dispatch cli"]
     assert dispatch.parent is not None
     assert dispatch.parent.span_id == admitted.context.span_id
+
+
+async def test_the_engines_lines_about_an_execution_carry_its_alerts_trace_id(
+    tmp_path: Path,
+) -> None:
+    """Handled in one batch, two alerts' lines still name each its own trace (the batch's
+    span is in neither)."""
+    install_span_exporter()
+    async with running_engine(tmp_path, TWO_STEPS) as engine:
+        with capture_logs() as lines:
+            await receive(
+                engine,
+                (engine.alert("DiskFull", fingerprint="a"), carried(TRACE_A)),
+                (engine.alert("DiskFull", fingerprint="b"), carried(TRACE_B)),
+            )
+        traces = {e.id: e.trace_id for e in await engine.executions()}
+
+    for event in ("execution_created", "step_dispatched"):
+        named = {
+            (line["execution_id"], line["trace_id"]) for line in lines if line["event"] == event
+        }
+        assert named == set(traces.items()), event

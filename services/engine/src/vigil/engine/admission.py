@@ -199,6 +199,7 @@ class Admission:
             count_started(transition.execution)
             log.info(
                 "execution_created",
+                trace_id=transition.execution.trace_id,
                 execution_id=transition.execution.id,
                 workflow=f"{transition.execution.namespace}/{transition.execution.workflow}",
             )
@@ -272,7 +273,12 @@ class Admission:
         if not await self.store.insert_execution(transition.execution):
             return False
         count_started(transition.execution)
-        log.info("execution_created", execution_id=execution.id, workflow=workflow.ref)
+        log.info(
+            "execution_created",
+            trace_id=execution.trace_id,
+            execution_id=execution.id,
+            workflow=workflow.ref,
+        )
         await self.progress.publish(transition)
         return True
 

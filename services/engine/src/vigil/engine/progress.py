@@ -169,21 +169,25 @@ class Progress:
             )
         if not transition.changed:
             return
+        execution = transition.execution
+        # The execution's own trace id: a batch's span may belong to another alert's trace.
+        traced = {"trace_id": execution.trace_id} if execution.trace_id else {}
         for request in transition.dispatch:
             log.info(
                 "step_dispatched",
+                **traced,
                 execution_id=request.execution_id,
                 step=request.step,
                 attempt=request.attempt,
                 kind=request.kind,
             )
-        execution = transition.execution
         if execution.finished:
             EXECUTIONS_FINISHED.labels(
                 workflow=f"{execution.namespace}/{execution.workflow}", state=execution.state
             ).inc()
             log.info(
                 "execution_finished",
+                **traced,
                 execution_id=execution.id,
                 workflow=execution.workflow,
                 state=execution.state,
