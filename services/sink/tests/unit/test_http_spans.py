@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from opentelemetry import trace
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
 from tests.support.nats import free_port
 from tests.support.platform import WebhookReceiver
@@ -27,12 +28,21 @@ def receiver() -> Iterator[WebhookReceiver]:
     server.stop()
 
 
+@pytest.fixture
+def instrumented() -> Iterator[None]:
+    """httpx instrumented as the sink does it, for this test only: left on, every later
+    test's requests in this process would carry a `traceparent` of this process."""
+    trace_http_requests()
+    yield
+    HTTPXClientInstrumentor().uninstrument()
+
+
+@pytest.mark.usefixtures("instrumented")
 async def test_a_delivery_request_span_hides_the_url_path_and_query(
     receiver: WebhookReceiver,
 ) -> None:
     spans = install_span_exporter()
     spans.clear()
-    trace_http_requests()
     url = f"http://127.0.0.1:{receiver.port}{SECRET_PATH}?token=hunter2"
 
     with trace.get_tracer("test").start_as_current_span("deliver webhook") as parent:
