@@ -25,7 +25,7 @@ LOCAL_MODEL := $(TOOLS)/llama/.installed
 export VIGIL_LOCAL_MODEL_PYTHON := $(TOOLS)/llama/bin/python
 ARGS ?=
 
-.PHONY: help dev up test test-slow test-all eval local-model lint typecheck fmt crds nats-auth clean bench-store bench images
+.PHONY: help dev up test test-slow test-all eval local-model prometheus lint typecheck fmt crds nats-auth clean bench-store bench images
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,20 @@ test: dev ## run the default test suite (unit, integration, end-to-end)
 
 test-slow: dev local-model ## the slow suites: fault injection; agent steps on a real local model
 	$(RUN) pytest -m slow $(ARGS)
+
+# The dashboard test's Prometheus: Debian's package (about 35 s), where apt and root allow;
+# elsewhere that test skips, saying so.
+prometheus: ## install Prometheus (Debian's package) for the dashboard test, where apt can
+	@if [ -x /usr/bin/prometheus ]; then \
+		/usr/bin/prometheus --version 2>&1 | head -1; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends prometheus; } \
+		|| echo "prometheus: apt-get could not install it: the dashboard test will skip"; \
+	else \
+		echo "prometheus: not installed and not installable here (needs root and apt):" \
+			"the dashboard test will skip"; \
+	fi
 
 test-all: dev local-model ## run every test, slow suites included
 	$(RUN) pytest $(ARGS)

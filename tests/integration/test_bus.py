@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import REGISTRY
 
 from tests.support.bus import (
     DLQ_SPEC,
@@ -165,6 +166,37 @@ async def test_handler_that_keeps_failing_is_dead_lettered_after_max_deliver(
     assert Ping.model_validate_json(letter.data) == original
     assert letter.headers["Nats-Msg-Id"] == "doomed"
     assert await stored(js, subjects.DLQ_STREAM) == 1
+
+
+async def test_the_consumers_metrics_count_redeliveries_settlements_and_dead_letters(
+    bus: JetStreamBus, js: JetStreamContext
+) -> None:
+    def sample(name: str, **labels: str) -> float:
+        labels = {"stream": WORKER_SPEC.stream, "consumer": WORKER, **labels}
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    names = ("vigil_redeliveries_total", "vigil_dead_letters_total")
+    before = {name: sample(name) for name in names}
+    settled = {a: sample("vigil_messages_settled_total", action=a) for a in ("ack", "nak", "term")}
+
+    async def failing(message: Ping, delivery: Delivery) -> None:
+        if message.n == 1:
+            raise TransientError("downstream unavailable", retry_after=0.1)
+
+    await bus.publish(SUBJECT, Ping(n=1), msg_id="doomed")
+    await bus.publish(SUBJECT, Ping(n=2), msg_id="fine")
+    letters: Received[DeadLetter] = asyncio.Queue()
+    async with (
+        consuming(bus, WORKER_SPEC, Ping, failing),
+        consuming(bus, DLQ_SPEC, DeadLetter, recorder(letters)),
+    ):
+        await next_item(letters)
+        await until_stream_empty(js, subjects.STEPS_STREAM)
+
+    assert sample("vigil_redeliveries_total") == before["vigil_redeliveries_total"] + 2
+    assert sample("vigil_dead_letters_total") == before["vigil_dead_letters_total"] + 1
+    after = {a: sample("vigil_messages_settled_total", action=a) for a in settled}
+    assert {a: after[a] - settled[a] for a in settled} == {"ack": 1, "nak": 2, "term": 1}
 
 
 async def test_unexpected_exception_is_retried_with_backoff_then_dead_lettered(

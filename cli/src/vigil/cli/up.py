@@ -135,6 +135,10 @@ async def _up(options: UpOptions, data_dir: Path) -> int:
         for name in SERVICES[1:]:
             await _until(stop, supervisor.wait_ready(services[name], timeout=READY_TIMEOUT_SECONDS))
         if not stop.is_set():
+            for name in SERVICES:
+                # Where Prometheus scrapes each service (ops ports are free ones, per start).
+                ready = services[name].ready_url or ""
+                log.info("service_metrics", service=name, url=ready.replace("/readyz", "/metrics"))
             base = f"http://{options.http_host}:{options.http_port}"
             log.info(
                 "vigil_up",

@@ -228,7 +228,12 @@ async def test_the_trace_names_the_artifact_the_step_left() -> None:
     with trace.get_tracer("test").start_as_current_span("consume vigil-executor-cli"):
         await harness.worker().on_step(request(), delivery())
 
-    (span,) = spans.get_finished_spans()
+    finished = {span.name: span for span in spans.get_finished_spans()}
+    assert set(finished) == {"run cli", "consume vigil-executor-cli"}
+    run, consumed = finished["run cli"], finished["consume vigil-executor-cli"]
+    assert run.parent is not None
+    assert run.parent.span_id == consumed.context.span_id  # the run is in the request's trace
+    span = consumed
     assert span.attributes is not None
     assert dict(span.attributes) == {
         "vigil.step.outcome": "succeeded",

@@ -100,7 +100,7 @@ class Edge:
 
 @contextlib.asynccontextmanager
 async def serving(
-    folder: Path, *, definitions: DefinitionsView | None = None
+    folder: Path, *, definitions: DefinitionsView | None = None, trace_url: str | None = None
 ) -> AsyncIterator[Edge]:
     async with sqlite_store(folder) as store:
         bus = RecordingPublisher()
@@ -113,6 +113,7 @@ async def serving(
             secrets=secrets,
             max_body_bytes=MAX_BODY,
             clock=FakeClock(),
+            trace_url=trace_url,
         )
         app = build_app(ingest, checks={}, tokens=FixedTokens(TokenTable.of(OPERATOR_TOKEN)))
         async with httpx.AsyncClient(
@@ -385,6 +386,24 @@ async def test_cancel_and_run_are_sent_to_the_engine_as_commands(tmp_path: Path)
         assert unknown.status_code == 404
 
 
+async def test_each_scrape_reads_the_monitored_consumers_lag_from_the_bus(
+    tmp_path: Path,
+) -> None:
+    async with serving(tmp_path) as edge:
+        edge.bus.stats[("RESULTS", "engine")] = ConsumerStats(
+            stream="RESULTS", consumer="engine", stream_messages=9, pending=4, in_flight=2
+        )
+        first = (await edge.http.get("/metrics")).text
+        edge.bus.stats[("RESULTS", "engine")] = ConsumerStats(
+            stream="RESULTS", consumer="engine", stream_messages=9, pending=0, in_flight=1
+        )
+        second = (await edge.http.get("/metrics")).text
+
+    assert 'vigil_consumer_lag{consumer="engine",stream="RESULTS"} 6.0' in first
+    assert 'vigil_consumer_pending{consumer="engine",stream="RESULTS"} 4.0' in first
+    assert 'vigil_consumer_lag{consumer="engine",stream="RESULTS"} 1.0' in second
+
+
 async def test_stats_report_the_monitored_consumers_in_camel_case(tmp_path: Path) -> None:
     async with serving(tmp_path) as edge:
         edge.bus.stats[("ALERTS", "engine")] = ConsumerStats(
@@ -462,6 +481,27 @@ async def test_documents_and_definitions_are_shown_in_camel_case(tmp_path: Path)
             }
         ]
     }
+
+
+async def test_an_execution_links_to_its_trace_when_a_trace_ui_is_configured(
+    tmp_path: Path,
+) -> None:
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    stored = make_execution("01EX", at=EPOCH, namespace="ops", workflow="disk").model_copy(
+        update={"trace_id": trace_id}
+    )
+    untraced = make_execution("01NT", at=EPOCH, namespace="ops", workflow="disk")
+    async with serving(tmp_path, trace_url="https://jaeger.test/trace/{trace_id}") as edge:
+        assert await edge.store.insert_execution(stored)
+        assert await edge.store.insert_execution(untraced)
+
+        execution = (await edge.http.get("/api/v1/executions/01EX")).json()
+        assert execution["traceId"] == trace_id
+        assert execution["traceUrl"] == f"https://jaeger.test/trace/{trace_id}"
+        assert (await edge.http.get("/api/v1/executions/01NT")).json()["traceUrl"] is None
+    async with serving(tmp_path / "plain") as edge:
+        assert await edge.store.insert_execution(stored)
+        assert (await edge.http.get("/api/v1/executions/01EX")).json()["traceUrl"] is None
 
 
 async def test_an_unknown_execution_or_artifact_is_a_404_naming_it(tmp_path: Path) -> None:

@@ -337,7 +337,7 @@ def test_html_escapes_every_value_and_links_out() -> None:
 
 
 def test_a_trace_url_setting_without_the_trace_id_field_is_refused_naming_it() -> None:
-    with pytest.raises(ValidationError, match=r"VIGIL_SINK_TRACE_URL must contain `\{trace_id\}`"):
+    with pytest.raises(ValidationError, match=r"VIGIL_TRACE_URL must contain `\{trace_id\}`"):
         SinkSettings(trace_url="https://jaeger.example.com/trace/")
 
     settings = SinkSettings(trace_url="https://jaeger.example.com/trace/{trace_id}")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from vigil.common.bus import Delivery
 from vigil.common.definitions import DefinitionsView
@@ -331,3 +332,21 @@ stringData: {url: "http://127.0.0.1:9/hooks"}
             f"sink team: gave up after 2 deliveries: delivery failed after 3 attempts: {missing}"
         )
         assert [status for _, status, _ in await sink.records()] == ["retrying"] * 5 + ["failed"]
+
+
+async def test_a_notify_step_is_timed_in_the_step_duration_histogram_by_kind_and_outcome(
+    tmp_path: Path,
+) -> None:
+    """One retry after 0.5 s of backoff (the fake clock's): the notify step took 0.5 s."""
+    labels = {"kind": "notify", "outcome": "succeeded"}
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(f"vigil_step_duration_seconds_{name}", labels) or 0.0
+
+    count, total = sample("count"), sample("sum")
+    async with running_sink(tmp_path) as sink:
+        sink.webhook.errors.append(TransientError("503 from the receiver"))
+        assert (await sink.notify("team")).outcome == "succeeded"
+
+    assert sample("count") == count + 1
+    assert sample("sum") == pytest.approx(total + 0.5)

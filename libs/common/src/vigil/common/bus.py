@@ -38,6 +38,9 @@ class Outgoing:
     subject: str
     message: Contract
     msg_id: str
+    # The W3C trace context (`traceparent`, `tracestate`) this message carries; the current
+    # span's when None. Set when one publish carries the work of several traces.
+    trace_headers: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -71,6 +71,9 @@ class Execution(Document):
     error: str | None = None
     steps: list[StepRecord]
     trace_id: str | None = None
+    # The W3C `traceparent` of the span that admitted it: later work on the execution
+    # (a timer's wake-up, a redelivery, batched results) joins the alert's trace there.
+    trace_parent: str | None = None
 
     @property
     def finished(self) -> bool:

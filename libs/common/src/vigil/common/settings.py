@@ -48,6 +48,22 @@ def _global(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
 
 
+TRACE_URL_ENV = "VIGIL_TRACE_URL"
+TRACE_URL_DESCRIPTION = (
+    "A trace UI's URL with `{trace_id}` in it (e.g. https://jaeger.example.com/trace/"
+    "{trace_id}): the API's executions and the sinks' reports link to their trace; no link "
+    "when unset (VIGIL_TRACE_URL, one setting for ingest and sink)."
+)
+
+
+def checked_trace_url(value: str | None) -> str | None:
+    """`VIGIL_TRACE_URL` as given, refused when it has no `{trace_id}` to fill in."""
+    if value is not None and "{trace_id}" not in value:
+        msg = f"{TRACE_URL_ENV} must contain `{{trace_id}}`, where the trace id goes"
+        raise ValueError(msg)
+    return value
+
+
 # A NATS user name becomes a subject token of its inbox prefix (`_INBOX.<user>`).
 _NATS_USER = re.compile(r"^[A-Za-z0-9_-]+$")
 

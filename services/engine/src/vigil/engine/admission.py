@@ -6,6 +6,9 @@ namespace is matched. Executions of `Allow` workflows without cooldown are creat
 advanced in a second transaction and their requests go out in one pipelined publish.
 Guarded workflows (cooldown, `Forbid`, `Replace`) and trigger keys that already exist take
 the one-by-one path, where `vigil.engine.domain.policy.admit` decides.
+
+Every alert is admitted in a span of its own trace (parented by its message's
+`traceparent`), whose context the executions it starts keep for their later spans.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from functools import partial
 from typing import Protocol
 
 import structlog
+from opentelemetry import trace
 from prometheus_client import Counter
 from ulid import ULID
 
@@ -28,13 +32,14 @@ from vigil.common.history import is_newest
 from vigil.common.messages import AlertReceived
 from vigil.common.resources import Workflow
 from vigil.common.store import AlertStore, ExecutionStore
-from vigil.common.telemetry import current_trace_id
+from vigil.common.telemetry import message_context, traceparent_of
 from vigil.engine.domain.machine import Transition, advance, alert_changed, cancel, new_execution
 from vigil.engine.domain.matching import match, trigger_key
 from vigil.engine.domain.policy import Replace, Suppress, admit, concurrency_key, is_guarded
-from vigil.engine.progress import EXECUTIONS_STARTED, Progress
+from vigil.engine.progress import Progress, count_started
 
 log = structlog.get_logger(__name__)
+tracer = trace.get_tracer("vigil.engine")
 
 ALERTS_RECORDED = Counter("vigil_alerts_recorded_total", "Alerts recorded by the engine.")
 EXECUTIONS_SUPPRESSED = Counter(
@@ -66,6 +71,27 @@ class Admission:
 
         Returns one outcome per alert: None, or the error that settles that alert alone.
         """
+        spans = [
+            tracer.start_span(
+                "admit alert",
+                context=message_context(delivery.headers),
+                attributes={"vigil.alert.fingerprint": received.alert.fingerprint},
+            )
+            for received, delivery in batch
+        ]
+        outcomes: Outcomes = [None] * len(batch)
+        try:
+            outcomes = await self._admit(batch, spans)
+        finally:
+            for span, outcome in zip(spans, outcomes, strict=True):
+                if outcome is not None:
+                    span.set_status(trace.StatusCode.ERROR, str(outcome))
+                span.end()
+        return outcomes
+
+    async def _admit(
+        self, batch: Sequence[tuple[AlertReceived, Delivery]], spans: list[trace.Span]
+    ) -> Outcomes:
         outcomes: Outcomes = [None] * len(batch)
         ready: list[int] = []
         for index, (received, _) in enumerate(batch):
@@ -84,11 +110,11 @@ class Admission:
         quick, one_by_one = await self._triage(
             list(zip(ready, alerts, records, strict=True)), outcomes
         )
-        one_by_one += await self._start_many(quick, outcomes)
+        one_by_one += await self._start_many(quick, outcomes, spans)
         for index, workflow, received in one_by_one:
             if outcomes[index] is None:
                 try:
-                    await self._start(workflow, received)
+                    await self._start(workflow, received, spans[index])
                 except Exception as exc:  # noqa: BLE001 - settles this alert alone, not the batch
                     outcomes[index] = exc
         await self._follow_repeats(alerts, records)
@@ -151,7 +177,9 @@ class Admission:
                     partial(alert_changed, workflow=workflow, alert=received.alert, now=now),
                 )
 
-    async def _start_many(self, matches: list[Matched], outcomes: Outcomes) -> list[Matched]:
+    async def _start_many(
+        self, matches: list[Matched], outcomes: Outcomes, spans: list[trace.Span]
+    ) -> list[Matched]:
         """Create executions in one transaction; return the matches whose key existed."""
         prepared: list[tuple[Matched, Transition]] = []
         now = self.clock.now()
@@ -159,23 +187,26 @@ class Admission:
             index, workflow, received = item
             try:
                 key = concurrency_key(workflow, received)
-                execution = self._new_execution(workflow, received, concurrency_key=key)
+                execution = self._new_execution(
+                    workflow, received, concurrency_key=key, span=spans[index]
+                )
                 prepared.append((item, advance(execution, workflow, now=now)))
             except Exception as exc:  # noqa: BLE001 - settles this alert alone, not the batch
                 outcomes[index] = exc
         inserted = await self.store.insert_executions([t.execution for _, t in prepared])
         started = [t for (_, t), new in zip(prepared, inserted, strict=True) if new]
-        EXECUTIONS_STARTED.inc(len(started))
         for transition in started:
+            count_started(transition.execution)
             log.info(
                 "execution_created",
+                trace_id=transition.execution.trace_id,
                 execution_id=transition.execution.id,
                 workflow=f"{transition.execution.namespace}/{transition.execution.workflow}",
             )
         await self.progress.publish_all(started)
         return [item for (item, _), new in zip(prepared, inserted, strict=True) if not new]
 
-    async def _start(self, workflow: Workflow, received: AlertReceived) -> None:
+    async def _start(self, workflow: Workflow, received: AlertReceived, span: trace.Span) -> None:
         """Create the execution of this occurrence, or resume it if it exists (redelivery)."""
         key = trigger_key(workflow, received)
         if is_guarded(workflow):
@@ -185,7 +216,7 @@ class Admission:
             if existing is not None:
                 await self._resume(existing, workflow)
                 return
-        if not await self._create(workflow, received):
+        if not await self._create(workflow, received, span):
             existing = await self.store.find_by_trigger_key(key)
             if existing is None:
                 msg = f"trigger key {key} exists but its execution cannot be read"
@@ -198,7 +229,7 @@ class Admission:
             execution, partial(advance, workflow=workflow, now=self.clock.now())
         )
 
-    async def _create(self, workflow: Workflow, received: AlertReceived) -> bool:
+    async def _create(self, workflow: Workflow, received: AlertReceived, span: trace.Span) -> bool:
         """Create and start the execution unless cooldown or the policy suppresses it.
 
         Returns False if the trigger key already exists. The execution is inserted already
@@ -233,16 +264,21 @@ class Admission:
                         now=self.clock.now(),
                     ),
                 )
-        execution = self._new_execution(workflow, received, concurrency_key=key).model_copy(
-            update={"exclusive_key": decision.exclusive_key}
-        )
+        execution = self._new_execution(
+            workflow, received, concurrency_key=key, span=span
+        ).model_copy(update={"exclusive_key": decision.exclusive_key})
         transition = advance(execution, workflow, now=self.clock.now())
         # A Conflict (another replica took the concurrency key meanwhile) is transient:
         # the redelivered alert then finds that execution and obeys the policy.
         if not await self.store.insert_execution(transition.execution):
             return False
-        EXECUTIONS_STARTED.inc()
-        log.info("execution_created", execution_id=execution.id, workflow=workflow.ref)
+        count_started(transition.execution)
+        log.info(
+            "execution_created",
+            trace_id=execution.trace_id,
+            execution_id=execution.id,
+            workflow=workflow.ref,
+        )
         await self.progress.publish(transition)
         return True
 
@@ -268,8 +304,10 @@ class Admission:
         return newest, unfinished
 
     def _new_execution(
-        self, workflow: Workflow, received: AlertReceived, *, concurrency_key: str
+        self, workflow: Workflow, received: AlertReceived, *, concurrency_key: str, span: trace.Span
     ) -> Execution:
+        """A new execution in the trace of `span`, the admission of its alert."""
+        traced = span.get_span_context()
         return new_execution(
             execution_id=str(ULID()),
             workflow=workflow,
@@ -277,5 +315,6 @@ class Admission:
             trigger_key=trigger_key(workflow, received),
             concurrency_key=concurrency_key,
             now=self.clock.now(),
-            trace_id=current_trace_id(),
+            trace_id=f"{traced.trace_id:032x}" if traced.is_valid else None,
+            trace_parent=traceparent_of(span),
         )

@@ -18,9 +18,9 @@ from vigil.common.definitions import DefinitionsView
 from vigil.common.errors import PermanentError, TransientError
 from vigil.common.messages import AlertReceived, CancelRequested, RunRequested
 from vigil.common.store import ExecutionStore
-from vigil.common.telemetry import current_trace_id
+from vigil.common.telemetry import current_trace_id, traceparent_of
 from vigil.engine.domain.machine import advance, cancel, new_execution
-from vigil.engine.progress import EXECUTIONS_STARTED, Progress, workflow_or_abandon
+from vigil.engine.progress import Progress, count_started, workflow_or_abandon
 
 log = structlog.get_logger(__name__)
 
@@ -68,9 +68,10 @@ class Commands:
                 concurrency_key=command.alert.fingerprint,
                 now=self.clock.now(),
                 trace_id=current_trace_id(),
+                trace_parent=traceparent_of(),
             )
             if await self.store.insert_execution(execution):
-                EXECUTIONS_STARTED.inc()
+                count_started(execution)
                 log.info("execution_created", execution_id=execution.id, manual=True)
         await self.progress.apply(
             execution, partial(advance, workflow=workflow, now=self.clock.now())

@@ -3,6 +3,10 @@
 Compare-and-set on the execution version: a lost race reloads and re-applies the transform.
 After the save the dispatches, events and cancellations are published; every redelivery
 publishes them again (same `Nats-Msg-Id`, deduplicated), which heals a crash in between.
+
+Each step request goes out in a `dispatch` span of its execution's trace
+(`vigil.common.telemetry.execution_context`): one publish may carry several alerts' work,
+so every message carries its own `traceparent`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from datetime import datetime
 from functools import partial
 
 import structlog
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from prometheus_client import Counter
 
 from vigil.common import subjects
@@ -23,15 +29,28 @@ from vigil.common.errors import Conflict, TransientError
 from vigil.common.messages import StepCancelled
 from vigil.common.resources import Workflow
 from vigil.common.store import ExecutionStore
+from vigil.common.telemetry import execution_context
 from vigil.engine.domain.machine import Transition, abandon
 from vigil.engine.domain.requests import request_id
 
 log = structlog.get_logger(__name__)
+tracer = trace.get_tracer("vigil.engine")
 
-EXECUTIONS_STARTED = Counter("vigil_executions_started_total", "Executions created.")
-EXECUTIONS_FINISHED = Counter(
-    "vigil_executions_finished_total", "Executions that reached a final state.", ["state"]
+# `workflow` is `namespace/name`: as many values as there are Workflows, a bounded set.
+EXECUTIONS_STARTED = Counter(
+    "vigil_executions_started_total", "Executions created, by workflow.", ["workflow"]
 )
+EXECUTIONS_FINISHED = Counter(
+    "vigil_executions_finished_total",
+    "Executions that reached a final state, by workflow and state.",
+    ["workflow", "state"],
+)
+
+
+def count_started(execution: Execution) -> None:
+    EXECUTIONS_STARTED.labels(workflow=f"{execution.namespace}/{execution.workflow}").inc()
+
+
 CAS_ATTEMPTS = 8
 
 
@@ -88,26 +107,53 @@ class Progress:
 
     async def publish_all(self, transitions: Sequence[Transition]) -> None:
         """What the transitions ask for, pipelined in one round of acknowledged publishes."""
-        outgoing = [
-            Outgoing(
-                subject=subjects.steps(request.kind),
-                message=request,
-                msg_id=request_id(request.execution_id, request.step, request.attempt),
+        spans: list[trace.Span] = []
+        outgoing: list[Outgoing] = []
+        for transition in transitions:
+            execution = transition.execution
+            parent = execution_context(
+                trace_id=execution.trace_id, traceparent=execution.trace_parent
             )
-            for transition in transitions
-            for request in transition.dispatch
-        ]
-        outgoing += [
-            Outgoing(
-                subject=subjects.events(event.namespace, event.workflow),
-                message=event,
-                msg_id=f"{event.execution_id}/state/{event.state}",
-            )
-            for transition in transitions
-            for event in transition.events
-        ]
-        if outgoing:
-            await self.bus.publish_all(outgoing)
+            for request in transition.dispatch:
+                span = tracer.start_span(
+                    f"dispatch {request.kind}",
+                    context=parent,
+                    kind=trace.SpanKind.PRODUCER,
+                    attributes={
+                        "vigil.execution.id": request.execution_id,
+                        "vigil.step.name": request.step,
+                        "vigil.step.attempt": request.attempt,
+                    },
+                )
+                spans.append(span)
+                outgoing.append(
+                    Outgoing(
+                        subject=subjects.steps(request.kind),
+                        message=request,
+                        msg_id=request_id(request.execution_id, request.step, request.attempt),
+                        trace_headers=_headers(trace.set_span_in_context(span)),
+                    )
+                )
+            outgoing += [
+                Outgoing(
+                    subject=subjects.events(event.namespace, event.workflow),
+                    message=event,
+                    msg_id=f"{event.execution_id}/state/{event.state}",
+                    trace_headers=_headers(parent),
+                )
+                for event in transition.events
+            ]
+        try:
+            if outgoing:
+                await self.bus.publish_all(outgoing)
+        except Exception as exc:
+            for span in spans:
+                span.record_exception(exc)
+                span.set_status(trace.StatusCode.ERROR, str(exc))
+            raise
+        finally:
+            for span in spans:
+                span.end()
         for transition in transitions:
             await self._announce_and_log(transition)
 
@@ -123,24 +169,36 @@ class Progress:
             )
         if not transition.changed:
             return
+        execution = transition.execution
+        # The execution's own trace id: a batch's span may belong to another alert's trace.
+        traced = {"trace_id": execution.trace_id} if execution.trace_id else {}
         for request in transition.dispatch:
             log.info(
                 "step_dispatched",
+                **traced,
                 execution_id=request.execution_id,
                 step=request.step,
                 attempt=request.attempt,
                 kind=request.kind,
             )
-        execution = transition.execution
         if execution.finished:
-            EXECUTIONS_FINISHED.labels(state=execution.state).inc()
+            EXECUTIONS_FINISHED.labels(
+                workflow=f"{execution.namespace}/{execution.workflow}", state=execution.state
+            ).inc()
             log.info(
                 "execution_finished",
+                **traced,
                 execution_id=execution.id,
                 workflow=execution.workflow,
                 state=execution.state,
                 error=execution.error,
             )
+
+
+def _headers(parent: Context) -> dict[str, str]:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=parent)
+    return carrier
 
 
 async def workflow_or_abandon(

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
 from vigil.common import streams, subjects
 from vigil.common.adapters.service import (
@@ -23,6 +24,7 @@ from vigil.common.errors import TransientError
 from vigil.common.messages import StepCancelled, StepRequest
 from vigil.common.runtime import run_tasks
 from vigil.common.store import ExecutionStore
+from vigil.common.telemetry import hide_url_path, hide_url_path_async
 from vigil.executor.adapters import agents
 from vigil.executor.adapters.local import LocalProcessRunner
 from vigil.executor.agent import AgentRunner
@@ -94,6 +96,7 @@ def _pod_runner(
 
 
 async def run(settings: ExecutorSettings, stop: asyncio.Event) -> None:
+    trace_http_requests()
     async with (
         opened_store(settings) as store,
         connected_bus(settings, service="executor") as bus,
@@ -124,3 +127,12 @@ async def run(settings: ExecutorSettings, stop: asyncio.Event) -> None:
             *consumers,
             *loops,
         )
+
+
+def trace_http_requests() -> None:
+    """Every httpx request of this process in a client span of the current trace (httpx's
+    client classes are patched, so once per process)."""
+    instrumentor = HTTPXClientInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        # Only scheme, host and port of each URL: a path or query may hold a credential.
+        instrumentor.instrument(request_hook=hide_url_path, async_request_hook=hide_url_path_async)

@@ -15,22 +15,21 @@ from datetime import datetime, timedelta
 
 import structlog
 from opentelemetry import trace
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 
 from vigil.common import subjects
 from vigil.common.bus import Delivery, Publisher
 from vigil.common.clock import SYSTEM_CLOCK, Clock
 from vigil.common.errors import PermanentError
 from vigil.common.messages import StepCancelled, StepRequest, StepResult
+from vigil.common.metrics import observe_step, start_timing
 from vigil.common.store import ArtifactStore
 from vigil.executor.domain.results import cancelled_result, step_result
 from vigil.executor.runners import Runners
 
 log = structlog.get_logger(__name__)
+tracer = trace.get_tracer("vigil.executor")
 
-STEP_DURATION = Histogram(
-    "vigil_step_duration_seconds", "Duration of a step attempt.", ["kind", "outcome"]
-)
 STEPS_RUN = Counter("vigil_steps_run_total", "Step attempts run.", ["kind", "outcome"])
 CANCELLED_MEMORY = timedelta(minutes=10)
 
@@ -53,6 +52,9 @@ class StepWorker:
     # Attempts cancelled lately (when the notice came): a request for one that was still
     # queued when its notice came is settled without running it.
     cancelled: dict[Attempt, datetime] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        start_timing(self.runners)
 
     async def on_cancel(self, notice: StepCancelled) -> None:
         attempt = _attempt(notice.execution_id, notice.step, notice.attempt)
@@ -95,7 +97,11 @@ class StepWorker:
         log.info("step_started", kind=request.kind, delivery=delivery.delivery)
         stop = self.running[attempt] = asyncio.Event()
         try:
-            outcome = await runner.run(request, stop)
+            with tracer.start_as_current_span(
+                f"run {request.kind}",
+                attributes={"vigil.step.name": request.step, "vigil.step.attempt": request.attempt},
+            ):
+                outcome = await runner.run(request, stop)
         finally:
             self.running.pop(attempt, None)
         settled = step_result(
@@ -113,7 +119,7 @@ class StepWorker:
             span.set_attribute(f"vigil.artifact.{settled.artifact.kind}", settled.artifact.id)
         result = settled.result
         seconds = (result.finished_at - result.started_at).total_seconds()
-        STEP_DURATION.labels(kind=request.kind, outcome=result.outcome).observe(seconds)
+        observe_step(kind=request.kind, outcome=result.outcome, seconds=seconds)
         STEPS_RUN.labels(kind=request.kind, outcome=result.outcome).inc()
         await self._publish(result, request)
         await runner.release(request)

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from ulid import ULID
 
 from vigil.common import subjects
+from vigil.common.adapters.consumer_metrics import refresh_consumer_lag
 from vigil.common.adapters.ops import ReadinessCheck, ops_routes
 from vigil.common.alertmanager import AlertStatus, WebhookPayload
 from vigil.common.cron import Cron, next_fire
@@ -27,7 +30,6 @@ from vigil.common.documents import (
     AlertFilter,
     AlertPage,
     Artifact,
-    Execution,
     ExecutionFilter,
     ExecutionPage,
 )
@@ -49,6 +51,7 @@ from vigil.ingest.views import (
     DefinitionList,
     DeliveryList,
     ErrorBody,
+    ExecutionDetail,
     ExecutionSummary,
     ManualAlert,
     RunAccepted,
@@ -124,7 +127,10 @@ def build_app(
         title="Vigil",
         summary="Alert-response platform: webhooks in, executions out.",
         version="0.1.0",
-        routes=ops_routes(checks),
+        # Each scrape reads the consumers' lag from the bus (ingest may ask; see /stats).
+        routes=ops_routes(
+            checks, before_scrape=partial(refresh_consumer_lag, ingest.bus, MONITORED)
+        ),
     )
 
     @app.post(
@@ -154,6 +160,10 @@ def build_app(
     if tokens is not None:
         app.add_middleware(RequireTokens, tokens=tokens)
     _document_errors(app, bearer=tokens is not None)
+    # The server span of each request: where an alert's trace starts.
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
+    )
     return app
 
 
@@ -259,13 +269,18 @@ def _executions(ingest: Ingest) -> APIRouter:
     @router.get(
         "/executions/{execution_id}",
         tags=["executions"],
-        response_model=Execution,
+        response_model=ExecutionDetail,
         responses=NOT_FOUND,
     )
-    async def get_execution(execution_id: str) -> Execution | JSONResponse:
-        """One execution with its steps, their state and output."""
+    async def get_execution(execution_id: str) -> ExecutionDetail | JSONResponse:
+        """One execution with its steps, their state and output, and its trace's link."""
         found = await ingest.store.get_execution(execution_id)
-        return found or _error(404, f"no execution {execution_id}")
+        if found is None:
+            return _error(404, f"no execution {execution_id}")
+        link = None
+        if ingest.trace_url is not None and found.trace_id is not None:
+            link = ingest.trace_url.replace("{trace_id}", found.trace_id)
+        return ExecutionDetail(**dict(found), trace_url=link)
 
     @router.post(
         "/executions/{execution_id}/cancel",

@@ -54,6 +54,7 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
             secrets=secrets,
             max_body_bytes=settings.max_body_bytes,
             alert_limits=settings.alert_limits(),
+            trace_url=settings.trace_url,
         )
         guarding: list[Coroutine[Any, Any, None]] = []
         if tokens is None:

@@ -73,6 +73,7 @@ class Ingest:
     max_body_bytes: int
     alert_limits: AlertLimits = field(default_factory=AlertLimits)
     clock: Clock = SYSTEM_CLOCK
+    trace_url: str | None = None  # a trace UI's URL with `{trace_id}` (VIGIL_TRACE_URL)
 
     async def receive(self, namespace: str, source: str, request: Request) -> JSONResponse:
         checked = await self._check_request(namespace, source, request)

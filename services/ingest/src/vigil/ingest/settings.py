@@ -5,11 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from vigil.common.adapters.http_limits import HttpLimits
-from vigil.common.settings import SecretSettings, is_loopback
+from vigil.common.settings import (
+    TRACE_URL_DESCRIPTION,
+    TRACE_URL_ENV,
+    SecretSettings,
+    checked_trace_url,
+    is_loopback,
+)
 from vigil.ingest.alert_limits import AlertLimits
 
 
@@ -80,6 +86,17 @@ class IngestSettings(SecretSettings):
         validation_alias=AliasChoices("VIGIL_API_TOKEN", "vigil_api_token"),
         description="One API token with every scope (VIGIL_API_TOKEN).",
     )
+
+    trace_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(TRACE_URL_ENV, TRACE_URL_ENV.lower()),
+        description=TRACE_URL_DESCRIPTION,
+    )
+
+    @field_validator("trace_url")
+    @classmethod
+    def _trace_url_names_the_trace(cls, value: str | None) -> str | None:
+        return checked_trace_url(value)
 
     @model_validator(mode="after")
     def _label_limit_within_the_alert_limit(self) -> Self:

@@ -14,7 +14,7 @@ from pydantic.alias_generators import to_camel
 
 from vigil.common.alertmanager import AlertStatus, label_fingerprint
 from vigil.common.definitions import DefinitionStatus
-from vigil.common.documents import AlertRecord, DeliveryRecord
+from vigil.common.documents import AlertRecord, DeliveryRecord, Execution
 from vigil.common.messages import Alert, ExecutionState
 
 
@@ -124,3 +124,13 @@ class AlertDetail(AlertRecord):
 
 class DefinitionList(View):
     items: list[DefinitionStatus]
+
+
+class ExecutionDetail(Execution):
+    """An execution as the API shows it: the document, and a link to its trace."""
+
+    trace_url: str | None = Field(
+        default=None,
+        description="The execution's trace in the trace UI (VIGIL_TRACE_URL); null when "
+        "no trace UI is configured or the execution has no trace id.",
+    )

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import httpx
 import structlog
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
 from vigil.common import streams
 from vigil.common.adapters.jetstream import JetStreamBus
@@ -23,6 +24,7 @@ from vigil.common.definitions import DefinitionsView
 from vigil.common.messages import StepRequest
 from vigil.common.runtime import run_tasks
 from vigil.common.secrets import SecretResolver
+from vigil.common.telemetry import hide_url_path, hide_url_path_async
 from vigil.sink.adapters.log import LogNotifier
 from vigil.sink.adapters.msteams import TeamsNotifier
 from vigil.sink.adapters.pagerduty import PagerDutyNotifier
@@ -56,6 +58,7 @@ def build_notifiers(
 
 
 async def run(settings: SinkSettings, stop: asyncio.Event) -> None:
+    trace_http_requests()
     async with (
         opened_store(settings) as store,
         connected_bus(settings, service="sink") as bus,
@@ -103,3 +106,12 @@ async def _consume_when_ready(
         StepRequest,
         handlers.on_notify,
     )
+
+
+def trace_http_requests() -> None:
+    """Every httpx request of this process in a client span of the current trace (httpx's
+    client classes are patched, so once per process)."""
+    instrumentor = HTTPXClientInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        # Only scheme, host and port of each URL: a path or query may hold a credential.
+        instrumentor.instrument(request_hook=hide_url_path, async_request_hook=hide_url_path_async)

@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 import structlog
 from prometheus_client import Counter
@@ -128,6 +128,15 @@ class DeliveryLoop:
     clock: Clock = SYSTEM_CLOCK
     limits: RateLimits = field(default_factory=RateLimits)
     draw: Callable[[], float] = random.random
+
+    def __post_init__(self) -> None:
+        # Every sink type's outcomes at 0 from the start: a dashboard's failure rate is then
+        # 0, not "no data", until the first failure.
+        for sink_type in self.notifiers:
+            for outcome in ("delivered", "failed"):
+                DELIVERIES.labels(type=sink_type, outcome=outcome)
+            for status in get_args(Status.__value__):
+                DELIVERY_ATTEMPTS.labels(type=sink_type, status=status)
 
     async def deliver(self, notification: Notification, delivery: Delivery) -> str | None:
         """Deliver unless an attempt with this key already succeeded; record each attempt.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import structlog
+from opentelemetry import trace
 from pydantic import JsonValue
 
 from vigil.common import subjects
@@ -18,10 +19,12 @@ from vigil.common.clock import SYSTEM_CLOCK, Clock
 from vigil.common.definitions import DefinitionsView
 from vigil.common.errors import InvalidInput, TransientError
 from vigil.common.messages import StepRequest, StepResult
+from vigil.common.metrics import observe_step, start_timing
 from vigil.sink.delivering import DeliveryLoop
 from vigil.sink.notifiers import Notification
 
 log = structlog.get_logger(__name__)
+tracer = trace.get_tracer("vigil.sink")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,6 +33,9 @@ class SinkHandlers:
     definitions: DefinitionsView
     deliveries: DeliveryLoop
     clock: Clock = SYSTEM_CLOCK
+
+    def __post_init__(self) -> None:
+        start_timing(["notify"])
 
     async def on_notify(self, request: StepRequest, delivery: Delivery) -> None:
         structlog.contextvars.bind_contextvars(
@@ -52,7 +58,13 @@ class SinkHandlers:
                 notification = Notification(
                     sink=definition, request=request, notify=notify, idempotency_key=key
                 )
-                error = await self.deliveries.deliver(notification, delivery)
+                with tracer.start_as_current_span(
+                    f"deliver {notification.sink_type}",
+                    attributes={"vigil.sink.name": name, "vigil.step.name": request.step},
+                ) as span:
+                    error = await self.deliveries.deliver(notification, delivery)
+                    if error is not None:
+                        span.set_status(trace.StatusCode.ERROR, error)
             if error is not None:
                 errors.append(error)
             deliveries.append(
@@ -71,4 +83,6 @@ class SinkHandlers:
         await self.bus.publish(
             subjects.results(), result, msg_id=f"{request.idempotency_key}/result"
         )
+        seconds = (result.finished_at - result.started_at).total_seconds()
+        observe_step(kind=request.kind, outcome=result.outcome, seconds=seconds)
         log.info("notify_finished", outcome=result.outcome, sinks=len(notify.sinks))

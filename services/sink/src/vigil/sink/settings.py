@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from vigil.common.settings import SecretSettings
+from vigil.common.settings import (
+    TRACE_URL_DESCRIPTION,
+    TRACE_URL_ENV,
+    SecretSettings,
+    checked_trace_url,
+)
 
 
 class SinkSettings(SecretSettings):
@@ -38,8 +43,11 @@ class SinkSettings(SecretSettings):
     )
     trace_url: str | None = Field(
         default=None,
-        description="A trace's URL with `{trace_id}` in it (e.g. "
-        "https://jaeger.example.com/trace/{trace_id}); no trace link when unset.",
+        # VIGIL_SINK_TRACE_URL: the name this setting had before ingest used it too.
+        validation_alias=AliasChoices(
+            TRACE_URL_ENV, TRACE_URL_ENV.lower(), "VIGIL_SINK_TRACE_URL", "vigil_sink_trace_url"
+        ),
+        description=TRACE_URL_DESCRIPTION,
     )
     slack_api_url: str = Field(
         default="https://slack.com/api",
@@ -49,7 +57,4 @@ class SinkSettings(SecretSettings):
     @field_validator("trace_url")
     @classmethod
     def _trace_url_names_the_trace(cls, value: str | None) -> str | None:
-        if value is not None and "{trace_id}" not in value:
-            msg = "VIGIL_SINK_TRACE_URL must contain `{trace_id}`, where the trace id goes"
-            raise ValueError(msg)
-        return value
+        return checked_trace_url(value)

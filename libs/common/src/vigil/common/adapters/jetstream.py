@@ -34,6 +34,12 @@ from opentelemetry import trace
 from pydantic import ValidationError
 
 from vigil.common import subjects
+from vigil.common.adapters.consumer_metrics import (
+    count_dead_letter,
+    count_delivery,
+    count_settled,
+    start_counting,
+)
 from vigil.common.adapters.jetstream_kv import JetStreamBucket
 from vigil.common.adapters.nats_errors import NATS_ERRORS
 from vigil.common.bus import BatchHandler, ConsumerStats, Delivery, Handler, Outgoing
@@ -250,7 +256,8 @@ class JetStreamBus:
         limit = int(self._nc.max_payload)
         encoded: list[_Encoded] = []
         for index, item in enumerate(items):
-            headers = self._headers(item.message, item.msg_id, trace_headers)
+            own = None if item.trace_headers is None else dict(item.trace_headers)
+            headers = self._headers(item.message, item.msg_id, own or trace_headers)
             payload = item.message.model_dump_json(by_alias=True).encode()
             size = len(payload) + _header_bytes(headers)
             if size > limit:
@@ -302,6 +309,7 @@ class JetStreamBus:
         self, spec: ConsumerSpec, model: type[T], handler: Handler[T]
     ) -> None:
         """Run `handler` for every message of the durable consumer until cancelled."""
+        start_counting(spec)
         psub = await self._subscribe(spec)
         in_flight = 0
         room = asyncio.Event()
@@ -352,6 +360,7 @@ class JetStreamBus:
         `max_in_flight // batch` batches run at a time; each message is still settled on
         its own outcome.
         """
+        start_counting(spec)
         psub = await self._subscribe(spec)
         slots = asyncio.Semaphore(max(1, spec.max_in_flight // spec.batch))
 
@@ -396,6 +405,10 @@ class JetStreamBus:
                 await self._settle(spec, msg, delivery, error)
         if not items:
             return
+        # A batch of one is a child of its message's span, so a quiet system shows one
+        # trace per alert end to end; a bigger batch links to every message's span (and
+        # the handler parents each message's own work in its trace).
+        parent = extract_context(items[0][1].headers) if len(items) == 1 else None
         links = [
             trace.Link(span_context)
             for delivery in (d for _, d in items)
@@ -409,6 +422,7 @@ class JetStreamBus:
         outcomes: Sequence[BaseException | None]
         with tracer.start_as_current_span(
             f"consume {spec.durable} batch",
+            context=parent,
             kind=trace.SpanKind.CONSUMER,
             links=links,
             attributes={"messaging.batch.message_count": len(items)},
@@ -516,6 +530,7 @@ class JetStreamBus:
         self, spec: ConsumerSpec, msg: Msg, delivery: Delivery, error: BaseException | None
     ) -> None:
         outcome = outcome_for(error, delivery=delivery.delivery, max_deliver=spec.max_deliver)
+        count_settled(spec, outcome.action)
         try:
             if outcome.action == "ack":
                 await msg.ack()
@@ -530,6 +545,7 @@ class JetStreamBus:
             )
             if outcome.dead_letter:
                 await self._dead_letter(spec, msg, delivery, outcome.reason or "unknown")
+                count_dead_letter(spec)
             if outcome.action == "nak":
                 await msg.nak(delay=outcome.delay)
             else:
@@ -612,6 +628,7 @@ def _checked(
 
 def _delivery(spec: ConsumerSpec, msg: Msg) -> Delivery:
     meta = msg.metadata
+    count_delivery(spec, meta.num_delivered)
     return Delivery(
         subject=msg.subject,
         headers=dict(msg.headers or {}),

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from bson.errors import BSONError
+from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -203,6 +204,7 @@ class MongoStore:
     @classmethod
     async def open(cls, url: str, *, retention: Retention) -> MongoStore:
         """Connect to the database named in the URL's path (`vigil` if none), make indexes."""
+        _trace_commands()
         try:
             client: AsyncMongoClient[Bson] = AsyncMongoClient(
                 url, tz_aware=True, tzinfo=UTC, **_client_options(url)
@@ -530,3 +532,11 @@ class MongoStore:
                 deleted = await collection.delete_many({"expire_at": {"$ne": None, "$lte": now}})
             removed += deleted.deleted_count
         return removed
+
+
+def _trace_commands() -> None:
+    """Every MongoDB command of this process in a span of the trace that caused it
+    (PyMongo's command listeners are global, so once, before the first client)."""
+    instrumentor = PymongoInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()

@@ -31,6 +31,7 @@ from vigil.common.errors import VigilError
 log = structlog.get_logger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+Refresh = Callable[[], Awaitable[None]]
 
 
 async def readiness(checks: Mapping[str, ReadinessCheck]) -> tuple[bool, dict[str, str]]:
@@ -46,7 +47,11 @@ async def readiness(checks: Mapping[str, ReadinessCheck]) -> tuple[bool, dict[st
     return all(v == "ok" for v in report.values()), report
 
 
-def ops_routes(checks: Mapping[str, ReadinessCheck]) -> list[BaseRoute]:
+def ops_routes(
+    checks: Mapping[str, ReadinessCheck], *, before_scrape: Refresh | None = None
+) -> list[BaseRoute]:
+    """The ops routes; `before_scrape` updates gauges read from elsewhere (the bus)."""
+
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -58,6 +63,8 @@ def ops_routes(checks: Mapping[str, ReadinessCheck]) -> list[BaseRoute]:
         )
 
     async def metrics(_: Request) -> Response:
+        if before_scrape is not None:
+            await before_scrape()
         return Response(
             prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST
         )

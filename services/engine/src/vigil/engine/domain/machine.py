@@ -71,6 +71,7 @@ def new_execution(
     concurrency_key: str,
     now: datetime,
     trace_id: str | None = None,
+    trace_parent: str | None = None,
 ) -> Execution:
     spec = workflow.spec
     steps = [StepRecord(name=s.name, kind=s.kind) for s in spec.steps]
@@ -93,6 +94,7 @@ def new_execution(
         wake_at=deadline,
         steps=steps,
         trace_id=trace_id,
+        trace_parent=trace_parent,
     )
 
 

@@ -1,0 +1,137 @@
+"""An OTLP/HTTP trace collector in the test process: a real HTTP server on loopback that
+takes `POST /v1/traces` (protobuf, gzip or not), decodes it with `opentelemetry-proto`
+and keeps every span with the service that sent it.
+
+Point a service at it with `OTEL_EXPORTER_OTLP_ENDPOINT=<collector.endpoint>`; tests wait
+on the spans they expect (`wait_for`), never on time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from tests.support.nats import free_port
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceivedSpan:
+    service: str
+    name: str
+    trace_id: str  # 32 hex digits
+    span_id: str  # 16 hex digits
+    parent_span_id: str  # "" for a root span
+    kind: int  # opentelemetry.proto's Span.SpanKind
+    attributes: dict[str, str]  # every attribute's value as text
+
+
+def decoded(body: bytes) -> list[ReceivedSpan]:
+    """The spans of one OTLP export request."""
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    spans: list[ReceivedSpan] = []
+    for resource_spans in request.resource_spans:
+        attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+        service = attributes.get("service.name", "")
+        for scope_spans in resource_spans.scope_spans:
+            spans.extend(
+                ReceivedSpan(
+                    service=service,
+                    name=span.name,
+                    trace_id=span.trace_id.hex(),
+                    span_id=span.span_id.hex(),
+                    parent_span_id=span.parent_span_id.hex(),
+                    kind=span.kind,
+                    attributes={a.key: _text(a.value) for a in span.attributes},
+                )
+                for span in scope_spans.spans
+            )
+    return spans
+
+
+def _text(value: AnyValue) -> str:
+    kind = value.WhichOneof("value")
+    return "" if kind is None else str(getattr(value, kind))
+
+
+@dataclass(slots=True, kw_only=True)
+class TraceCollector:
+    port: int
+    spans: list[ReceivedSpan] = field(default_factory=list)
+    bad_requests: list[str] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _arrived: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                if self.path != "/v1/traces":
+                    collector.bad_requests.append(f"POST {self.path}")
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                spans = decoded(body)
+                with collector._arrived:
+                    collector.spans.extend(spans)
+                    collector._arrived.notify_all()
+                answer = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def of_trace(self, trace_id: str) -> list[ReceivedSpan]:
+        with self._arrived:
+            return [s for s in self.spans if s.trace_id == trace_id]
+
+    def wait_for(
+        self, trace_id: str, done: Callable[[list[ReceivedSpan]], bool], *, timeout: float
+    ) -> list[ReceivedSpan]:
+        """The spans of `trace_id` once `done(spans)` holds; after `timeout` seconds, the
+        spans so far (the caller's assertions then say what is missing)."""
+        with self._arrived:
+            self._arrived.wait_for(
+                lambda: done([s for s in self.spans if s.trace_id == trace_id]), timeout=timeout
+            )
+            return [s for s in self.spans if s.trace_id == trace_id]
+
+
+@contextmanager
+def collecting() -> Iterator[TraceCollector]:
+    collector = TraceCollector(port=free_port())
+    collector.start()
+    try:
+        yield collector
+    finally:
+        collector.stop()
