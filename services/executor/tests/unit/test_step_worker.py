@@ -5,6 +5,7 @@ how cancellation notices and shutdown reach a running attempt."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
@@ -205,12 +206,32 @@ async def test_a_step_kind_without_a_runner_is_refused() -> None:
         await harness.worker(runners={}).on_step(request(), delivery())
 
 
-async def test_a_publish_failure_leaves_the_request_to_be_redelivered() -> None:
+async def test_an_unacknowledged_result_is_published_again_without_running_the_step_again() -> None:
+    """RESULTS electing a leader: the step ran once, its result goes out once acknowledged."""
     harness = Harness()
-    harness.bus.fail_next()
-    with pytest.raises(TransientError):
-        await harness.worker().on_step(request(), delivery())
+    harness.bus.fail_next(3, reason="no response from stream")
+
+    await harness.worker().on_step(request(), delivery())
+
+    assert len(harness.runner.runs) == 1
+    assert harness.result().outcome == "succeeded"
+    assert harness.clock.slept == [0.2, 0.4, 0.8]
+    assert harness.runner.released == [request()]
+
+
+async def test_a_result_never_acknowledged_leaves_the_request_to_be_redelivered() -> None:
+    """After `result_patience` seconds of backoff the error goes to the consumer (nak)."""
+    harness = Harness()
+    harness.bus.fail_next(100)
+    worker = dataclasses.replace(harness.worker(), result_patience=10.0)
+
+    with pytest.raises(TransientError, match="no ack from JetStream"):
+        await worker.on_step(request(), delivery())
+
     assert harness.bus.published == []
+    assert harness.clock.slept == [0.2, 0.4, 0.8, 1.6, 3.2]
+    assert sum(harness.clock.slept) <= 10.0
+    assert harness.runner.released == []
 
 
 async def test_the_local_runner_refuses_a_request_without_a_cli_body() -> None:

@@ -4,7 +4,10 @@ result; stop a running attempt when a cancellation notice comes.
 The runner is looked up by the step's kind (`vigil.executor.runners`); what its outcome
 means as a result is `vigil.executor.domain.results`. The result's `Nats-Msg-Id` is derived
 from the request's, so running a redelivered step again publishes a result the stream
-deduplicates, and the engine's compare-and-set makes a late duplicate a no-op.
+deduplicates, and the engine's compare-and-set makes a late duplicate a no-op. A result
+the stream did not acknowledge (RESULTS electing a leader) is published again, with
+backoff, for `result_patience` seconds before the request is handed back: the step has
+run, and running it again only to report it would repeat its effect.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from prometheus_client import Counter, Histogram
 from vigil.common import subjects
 from vigil.common.bus import Delivery, Publisher
 from vigil.common.clock import SYSTEM_CLOCK, Clock
-from vigil.common.errors import PermanentError
+from vigil.common.errors import PermanentError, TransientError
 from vigil.common.messages import StepCancelled, StepRequest, StepResult
 from vigil.common.store import ArtifactStore
 from vigil.executor.domain.results import cancelled_result, step_result
@@ -33,6 +36,8 @@ STEP_DURATION = Histogram(
 )
 STEPS_RUN = Counter("vigil_steps_run_total", "Step attempts run.", ["kind", "outcome"])
 CANCELLED_MEMORY = timedelta(minutes=10)
+RESULT_RETRY_FIRST_SECONDS = 0.2
+RESULT_RETRY_MAX_SECONDS = 5.0
 
 type Attempt = tuple[str, str, int]
 
@@ -48,6 +53,9 @@ class StepWorker:
     runners: Runners
     output_limit: int
     clock: Clock = SYSTEM_CLOCK
+    # Seconds a finished attempt's result is published again before the request is
+    # redelivered (and the step run again); the consumer's heartbeat holds it meanwhile.
+    result_patience: float = 60.0
     # Attempts running here, with the event that stops them.
     running: dict[Attempt, asyncio.Event] = field(default_factory=dict)
     # Attempts cancelled lately (when the notice came): a request for one that was still
@@ -120,6 +128,21 @@ class StepWorker:
         log.info("step_finished", outcome=result.outcome, seconds=round(seconds, 3))
 
     async def _publish(self, result: StepResult, request: StepRequest) -> None:
-        await self.bus.publish(
-            subjects.results(), result, msg_id=f"{request.idempotency_key}/result"
-        )
+        """Publish until the stream acknowledges, for `result_patience` seconds at most;
+        then raise the last TransientError (the request is redelivered)."""
+        waited = 0.0
+        pause = RESULT_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                await self.bus.publish(
+                    subjects.results(), result, msg_id=f"{request.idempotency_key}/result"
+                )
+            except TransientError as exc:
+                if waited + pause > self.result_patience:
+                    raise
+                log.warning("result_publish_retried", error=str(exc), in_seconds=pause)
+                await self.clock.sleep(pause)
+                waited += pause
+                pause = min(pause * 2, RESULT_RETRY_MAX_SECONDS)
+                continue
+            return
