@@ -114,6 +114,45 @@ async def test_a_finished_attempt_publishes_its_result_under_the_requests_key() 
     assert harness.runner.released == [request()], "released once the result is out"
 
 
+async def test_a_redelivered_request_of_an_attempt_finished_here_does_not_run_it_again() -> None:
+    """The server lost the acknowledgement (the consumer's leader died): the result is
+    stored already, so the redelivery is settled without repeating the step's effect."""
+    harness = Harness()
+    worker = harness.worker()
+    await worker.on_step(request(), delivery())
+
+    await worker.on_step(request(), delivery(2))
+
+    assert len(harness.runner.runs) == 1
+    assert len(harness.bus.published) == 1
+
+
+async def test_finished_attempts_are_forgotten_after_five_minutes() -> None:
+    harness = Harness()
+    worker = harness.worker()
+    await worker.on_step(request("old"), delivery())
+    harness.clock.advance(5 * 60 + 1)
+    await worker.on_step(request("new"), delivery())
+
+    await worker.on_step(request("old"), delivery(2))
+
+    assert [run.step for run in harness.runner.runs] == ["old", "new", "old"]
+    assert list(worker.finished) == [("01EX", "new", 1), ("01EX", "old", 1)]
+
+
+async def test_an_attempt_whose_result_was_not_acknowledged_runs_again_when_redelivered() -> None:
+    harness = Harness()
+    worker = dataclasses.replace(harness.worker(), result_patience=0.0)
+    harness.bus.fail_next()
+    with pytest.raises(TransientError):
+        await worker.on_step(request(), delivery())
+
+    await worker.on_step(request(), delivery(2))
+
+    assert len(harness.runner.runs) == 2
+    assert harness.result().outcome == "succeeded"
+
+
 async def test_output_beyond_the_limit_is_cut_and_kept_whole_in_an_artifact() -> None:
     big = "x" * (LIMIT * 3)
     harness = Harness(runner=ScriptedRunner(outcome=ProcessOutcome(exit_code=1, stdout=big)))

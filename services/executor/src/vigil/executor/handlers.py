@@ -7,7 +7,10 @@ from the request's, so running a redelivered step again publishes a result the s
 deduplicates, and the engine's compare-and-set makes a late duplicate a no-op. A result
 the stream did not acknowledge (RESULTS electing a leader) is published again, with
 backoff, for `result_patience` seconds before the request is handed back: the step has
-run, and running it again only to report it would repeat its effect.
+run, and running it again only to report it would repeat its effect. For the same reason
+a request for an attempt this process finished lately (its result acknowledged) is settled
+without running it: the server redelivers one whose acknowledgement it lost (the consumer's
+leader died before storing it).
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ STEPS_RUN = Counter("vigil_steps_run_total", "Step attempts run.", ["kind", "out
 CANCELLED_MEMORY = timedelta(minutes=10)
 RESULT_RETRY_FIRST_SECONDS = 0.2
 RESULT_RETRY_MAX_SECONDS = 5.0
+# Finished attempts remembered: a lost acknowledgement comes back after the consumer's
+# ack_wait (30 s by default); the cap bounds the memory at high step rates.
+FINISHED_MEMORY = timedelta(minutes=5)
+FINISHED_REMEMBERED = 50_000
 
 type Attempt = tuple[str, str, int]
 
@@ -61,6 +68,8 @@ class StepWorker:
     # Attempts cancelled lately (when the notice came): a request for one that was still
     # queued when its notice came is settled without running it.
     cancelled: dict[Attempt, datetime] = field(default_factory=dict)
+    # Attempts finished here lately, oldest first, with when (their results are stored).
+    finished: dict[Attempt, datetime] = field(default_factory=dict)
 
     async def on_cancel(self, notice: StepCancelled) -> None:
         attempt = _attempt(notice.execution_id, notice.step, notice.attempt)
@@ -88,6 +97,9 @@ class StepWorker:
             raise PermanentError(msg)
         started = self.clock.now()
         attempt = _attempt(request.execution_id, request.step, request.attempt)
+        if attempt in self.finished:
+            log.info("step_already_finished", delivery=delivery.delivery)
+            return
         if attempt in self.cancelled:
             log.info("step_skipped_cancelled")
             await self._publish(
@@ -124,8 +136,18 @@ class StepWorker:
         STEP_DURATION.labels(kind=request.kind, outcome=result.outcome).observe(seconds)
         STEPS_RUN.labels(kind=request.kind, outcome=result.outcome).inc()
         await self._publish(result, request)
+        self._remember_finished(attempt)
         await runner.release(request)
         log.info("step_finished", outcome=result.outcome, seconds=round(seconds, 3))
+
+    def _remember_finished(self, attempt: Attempt) -> None:
+        now = self.clock.now()
+        self.finished[attempt] = now
+        while self.finished:
+            oldest, at = next(iter(self.finished.items()))
+            if now - at <= FINISHED_MEMORY and len(self.finished) <= FINISHED_REMEMBERED:
+                return
+            del self.finished[oldest]
 
     async def _publish(self, result: StepResult, request: StepRequest) -> None:
         """Publish until the stream acknowledges, for `result_patience` seconds at most;
