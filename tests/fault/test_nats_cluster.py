@@ -169,7 +169,7 @@ def kill_and_restart(cluster: NatsCluster, sender: Sender, node: str) -> float:
 
 
 def test_no_accepted_alert_is_lost_and_no_effect_repeats_when_cluster_nodes_die(
-    tmp_path: Path, receiver: WebhookReceiver
+    tmp_path: Path, receiver: WebhookReceiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
     runs = tmp_path / "runs.log"
     definitions = write_definitions(
@@ -233,9 +233,10 @@ def test_no_accepted_alert_is_lost_and_no_effect_repeats_when_cluster_nodes_die(
         posted = Counter(post.headers["idempotency-key"] for post in receiver.posts)
         assert posted == dict.fromkeys((f"{e['id']}/tell/1/hook" for e in executions), 1)
 
-        print(  # noqa: T201 - the figure this test exists to show
-            f"\n[cluster] {len(accepted)} alerts accepted, refused meanwhile "
-            f"{dict(sender.refused)}; killed {first} (ALERTS leader) then {second}; "
-            f"time to recover (kill to first accepted alert): "
-            f"{', '.join(f'{seconds:.1f}s' for seconds in recovered)}"
-        )
+        with capsys.disabled():  # shown in the test run's output, not only on failure
+            print(  # noqa: T201 - the figure this test exists to show
+                f"\n[cluster] {len(accepted)} alerts accepted, refused meanwhile "
+                f"{dict(sender.refused)}; killed {first} (ALERTS leader) then {second}; "
+                f"time to recover (kill to first accepted alert): "
+                f"{', '.join(f'{seconds:.1f}s' for seconds in recovered)}"
+            )
