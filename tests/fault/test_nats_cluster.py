@@ -2,17 +2,19 @@
 config bucket with 3 replicas from `VIGIL_STREAM_REPLICAS`, `sync_interval: always`), the
 services connected to the cluster's URL list, alerts arriving all along.
 
-The leader of the ALERTS stream is SIGKILLed and restarted; once it is back and current on
-every stream, a second node is SIGKILLed and restarted. Every alert ingest answered 2xx must
-end in exactly one execution, every step's effect must happen exactly once (a line the cli
-step appends, a webhook the notify step posts), and the time from each kill to the first
-alert accepted after it is printed. Ingest may answer 503 while the cluster elects a
-leader: the sender, as Alertmanager does, sends that alert again, and only accepted ones
-count.
+The streams start with one copy, as an earlier install left them, and the services raise
+them to three at start. The leader of the ALERTS stream is then SIGKILLed and restarted;
+once it is back and current on every stream, a second node is SIGKILLed and restarted.
+Every alert ingest answered 2xx must end in exactly one execution, every step's effect must
+happen exactly once (a line the cli step appends, a webhook the notify step posts), and the
+time from each kill to the first alert accepted after it is printed. Ingest may answer 503
+while the cluster elects a leader: the sender, as Alertmanager does, sends that alert
+again, and only accepted ones count.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
@@ -32,6 +34,8 @@ from tests.support.definitions import (
 from tests.support.nats import free_port
 from tests.support.nats_cluster import NatsCluster, running_cluster
 from tests.support.platform import Platform, WebhookReceiver, running_platform
+from vigil.common.adapters.provisioning import provision_bus
+from vigil.common.settings import ServiceSettings
 from vigil.common.streams import stream_specs
 from vigil.common.subjects import CONFIG_BUCKET
 
@@ -171,22 +175,35 @@ def kill_and_restart(cluster: NatsCluster, sender: Sender, node: str) -> float:
 def test_no_accepted_alert_is_lost_and_no_effect_repeats_when_cluster_nodes_die(
     tmp_path: Path, receiver: WebhookReceiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    with running_cluster(tmp_path / "nats") as cluster:
+        # As an earlier install with one replica left them: the services raise it to three.
+        earlier = ServiceSettings(nats_url=cluster.urls, stream_replicas=1)
+        asyncio.run(provision_bus(earlier, timeout=CURRENT_TIMEOUT))
+        single = cluster.placement("ALERTS")
+        assert single is not None, "ALERTS was not provisioned"
+        assert single.followers == {}, single
+        run_through_failures(cluster, tmp_path, receiver, capsys)
+
+
+def run_through_failures(
+    cluster: NatsCluster,
+    tmp_path: Path,
+    receiver: WebhookReceiver,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     runs = tmp_path / "runs.log"
     definitions = write_definitions(
         tmp_path / "definitions",
         alertmanager_source("cluster"),
         DEFINITIONS.replace("RECEIVER_URL", receiver.url).replace("RUNS_FILE", str(runs)),
     )
-    with (
-        running_cluster(tmp_path / "nats") as cluster,
-        running_platform(
-            definitions=definitions,
-            data_dir=tmp_path / "data",
-            extra_args=["--nats-url", cluster.urls],
-            env={"VIGIL_STREAM_REPLICAS": "3"},
-        ) as platform,
-    ):
-        # The services provisioned every stream and the bucket with three copies.
+    with running_platform(
+        definitions=definitions,
+        data_dir=tmp_path / "data",
+        extra_args=["--nats-url", cluster.urls],
+        env={"VIGIL_STREAM_REPLICAS": "3"},
+    ) as platform:
+        # The services raised every stream and the bucket to three copies.
         leaders = cluster.wait_until_current(STREAMS, timeout=CURRENT_TIMEOUT)
         sender = Sender(f"{platform.url}/hooks/cluster/am")
         sender.start()
