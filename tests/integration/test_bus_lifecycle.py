@@ -28,11 +28,8 @@ from tests.support.bus import (
 )
 from tests.support.nats import free_port
 from vigil.common import subjects
-from vigil.common.adapters.jetstream import (
-    CONNECT_TIMEOUT_SECONDS,
-    FETCH_TIMEOUT_SECONDS,
-    JetStreamBus,
-)
+from vigil.common.adapters.jetstream import FETCH_TIMEOUT_SECONDS, JetStreamBus
+from vigil.common.adapters.nats_connection import CONNECT_TIMEOUT_SECONDS
 from vigil.common.bus import Delivery
 from vigil.common.errors import TransientError
 from vigil.common.messages import DeadLetter

@@ -5,6 +5,7 @@ how cancellation notices and shutdown reach a running attempt."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
@@ -113,6 +114,45 @@ async def test_a_finished_attempt_publishes_its_result_under_the_requests_key() 
     assert harness.runner.released == [request()], "released once the result is out"
 
 
+async def test_a_redelivered_request_of_an_attempt_finished_here_does_not_run_it_again() -> None:
+    """The server lost the acknowledgement (the consumer's leader died): the result is
+    stored already, so the redelivery is settled without repeating the step's effect."""
+    harness = Harness()
+    worker = harness.worker()
+    await worker.on_step(request(), delivery())
+
+    await worker.on_step(request(), delivery(2))
+
+    assert len(harness.runner.runs) == 1
+    assert len(harness.bus.published) == 1
+
+
+async def test_finished_attempts_are_forgotten_after_five_minutes() -> None:
+    harness = Harness()
+    worker = harness.worker()
+    await worker.on_step(request("old"), delivery())
+    harness.clock.advance(5 * 60 + 1)
+    await worker.on_step(request("new"), delivery())
+
+    await worker.on_step(request("old"), delivery(2))
+
+    assert [run.step for run in harness.runner.runs] == ["old", "new", "old"]
+    assert list(worker.finished) == [("01EX", "new", 1), ("01EX", "old", 1)]
+
+
+async def test_an_attempt_whose_result_was_not_acknowledged_runs_again_when_redelivered() -> None:
+    harness = Harness()
+    worker = dataclasses.replace(harness.worker(), result_patience=0.0)
+    harness.bus.fail_next()
+    with pytest.raises(TransientError):
+        await worker.on_step(request(), delivery())
+
+    await worker.on_step(request(), delivery(2))
+
+    assert len(harness.runner.runs) == 2
+    assert harness.result().outcome == "succeeded"
+
+
 async def test_output_beyond_the_limit_is_cut_and_kept_whole_in_an_artifact() -> None:
     big = "x" * (LIMIT * 3)
     harness = Harness(runner=ScriptedRunner(outcome=ProcessOutcome(exit_code=1, stdout=big)))
@@ -205,12 +245,32 @@ async def test_a_step_kind_without_a_runner_is_refused() -> None:
         await harness.worker(runners={}).on_step(request(), delivery())
 
 
-async def test_a_publish_failure_leaves_the_request_to_be_redelivered() -> None:
+async def test_an_unacknowledged_result_is_published_again_without_running_the_step_again() -> None:
+    """RESULTS electing a leader: the step ran once, its result goes out once acknowledged."""
     harness = Harness()
-    harness.bus.fail_next()
-    with pytest.raises(TransientError):
-        await harness.worker().on_step(request(), delivery())
+    harness.bus.fail_next(3, reason="no response from stream")
+
+    await harness.worker().on_step(request(), delivery())
+
+    assert len(harness.runner.runs) == 1
+    assert harness.result().outcome == "succeeded"
+    assert harness.clock.slept == [0.2, 0.4, 0.8]
+    assert harness.runner.released == [request()]
+
+
+async def test_a_result_never_acknowledged_leaves_the_request_to_be_redelivered() -> None:
+    """After `result_patience` seconds of backoff the error goes to the consumer (nak)."""
+    harness = Harness()
+    harness.bus.fail_next(100)
+    worker = dataclasses.replace(harness.worker(), result_patience=10.0)
+
+    with pytest.raises(TransientError, match="no ack from JetStream"):
+        await worker.on_step(request(), delivery())
+
     assert harness.bus.published == []
+    assert harness.clock.slept == [0.2, 0.4, 0.8, 1.6, 3.2]
+    assert sum(harness.clock.slept) <= 10.0
+    assert harness.runner.released == []
 
 
 async def test_the_local_runner_refuses_a_request_without_a_cli_body() -> None:

@@ -1,7 +1,8 @@
 """Settings shared by every service; each service subclasses with its own env prefix.
 
-Shared infrastructure settings (`VIGIL_NATS_URL`, `VIGIL_STORE_URL`, `VIGIL_LOG_*`) are
-read under one global name so that `vigil up` and a Kubernetes ConfigMap set them once.
+Shared infrastructure settings (`VIGIL_NATS_URL`, `VIGIL_STORE_URL`, `VIGIL_LOG_*`,
+`VIGIL_STREAM_REPLICAS`) are read under one global name so that `vigil up` and a
+Kubernetes ConfigMap set them once.
 The bus credentials (`VIGIL_NATS_USER` with `VIGIL_NATS_PASSWORD_FILE` or
 `VIGIL_NATS_PASSWORD`) are one NATS user of `vigil.common.bus_permissions`; the password
 is a `SecretStr`, never shown in a log line or an error.
@@ -84,8 +85,8 @@ def redacted_url(url: str) -> str:
         if split.password is None:
             parts.append(server)
             continue
-        host = split.hostname or ""
-        netloc = f"{split.username}:***@{host}" + (f":{split.port}" if split.port else "")
+        # Host and port as written: parsing the port would fail on a malformed one.
+        netloc = f"{split.username}:***@{split.netloc.rpartition('@')[2]}"
         parts.append(urlunsplit(split._replace(netloc=netloc)))
     return ",".join(parts)
 
@@ -103,7 +104,8 @@ class ServiceSettings(BaseSettings):
     nats_url: str = Field(
         default="nats://127.0.0.1:4222",
         validation_alias=_global("VIGIL_NATS_URL"),
-        description="NATS server URL(s), comma-separated.",
+        description="NATS server URL(s), comma-separated: every node of a cluster, so a "
+        "service reconnects to another when the one it uses goes away.",
     )
     nats_user: str | None = Field(
         default=None,
@@ -152,6 +154,15 @@ class ServiceSettings(BaseSettings):
         default=7.0,
         validation_alias=_global("VIGIL_ALERTS_MAX_AGE_DAYS"),
         description="Days the ALERTS stream keeps alerts for replay.",
+    )
+    stream_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        validation_alias=_global("VIGIL_STREAM_REPLICAS"),
+        description="Copies JetStream keeps of every stream and of the config bucket, set "
+        "when provisioning creates or updates them: 1 on a single nats-server (embedded), "
+        "3 on a 3-node cluster (production); at most 5, and never more than the servers.",
     )
 
     @model_validator(mode="after")

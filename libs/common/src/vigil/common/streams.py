@@ -7,7 +7,7 @@ with `dataclasses.replace`, and the stats endpoint reports the lag of `MONITORED
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from vigil.common import subjects
@@ -22,6 +22,7 @@ class StreamSpec:
     retention: Literal["limits", "workqueue"]
     max_age_seconds: float = 0.0
     duplicate_window_seconds: float = 120.0
+    replicas: int = 1  # copies in a JetStream cluster (`VIGIL_STREAM_REPLICAS`)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,7 +88,12 @@ EXECUTOR_CLI = executor_steps("cli")
 MONITORED = (ENGINE_ALERTS, ENGINE_RESULTS, EXECUTOR_CLI, SINK_NOTIFY)
 
 
-def stream_specs(*, alerts_max_age_days: float = 7.0) -> tuple[StreamSpec, ...]:
+def stream_specs(*, alerts_max_age_days: float = 7.0, replicas: int = 1) -> tuple[StreamSpec, ...]:
+    """Every stream of DESIGN §3, each kept in `replicas` copies."""
+    return tuple(replace(spec, replicas=replicas) for spec in _streams(alerts_max_age_days))
+
+
+def _streams(alerts_max_age_days: float) -> tuple[StreamSpec, ...]:
     return (
         StreamSpec(
             name=subjects.ALERTS_STREAM,

@@ -4,7 +4,13 @@ result; stop a running attempt when a cancellation notice comes.
 The runner is looked up by the step's kind (`vigil.executor.runners`); what its outcome
 means as a result is `vigil.executor.domain.results`. The result's `Nats-Msg-Id` is derived
 from the request's, so running a redelivered step again publishes a result the stream
-deduplicates, and the engine's compare-and-set makes a late duplicate a no-op.
+deduplicates, and the engine's compare-and-set makes a late duplicate a no-op. A result
+the stream did not acknowledge (RESULTS electing a leader) is published again, with
+backoff, for `result_patience` seconds before the request is handed back: the step has
+run, and running it again only to report it would repeat its effect. For the same reason
+a request for an attempt this process finished lately (its result acknowledged) is settled
+without running it: the server redelivers one whose acknowledgement it lost (the consumer's
+leader died before storing it).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from prometheus_client import Counter
 from vigil.common import subjects
 from vigil.common.bus import Delivery, Publisher
 from vigil.common.clock import SYSTEM_CLOCK, Clock
-from vigil.common.errors import PermanentError
+from vigil.common.errors import PermanentError, TransientError
 from vigil.common.messages import StepCancelled, StepRequest, StepResult
 from vigil.common.metrics import observe_step, start_timing
 from vigil.common.store import ArtifactStore
@@ -32,6 +38,12 @@ tracer = trace.get_tracer("vigil.executor")
 
 STEPS_RUN = Counter("vigil_steps_run_total", "Step attempts run.", ["kind", "outcome"])
 CANCELLED_MEMORY = timedelta(minutes=10)
+RESULT_RETRY_FIRST_SECONDS = 0.2
+RESULT_RETRY_MAX_SECONDS = 5.0
+# Finished attempts remembered: a lost acknowledgement comes back after the consumer's
+# ack_wait (30 s by default); the cap bounds the memory at high step rates.
+FINISHED_MEMORY = timedelta(minutes=5)
+FINISHED_REMEMBERED = 50_000
 
 type Attempt = tuple[str, str, int]
 
@@ -47,11 +59,16 @@ class StepWorker:
     runners: Runners
     output_limit: int
     clock: Clock = SYSTEM_CLOCK
+    # Seconds a finished attempt's result is published again before the request is
+    # redelivered (and the step run again); the consumer's heartbeat holds it meanwhile.
+    result_patience: float = 60.0
     # Attempts running here, with the event that stops them.
     running: dict[Attempt, asyncio.Event] = field(default_factory=dict)
     # Attempts cancelled lately (when the notice came): a request for one that was still
     # queued when its notice came is settled without running it.
     cancelled: dict[Attempt, datetime] = field(default_factory=dict)
+    # Attempts finished here lately, oldest first, with when (their results are stored).
+    finished: dict[Attempt, datetime] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         start_timing(self.runners)
@@ -82,6 +99,9 @@ class StepWorker:
             raise PermanentError(msg)
         started = self.clock.now()
         attempt = _attempt(request.execution_id, request.step, request.attempt)
+        if attempt in self.finished:
+            log.info("step_already_finished", delivery=delivery.delivery)
+            return
         if attempt in self.cancelled:
             log.info("step_skipped_cancelled")
             await self._publish(
@@ -122,10 +142,35 @@ class StepWorker:
         observe_step(kind=request.kind, outcome=result.outcome, seconds=seconds)
         STEPS_RUN.labels(kind=request.kind, outcome=result.outcome).inc()
         await self._publish(result, request)
+        self._remember_finished(attempt)
         await runner.release(request)
         log.info("step_finished", outcome=result.outcome, seconds=round(seconds, 3))
 
+    def _remember_finished(self, attempt: Attempt) -> None:
+        now = self.clock.now()
+        self.finished[attempt] = now
+        while self.finished:
+            oldest, at = next(iter(self.finished.items()))
+            if now - at <= FINISHED_MEMORY and len(self.finished) <= FINISHED_REMEMBERED:
+                return
+            del self.finished[oldest]
+
     async def _publish(self, result: StepResult, request: StepRequest) -> None:
-        await self.bus.publish(
-            subjects.results(), result, msg_id=f"{request.idempotency_key}/result"
-        )
+        """Publish until the stream acknowledges, for `result_patience` seconds at most;
+        then raise the last TransientError (the request is redelivered)."""
+        waited = 0.0
+        pause = RESULT_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                await self.bus.publish(
+                    subjects.results(), result, msg_id=f"{request.idempotency_key}/result"
+                )
+            except TransientError as exc:
+                if waited + pause > self.result_patience:
+                    raise
+                log.warning("result_publish_retried", error=str(exc), in_seconds=pause)
+                await self.clock.sleep(pause)
+                waited += pause
+                pause = min(pause * 2, RESULT_RETRY_MAX_SECONDS)
+                continue
+            return

@@ -1,4 +1,9 @@
-"""NATS JetStream adapter: stream provisioning, acknowledged publishing, pull consumers, KV.
+"""NATS JetStream adapter: connecting, acknowledged publishing, pull consumers, KV.
+
+Streams and the config bucket are created and updated by `jetstream_layout`, through
+`ensure_streams` and `ensure_config_bucket` here. `connect` takes a comma-separated list
+of servers (every node of a cluster) and, once connected, reconnects forever, moving to
+the next server of the list (and those the cluster announces) when one goes away.
 
 Publishing waits for the stream's acknowledgement (a 2xx upstream depends on it) and sets
 `Nats-Msg-Id`, `Vigil-Schema` and the W3C trace headers. Consuming is a pull loop per
@@ -13,7 +18,6 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import nats
 import nats.errors
@@ -21,15 +25,7 @@ import nats.js.errors
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
-    DiscardPolicy,
-    PubAck,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-)
+from nats.js.api import AckPolicy, ConsumerConfig, PubAck
 from opentelemetry import trace
 from pydantic import ValidationError
 
@@ -41,13 +37,14 @@ from vigil.common.adapters.consumer_metrics import (
     start_counting,
 )
 from vigil.common.adapters.jetstream_kv import JetStreamBucket
+from vigil.common.adapters.jetstream_layout import ensure_bucket, ensure_stream, open_bucket
+from vigil.common.adapters.nats_connection import connect_client
 from vigil.common.adapters.nats_errors import NATS_ERRORS
 from vigil.common.bus import BatchHandler, ConsumerStats, Delivery, Handler, Outgoing
-from vigil.common.bus_permissions import inbox_prefix
 from vigil.common.errors import InvalidInput, MessageTooLarge, TransientError
 from vigil.common.messages import Contract, DeadLetter
 from vigil.common.outcomes import outcome_for
-from vigil.common.settings import BusCredentials, redacted_url
+from vigil.common.settings import BusCredentials
 from vigil.common.streams import ConsumerSpec, StreamSpec
 from vigil.common.telemetry import extract_context, inject_headers
 
@@ -63,12 +60,9 @@ PUBLISH_TIMEOUT_SECONDS = 5.0
 FETCH_TIMEOUT_SECONDS = 2.0
 DRAIN_TIMEOUT_SECONDS = 0.005
 CLOSE_TIMEOUT_SECONDS = 3.0
-CONNECT_TIMEOUT_SECONDS = 10.0
 # The server may deliver a few times more than our limit: a delivery cut short by a crash
 # never reaches the handler's dead-letter decision, so the next one must still come.
 MAX_DELIVER_MARGIN = 3
-
-_CONNECT_ERRORS: tuple[type[BaseException], ...] = (*NATS_ERRORS, OSError)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,68 +89,10 @@ class JetStreamBus:
     async def connect(
         cls, url: str, *, name: str, credentials: BusCredentials | None = None
     ) -> JetStreamBus:
-        """Connect to `url`, as the user of `credentials` if given (else anonymously).
-
-        With a user, every reply (publish acks, API answers, pulled messages) comes to its
-        own inbox prefix, the one its permissions let it subscribe to. A server that
-        refuses the credentials fails the first connection at once, naming the user.
+        """Connect to one server of `url` (a comma-separated list: every node of a
+        cluster), as the user of `credentials` if given (`nats_connection.connect_client`).
         """
-        # nats.py's annotation says int; the wait is slept, and half a second is what we want.
-        options: dict[str, Any] = {"reconnect_time_wait": 0.5}
-        if credentials is not None:
-            options |= {
-                "user": credentials.user,
-                "password": credentials.password.get_secret_value(),
-                "inbox_prefix": inbox_prefix(credentials.user),
-            }
-        where = redacted_url(url)
-        client = Client()
-        refused: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
-
-        async def on_error(exc: Exception) -> None:
-            if not client.is_connected and not refused.done() and _is_refusal(exc):
-                refused.set_result(exc)
-            await _log_error(exc)
-
-        # Reconnect forever once connected, but give the first connection a deadline:
-        # a service that cannot reach NATS at start exits and is restarted.
-        connecting = asyncio.ensure_future(
-            client.connect(
-                servers=url.split(","),
-                name=name,
-                max_reconnect_attempts=-1,
-                connect_timeout=3,
-                allow_reconnect=True,
-                error_cb=on_error,
-                disconnected_cb=_log_disconnected,
-                reconnected_cb=_log_reconnected,
-                **options,
-            )
-        )
-        first: set[asyncio.Future[Any]] = {connecting, refused}
-        await asyncio.wait(
-            first,
-            timeout=CONNECT_TIMEOUT_SECONDS,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        if connecting.done():
-            try:
-                connecting.result()
-            except _CONNECT_ERRORS as exc:
-                msg = f"cannot connect to NATS at {where}: {exc}"
-                raise TransientError(msg) from exc
-            return cls(client)
-        connecting.cancel()
-        with contextlib.suppress(asyncio.CancelledError, *_CONNECT_ERRORS):
-            await connecting
-        with contextlib.suppress(*NATS_ERRORS):
-            await client.close()
-        if refused.done():
-            who = f"as user {credentials.user}" if credentials else "without credentials"
-            msg = f"NATS at {where} refused the connection {who}: authorization violation"
-            raise TransientError(msg) from refused.result()
-        msg = f"cannot connect to NATS at {where} within {CONNECT_TIMEOUT_SECONDS:g}s"
-        raise TransientError(msg)
+        return cls(await connect_client(url, name=name, credentials=credentials))
 
     async def close(self) -> None:
         # Not drain(): every publish was already acknowledged, unsettled messages are
@@ -173,30 +109,13 @@ class JetStreamBus:
     async def ensure_streams(self, specs: Sequence[StreamSpec]) -> None:
         """Create or update every stream so its configuration is the one given."""
         for spec in specs:
-            config = StreamConfig(
-                name=spec.name,
-                subjects=list(spec.subjects),
-                retention=(
-                    RetentionPolicy.WORK_QUEUE
-                    if spec.retention == "workqueue"
-                    else RetentionPolicy.LIMITS
-                ),
-                storage=StorageType.FILE,
-                discard=DiscardPolicy.OLD,
-                max_age=spec.max_age_seconds or None,
-                duplicate_window=spec.duplicate_window_seconds,
-            )
-            try:
-                try:
-                    await self._js.stream_info(spec.name)
-                except nats.js.errors.NotFoundError:
-                    await self._js.add_stream(config)
-                    log.info("stream_created", stream=spec.name)
-                else:
-                    await self._js.update_stream(config)
-            except NATS_ERRORS as exc:
-                msg = f"cannot provision stream {spec.name}: {exc}"
-                raise TransientError(msg) from exc
+            await ensure_stream(self._js, spec)
+
+    async def ensure_config_bucket(
+        self, bucket: str = subjects.CONFIG_BUCKET, *, replicas: int = 1
+    ) -> None:
+        """Create the config bucket, or change its replica count to `replicas`."""
+        await ensure_bucket(self._js, bucket, replicas=replicas)
 
     # --- publishing ----------------------------------------------------------------------
 
@@ -587,15 +506,8 @@ class JetStreamBus:
     # --- key-value -----------------------------------------------------------------------
 
     async def config_bucket(self, bucket: str = subjects.CONFIG_BUCKET) -> JetStreamBucket:
-        try:
-            try:
-                kv = await self._js.key_value(bucket)
-            except nats.js.errors.BucketNotFoundError:
-                kv = await self._js.create_key_value(bucket=bucket, history=1)
-        except NATS_ERRORS as exc:
-            msg = f"cannot open KV bucket {bucket}: {exc}"
-            raise TransientError(msg) from exc
-        return JetStreamBucket(kv)
+        """The config bucket, as provisioning made it (one replica if nothing did)."""
+        return JetStreamBucket(await open_bucket(self._js, bucket))
 
     async def consumer_stats(self, stream: str, durable: str) -> ConsumerStats:
         """How far a durable consumer is behind its stream."""
@@ -636,22 +548,3 @@ def _delivery(spec: ConsumerSpec, msg: Msg) -> Delivery:
         max_deliver=spec.max_deliver,
         stream_sequence=meta.sequence.stream,
     )
-
-
-def _is_refusal(exc: BaseException) -> bool:
-    """The server refused the credentials (nats.py reports it as a plain error at first)."""
-    return isinstance(exc, nats.errors.AuthorizationError) or (
-        "authorization violation" in str(exc).lower()
-    )
-
-
-async def _log_error(exc: Exception) -> None:
-    log.warning("nats_error", error=str(exc))
-
-
-async def _log_disconnected() -> None:
-    log.warning("nats_disconnected")
-
-
-async def _log_reconnected() -> None:
-    log.info("nats_reconnected")

@@ -6,7 +6,8 @@ configuration can republish to any subject, so that right is kept from every ser
 `vigil up` runs it after starting nats-server and before the services; in Kubernetes it is
 a Job run at install and upgrade (deploy/nats/README.md). Services then start with
 `VIGIL_NATS_PROVISION=false`. Settings as every service's: `VIGIL_NATS_URL`,
-`VIGIL_NATS_USER`, `VIGIL_NATS_PASSWORD_FILE`, `VIGIL_ALERTS_MAX_AGE_DAYS`.
+`VIGIL_NATS_USER`, `VIGIL_NATS_PASSWORD_FILE`, `VIGIL_ALERTS_MAX_AGE_DAYS`,
+`VIGIL_STREAM_REPLICAS` (copies of every stream and of the bucket: 3 on a 3-node cluster).
 
 Exit 0 once everything is in place; 1 if NATS did not let it within the deadline
 (`VIGIL_PROVISION_TIMEOUT_SECONDS`, 30 by default: JetStream may still be starting); 2 for

@@ -83,9 +83,15 @@ async def connected_bus(settings: ServiceSettings, *, service: str) -> AsyncIter
 
 
 async def provision(bus: JetStreamBus, settings: ServiceSettings) -> None:
-    """Create or update every stream of DESIGN §3 and the config bucket."""
-    await bus.ensure_streams(stream_specs(alerts_max_age_days=settings.stream_max_age_days))
-    await bus.config_bucket()
+    """Create or update every stream of DESIGN §3 and the config bucket, each with
+    `VIGIL_STREAM_REPLICAS` copies."""
+    await bus.ensure_streams(
+        stream_specs(
+            alerts_max_age_days=settings.stream_max_age_days,
+            replicas=settings.stream_replicas,
+        )
+    )
+    await bus.ensure_config_bucket(replicas=settings.stream_replicas)
 
 
 def readiness_checks(
