@@ -29,9 +29,6 @@ SETTINGS: dict[str, type[BaseSettings]] = {
 }
 # Read by the provisioning module itself (vigil.common.adapters.provisioning).
 PROVISIONING_ONLY = frozenset({"VIGIL_PROVISION_TIMEOUT_SECONDS"})
-# A global setting of the same issue's stream-replica work (the number of JetStream stream
-# replicas); accepted here until that setting is in vigil.common.settings.
-PENDING = frozenset({"VIGIL_STREAM_REPLICAS"})
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
 TARGETS = ("base", "overlays/dev", "overlays/prod")
 
@@ -137,7 +134,7 @@ def test_every_vigil_setting_set_is_one_a_process_reads(target: str) -> None:
     """A misspelt VIGIL_ name would be ignored silently (extra="ignore"): not here."""
     objects = rendered(target)
     shared = find(objects, "ConfigMap", "vigil-settings")["data"]
-    known = {name for settings in SETTINGS.values() for name in env_names(settings)} | PENDING
+    known = {name for settings in SETTINGS.values() for name in env_names(settings)}
     assert {n for n in shared if n.startswith("VIGIL_")} - known == set()
     for service, settings in SETTINGS.items():
         (container,) = pod_spec(find(objects, "Deployment", f"vigil-{service}"))["containers"]
