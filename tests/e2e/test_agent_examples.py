@@ -16,11 +16,9 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.support.http_fake import FakeHTTPServer, Received, Reply
 from tests.support.llm import FakeModelServer, openai_reply, serving
 from tests.support.platform import Platform, running_platform
 
@@ -57,44 +56,31 @@ class CannedHttp:
 
     routes: dict[str, Canned]
     requests: list[str] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
+    _server: FakeHTTPServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._server = FakeHTTPServer(self._answer)
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url()
+
+    def _answer(self, request: Received) -> Reply:
+        self.requests.append(f"{request.method} {request.path}")
+        if request.method != "GET":
+            return Reply(status=501)  # every verb is recorded; only GET is answered
+        canned = self.routes.get(request.path.partition("?")[0])
+        if canned is None:
+            canned = Canned(status=404, content_type="text/plain", body="not found")
+        return Reply(
+            status=canned.status, body=canned.body.encode(), content_type=canned.content_type
+        )
 
     def start(self) -> None:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def parse_request(self) -> bool:
-                parsed = super().parse_request()
-                if parsed:  # every verb is recorded; only GET is answered (others: 501)
-                    fake.requests.append(f"{self.command} {self.path}")
-                return parsed
-
-            def do_GET(self) -> None:
-                canned = fake.routes.get(self.path.partition("?")[0])
-                if canned is None:
-                    canned = Canned(status=404, content_type="text/plain", body="not found")
-                payload = canned.body.encode()
-                self.send_response(canned.status)
-                self.send_header("Content-Type", canned.content_type)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server.start()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._server.stop()
 
 
 def json_answer(body: dict[str, Any]) -> Canned:

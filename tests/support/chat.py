@@ -10,12 +10,12 @@ limited. A Teams workflow webhook answers 202 with an empty body.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.http_fake import FakeHTTPServer, Received, Reply
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,76 +59,43 @@ class ChatPost:
     body: dict[str, Any]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-
 @dataclass(slots=True, kw_only=True)
 class FakeChat:
     """Records POSTs; answers `script` in order, repeating its last answer."""
 
     script: list[Answer] = field(default_factory=lambda: [SLACK_WEBHOOK_OK])
     posts: list[ChatPost] = field(default_factory=list)
-    _arrived: threading.Condition = field(default_factory=threading.Condition)
-    _server: _Server | None = None
+    _server: FakeHTTPServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._server = FakeHTTPServer(self._respond)
 
     def url(self, path: str = "/") -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+        return self._server.url(path)
 
     def answer(self, *answers: Answer) -> None:
-        with self._arrived:
-            self.script = list(answers)
+        self.script = list(answers)
 
-    def _record(self, post: ChatPost) -> Answer:
-        with self._arrived:
-            answer = self.script[min(len(self.posts), len(self.script) - 1)]
-            self.posts.append(post)
-            self._arrived.notify_all()
-            return answer
+    def _respond(self, request: Received) -> Reply:
+        answer = self.script[min(len(self.posts), len(self.script) - 1)]
+        self.posts.append(ChatPost(path=request.path, headers=request.headers, body=request.json()))
+        return Reply(
+            status=answer.status,
+            body=answer.body.encode(),
+            content_type=answer.content_type,
+            headers=answer.headers,
+        )
 
     def start(self) -> None:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                answer = fake._record(
-                    ChatPost(
-                        path=self.path,
-                        headers={k.lower(): v for k, v in self.headers.items()},
-                        body=json.loads(raw),
-                    )
-                )
-                payload = answer.body.encode()
-                self.send_response(answer.status)
-                self.send_header("Content-Type", answer.content_type)
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()
+        self._server.start()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._server.stop()
 
     def wait_for(self, count: int, *, timeout: float) -> list[ChatPost]:
         """Block until at least `count` posts arrived; fail the test otherwise."""
-        with self._arrived:
-            if not self._arrived.wait_for(lambda: len(self.posts) >= count, timeout=timeout):
-                msg = f"expected {count} posts within {timeout}s, got {len(self.posts)}"
-                raise AssertionError(msg)
-            return list(self.posts)
+        self._server.wait_for(count, timeout=timeout)
+        return list(self.posts)
 
 
 @contextmanager

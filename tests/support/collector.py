@@ -9,11 +9,9 @@ on the spans they expect (`wait_for`), never on time.
 from __future__ import annotations
 
 import gzip
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -21,6 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from tests.support.http_fake import FakeHTTPServer, Received, Reply
 from tests.support.nats import free_port
 
 
@@ -69,50 +68,34 @@ class TraceCollector:
     port: int
     spans: list[ReceivedSpan] = field(default_factory=list)
     bad_requests: list[str] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
-    _arrived: threading.Condition = field(default_factory=threading.Condition)
+    _server: FakeHTTPServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._server = FakeHTTPServer(self._answer, port=self.port)
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def _answer(self, request: Received) -> Reply:
+        if request.method != "POST" or request.path != "/v1/traces":
+            self.bad_requests.append(f"{request.method} {request.path}")
+            return Reply(status=404)
+        body = request.body
+        if request.headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        self.spans.extend(decoded(body))
+        answer = ExportTraceServiceResponse().SerializeToString()
+        return Reply(status=200, body=answer, content_type="application/x-protobuf")
+
     def start(self) -> None:
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                if self.path != "/v1/traces":
-                    collector.bad_requests.append(f"POST {self.path}")
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                spans = decoded(body)
-                with collector._arrived:
-                    collector.spans.extend(spans)
-                    collector._arrived.notify_all()
-                answer = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server.start()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._server.stop()
 
     def of_trace(self, trace_id: str) -> list[ReceivedSpan]:
-        with self._arrived:
+        with self._server.arrived:
             return [s for s in self.spans if s.trace_id == trace_id]
 
     def wait_for(
@@ -120,11 +103,10 @@ class TraceCollector:
     ) -> list[ReceivedSpan]:
         """The spans of `trace_id` once `done(spans)` holds; after `timeout` seconds, the
         spans so far (the caller's assertions then say what is missing)."""
-        with self._arrived:
-            self._arrived.wait_for(
-                lambda: done([s for s in self.spans if s.trace_id == trace_id]), timeout=timeout
-            )
-            return [s for s in self.spans if s.trace_id == trace_id]
+        self._server.wait_until(
+            lambda: done([s for s in self.spans if s.trace_id == trace_id]), timeout=timeout
+        )
+        return self.of_trace(trace_id)
 
 
 @contextmanager

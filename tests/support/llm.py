@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from tests.support import http_fake
+from tests.support.http_fake import FakeHTTPServer, Received
 from vigil.executor.models import ChatModel
 
 
@@ -29,13 +28,6 @@ class Reply:
     status: int = 200
     body: dict[str, Any] = field(default_factory=dict)
     delay: float = 0.0
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        return  # a client that gave up (timeout tests) makes the late answer fail
 
 
 @dataclass(slots=True, kw_only=True)
@@ -48,61 +40,36 @@ class FakeModelServer:
     respond: Callable[[dict[str, Any]], Reply] | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: _Server | None = None
+    _server: FakeHTTPServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._server = FakeHTTPServer(self._answer)
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url()
 
     def answer(self, *replies: Reply) -> None:
-        with self._lock:
-            self.script = list(replies)
-            self.requests.clear()
+        self.script = list(replies)
+        self.requests.clear()
 
-    def _next(self, body: dict[str, Any], headers: dict[str, str]) -> Reply:
-        with self._lock:
-            if self.respond is not None:
-                reply = self.respond(body)
-            else:
-                reply = self.script[min(len(self.requests), len(self.script) - 1)]
-            self.requests.append(body)
-            self.headers.append(headers)
-            return reply
+    def _answer(self, request: Received) -> http_fake.Reply:
+        if request.method != "POST" or not request.path.startswith(self.path):
+            return http_fake.Reply(status=404)
+        body = request.json()
+        if self.respond is not None:
+            reply = self.respond(body)
+        else:
+            reply = self.script[min(len(self.requests), len(self.script) - 1)]
+        self.requests.append(body)
+        self.headers.append(request.headers)
+        return http_fake.Reply.json(reply.status, reply.body, delay=reply.delay)
 
     def start(self) -> None:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if not self.path.startswith(fake.path):
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                reply = fake._next(json.loads(raw), {k.lower(): v for k, v in self.headers.items()})
-                if reply.delay:
-                    time.sleep(reply.delay)
-                payload = json.dumps(reply.body).encode()
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()
+        self._server.start()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._server.stop()
 
 
 @contextlib.contextmanager

@@ -13,16 +13,15 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.support.http_fake import FakeHTTPServer, Received, Reply
 from tests.support.nats import free_port
 
 READY_TIMEOUT_SECONDS = 60.0
@@ -43,56 +42,37 @@ class WebhookReceiver:
     port: int
     posts: list[ReceivedPost] = field(default_factory=list)
     status: int = 204
-    _server: ThreadingHTTPServer | None = None
-    _arrived: threading.Condition = field(default_factory=threading.Condition)
+    _server: FakeHTTPServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._server = FakeHTTPServer(self._answer, port=self.port)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/notifications"
 
+    def _answer(self, request: Received) -> Reply:
+        try:
+            body = request.json()
+        except json.JSONDecodeError:
+            return Reply(status=400)  # a sender killed mid-request: nothing was delivered
+        self.posts.append(
+            ReceivedPost(path=request.path, headers=request.headers, body=body, at=request.at)
+        )
+        return Reply(status=self.status)
+
     def start(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                try:
-                    body = json.loads(self.rfile.read(length))
-                except (json.JSONDecodeError, OSError):
-                    # A sender killed mid-request: nothing was delivered.
-                    self.send_response(400)
-                    self.end_headers()
-                    return
-                with receiver._arrived:
-                    receiver.posts.append(
-                        ReceivedPost(
-                            path=self.path,
-                            headers={k.lower(): v for k, v in self.headers.items()},
-                            body=body,
-                            at=time.monotonic(),
-                        )
-                    )
-                    receiver._arrived.notify_all()
-                self.send_response(receiver.status)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server.start()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._server.stop()
 
     def wait_for(self, count: int, *, timeout: float) -> list[ReceivedPost]:
         """Block until at least `count` posts arrived; fail the test otherwise."""
-        with self._arrived:
-            if not self._arrived.wait_for(lambda: len(self.posts) >= count, timeout=timeout):
-                msg = f"expected {count} webhook posts within {timeout}s, got {len(self.posts)}"
-                raise AssertionError(msg)
+        if not self._server.wait_until(lambda: len(self.posts) >= count, timeout=timeout):
+            msg = f"expected {count} webhook posts within {timeout}s, got {len(self.posts)}"
+            raise AssertionError(msg)
+        with self._server.arrived:
             return list(self.posts)
 
 

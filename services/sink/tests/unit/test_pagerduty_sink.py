@@ -4,18 +4,16 @@ errors, 429 when told to. The routing key comes from a Secret through the fake r
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.support.http_fake import FakeHTTPServer, Received, Reply
 from vigil.common.errors import PermanentError, TransientError
 from vigil.common.messages import Alert, NotifyStep, StepRequest, StepSummary
 from vigil.common.testing import EPOCH, FakeClock, MemorySecrets, definitions_view, delivery
@@ -54,58 +52,44 @@ class FakePagerDuty:
     busy: int = 0  # answer 429 to this many requests first
     events: list[Any] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)  # Idempotency-Key of each request
-    _server: ThreadingHTTPServer | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: FakeHTTPServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._server = FakeHTTPServer(self._answer)
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v2/enqueue"
+        return self._server.url("/v2/enqueue")
 
-    def _answer(self, event: Any) -> tuple[int, dict[str, Any]]:
-        with self._lock:
-            self.events.append(event)
-            if self.busy > 0:
-                self.busy -= 1
-                return 429, {"status": "throttle event", "message": "Requests are throttled"}
+    def _answer(self, request: Received) -> Reply:
+        event = request.json()
+        self.events.append(event)
+        self.keys.append(request.headers.get("idempotency-key", ""))
+        if self.busy > 0:
+            self.busy -= 1
+            return Reply.json(
+                429, {"status": "throttle event", "message": "Requests are throttled"}
+            )
         problems = _problems(event)
         if problems:
-            return 400, {
-                "status": "invalid event",
-                "message": "Event object is invalid",
-                "errors": problems,
-            }
+            return Reply.json(
+                400,
+                {
+                    "status": "invalid event",
+                    "message": "Event object is invalid",
+                    "errors": problems,
+                },
+            )
         key = event.get("dedup_key") or "generated"
-        return 202, {"status": "success", "message": "Event processed", "dedup_key": key}
+        return Reply.json(
+            202, {"status": "success", "message": "Event processed", "dedup_key": key}
+        )
 
     def start(self) -> None:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                fake.keys.append(self.headers.get("Idempotency-Key", ""))
-                status, answer = fake._answer(json.loads(body))
-                payload = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()
+        self._server.start()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._server.stop()
 
 
 @pytest.fixture

@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
 import pytest
 import structlog
 from pydantic import JsonValue
 
+from tests.support import http_fake
+from tests.support.http_fake import FakeHTTPServer, Received
 from tests.support.nats import free_port
 from vigil.common.clock import SYSTEM_CLOCK
 from vigil.common.errors import PermanentError, TransientError
@@ -54,90 +52,38 @@ class Reply:
     delay: float = 0.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Received:
-    method: str
-    path: str
-    headers: list[tuple[str, str]]  # in order, duplicates kept, as they came off the wire
-    body: bytes
-    at: float  # time.monotonic() on arrival
-
-    def header(self, name: str) -> list[str]:
-        return [value for key, value in self.headers if key.lower() == name.lower()]
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        # A client that gave up (timeout tests) makes the late answer fail; that is expected.
-        return
-
-
 @dataclass(slots=True, kw_only=True)
 class ScriptedReceiver:
     """Answers requests with `script` in order, repeating the last reply once it runs out."""
 
     script: list[Reply] = field(default_factory=lambda: [Reply(status=204)])
-    requests: list[Received] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: _QuietServer | None = None
+    _server: FakeHTTPServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._server = FakeHTTPServer(self._answer)
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks/team"
+        return self._server.url("/hooks/team")
+
+    @property
+    def requests(self) -> list[Received]:
+        return self._server.received
 
     def answer(self, *replies: Reply) -> None:
-        with self._lock:
-            self.script = list(replies)
+        self.script = list(replies)
 
-    def _next(self, request: Received) -> Reply:
-        with self._lock:
-            reply = self.script[min(len(self.requests), len(self.script) - 1)]
-            self.requests.append(request)
-            return reply
+    def _answer(self, request: Received) -> http_fake.Reply:
+        reply = self.script[min(len(self.requests), len(self.script) - 1)]
+        return http_fake.Reply(
+            status=reply.status, body=reply.body.encode(), headers=reply.headers, delay=reply.delay
+        )
 
     def start(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                reply = receiver._next(
-                    Received(
-                        method=self.command,
-                        path=self.path,
-                        headers=list(self.headers.items()),
-                        body=body,
-                        at=time.monotonic(),
-                    )
-                )
-                if reply.delay:
-                    time.sleep(reply.delay)
-                payload = reply.body.encode()
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()
+        self._server.start()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._server.stop()
 
 
 @pytest.fixture
