@@ -53,8 +53,9 @@ async def test_three_replicas_on_a_single_server_are_refused_saying_what_to_do(
 
     assert str(refused.value) == (
         "cannot create stream ALERTS with 3 replicas (VIGIL_STREAM_REPLICAS=3): NATS refused: "
-        "replicas > 1 not supported in non-clustered mode. Run a JetStream cluster of at "
-        "least 3 servers, or set VIGIL_STREAM_REPLICAS=1 for a single nats-server"
+        "replicas > 1 not supported in non-clustered mode. If the replica count is what it "
+        "refused, run a JetStream cluster of at least 3 servers, or set "
+        "VIGIL_STREAM_REPLICAS=1 for a single nats-server"
     )
     assert [info.config.name for info in await js.streams_info()] == []
 
@@ -84,7 +85,8 @@ async def test_an_existing_stream_whose_replicas_cannot_change_is_refused_naming
     )
     assert str(refused.value) == (
         f"{what} has 1 replica(s) but VIGIL_STREAM_REPLICAS=3, and NATS refused to change it: "
-        "replicas > 1 not supported in non-clustered mode. Set VIGIL_STREAM_REPLICAS=1 to keep "
-        "it as it is, or make 3 JetStream servers available and start again"
+        "replicas > 1 not supported in non-clustered mode. If the replica count is what it "
+        "refused, set VIGIL_STREAM_REPLICAS=1 to keep it as it is, or make 3 JetStream "
+        "servers available and start again"
     )
     assert (await js.stream_info(existing)).config.num_replicas == 1

@@ -85,3 +85,9 @@ def test_a_url_is_shown_without_its_password() -> None:
         redacted_url("nats://engine:hunter2@nats-0:4222,nats://nats-1:4222")
         == "nats://engine:***@nats-0:4222,nats://nats-1:4222"
     )
+
+
+def test_an_entry_without_a_scheme_is_shown_without_its_password() -> None:
+    """nats-py accepts `user:password@host:port`; it must not pass through as written."""
+    assert redacted_url("engine:hunter2@nats-0:4222") == "engine:***@nats-0:4222"
+    assert redacted_url("nats://a:4222,engine:hunter2@b:x") == "nats://a:4222,engine:***@b:x"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 from opentelemetry import trace
@@ -14,7 +15,7 @@ from opentelemetry import trace
 from tests.support.tracing import install_span_exporter
 from vigil.common.documents import Artifact
 from vigil.common.errors import InvalidInput, PermanentError, TransientError
-from vigil.common.messages import CliStep, StepCancelled, StepRequest, StepResult
+from vigil.common.messages import CliStep, Contract, StepCancelled, StepRequest, StepResult
 from vigil.common.testing import FakeClock, RecordingPublisher, delivery
 from vigil.executor.adapters.local import LocalProcessRunner
 from vigil.executor.domain.results import ProcessOutcome
@@ -140,17 +141,66 @@ async def test_finished_attempts_are_forgotten_after_five_minutes() -> None:
     assert list(worker.finished) == [("01EX", "new", 1), ("01EX", "old", 1)]
 
 
-async def test_an_attempt_whose_result_was_not_acknowledged_runs_again_when_redelivered() -> None:
+async def test_a_redelivered_attempt_whose_result_was_never_acknowledged_is_not_rerun() -> None:
+    """The result could not be published within the patience: the request went back, and
+    its redelivery publishes the result kept from the run instead of running it again."""
     harness = Harness()
     worker = dataclasses.replace(harness.worker(), result_patience=0.0)
     harness.bus.fail_next()
     with pytest.raises(TransientError):
         await worker.on_step(request(), delivery())
+    assert harness.runner.released == [], "not released while its result is not out"
 
     await worker.on_step(request(), delivery(2))
 
-    assert len(harness.runner.runs) == 2
+    assert len(harness.runner.runs) == 1
     assert harness.result().outcome == "succeeded"
+    assert harness.runner.released == [request()]
+    assert worker.unreported == {}
+    assert list(worker.finished) == [("01EX", "measure", 1)]
+
+
+async def test_a_redelivery_while_the_attempt_still_runs_here_comes_back_later() -> None:
+    """Its acknowledgement deadline passed while it ran: the redelivery neither runs it a
+    second time nor settles it; it is handed back with a delay."""
+    harness = Harness(runner=ScriptedRunner(hold=True))
+    worker = harness.worker()
+    first = asyncio.create_task(worker.on_step(request(), delivery()))
+    await harness.runner.started.wait()
+
+    with pytest.raises(TransientError, match="still running here") as refused:
+        await worker.on_step(request(), delivery(2))
+    worker.running[("01EX", "measure", 1)].set()  # the first delivery's run ends
+    await first
+
+    assert refused.value.retry_after is not None
+    assert len(harness.runner.runs) == 1
+    assert len(harness.bus.published) == 1
+
+
+@dataclass(slots=True)
+class SlowFailingPublisher(RecordingPublisher):
+    """Every publish fails after taking `seconds` of the clock (a timeout, not a refusal)."""
+
+    clock: FakeClock = field(default_factory=FakeClock)
+    seconds: float = 5.0
+
+    async def publish(self, subject: str, message: Contract, *, msg_id: str) -> bool:
+        self.clock.current += timedelta(seconds=self.seconds)
+        raise TransientError("publish timed out")
+
+
+async def test_the_result_patience_counts_the_time_publishes_took_not_only_the_pauses() -> None:
+    harness = Harness()
+    harness.bus = SlowFailingPublisher(clock=harness.clock)
+    worker = dataclasses.replace(harness.worker(), result_patience=10.0)
+    started = harness.clock.now()
+
+    with pytest.raises(TransientError, match="timed out"):
+        await worker.on_step(request(), delivery())
+
+    assert harness.clock.now() - started <= timedelta(seconds=10 + 5)
+    assert harness.clock.slept == [0.2]
 
 
 async def test_output_beyond_the_limit_is_cut_and_kept_whole_in_an_artifact() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.common.alertmanager import AlertStatus
 from vigil.common.messages import SHOWN_IN_CAMEL_CASE, Alert, ExecutionState, Group, Output
@@ -28,7 +28,9 @@ OUTPUT_LIMIT_BYTES = 64 * 1024
 
 
 class Document(BaseModel):
-    model_config = SHOWN_IN_CAMEL_CASE
+    # A stored document may come from a newer release (a rolling upgrade, a rollback): the
+    # fields this one does not know are kept, and written back as they were, not refused.
+    model_config = ConfigDict(**{**SHOWN_IN_CAMEL_CASE, "extra": "allow"})
 
 
 class StepRecord(Document):

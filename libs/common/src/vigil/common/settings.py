@@ -81,13 +81,16 @@ def redacted_url(url: str) -> str:
     """`url` without a password in it, for log lines and errors (`nats://u:***@host`)."""
     parts = []
     for server in url.split(","):
-        split = urlsplit(server.strip())
+        # nats-py takes `u:p@host:4222` without a scheme too: read it as nats:// would.
+        bare = "://" not in server
+        split = urlsplit(f"nats://{server.strip()}" if bare else server.strip())
         if split.password is None:
             parts.append(server)
             continue
         # Host and port as written: parsing the port would fail on a malformed one.
         netloc = f"{split.username}:***@{split.netloc.rpartition('@')[2]}"
-        parts.append(urlunsplit(split._replace(netloc=netloc)))
+        redacted = urlunsplit(split._replace(netloc=netloc))
+        parts.append(redacted.removeprefix("nats://") if bare else redacted)
     return ",".join(parts)
 
 

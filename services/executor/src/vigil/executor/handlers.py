@@ -31,7 +31,7 @@ from vigil.common.messages import StepCancelled, StepRequest, StepResult
 from vigil.common.metrics import observe_step, start_timing
 from vigil.common.store import ArtifactStore
 from vigil.executor.domain.results import cancelled_result, step_result
-from vigil.executor.runners import Runners
+from vigil.executor.runners import Runners, StepRunner
 
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("vigil.executor")
@@ -44,6 +44,8 @@ RESULT_RETRY_MAX_SECONDS = 5.0
 # ack_wait (30 s by default); the cap bounds the memory at high step rates.
 FINISHED_MEMORY = timedelta(minutes=5)
 FINISHED_REMEMBERED = 50_000
+# A redelivery of an attempt still running here comes back after this long.
+STILL_RUNNING_RETRY_SECONDS = 5.0
 
 type Attempt = tuple[str, str, int]
 
@@ -69,6 +71,9 @@ class StepWorker:
     cancelled: dict[Attempt, datetime] = field(default_factory=dict)
     # Attempts finished here lately, oldest first, with when (their results are stored).
     finished: dict[Attempt, datetime] = field(default_factory=dict)
+    # Attempts that ran here and whose result the stream has not acknowledged yet: a
+    # redelivery publishes this result instead of running the step again.
+    unreported: dict[Attempt, StepResult] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         start_timing(self.runners)
@@ -101,6 +106,15 @@ class StepWorker:
         attempt = _attempt(request.execution_id, request.step, request.attempt)
         if attempt in self.finished:
             log.info("step_already_finished", delivery=delivery.delivery)
+            return
+        if attempt in self.running:
+            # Redelivered while it runs (its acknowledgement deadline passed): the running
+            # delivery reports it; this one comes back later and finds it finished.
+            msg = "this attempt is still running here"
+            raise TransientError(msg, retry_after=STILL_RUNNING_RETRY_SECONDS)
+        if (ran := self.unreported.get(attempt)) is not None:
+            log.info("step_result_reported_again", delivery=delivery.delivery)
+            await self._report(attempt, ran, request, runner)
             return
         if attempt in self.cancelled:
             log.info("step_skipped_cancelled")
@@ -141,10 +155,18 @@ class StepWorker:
         seconds = (result.finished_at - result.started_at).total_seconds()
         observe_step(kind=request.kind, outcome=result.outcome, seconds=seconds)
         STEPS_RUN.labels(kind=request.kind, outcome=result.outcome).inc()
+        self.unreported[attempt] = result
+        await self._report(attempt, result, request, runner)
+        log.info("step_finished", outcome=result.outcome, seconds=round(seconds, 3))
+
+    async def _report(
+        self, attempt: Attempt, result: StepResult, request: StepRequest, runner: StepRunner
+    ) -> None:
+        """Publish the result of an attempt that ran; then it is finished here."""
         await self._publish(result, request)
+        self.unreported.pop(attempt, None)
         self._remember_finished(attempt)
         await runner.release(request)
-        log.info("step_finished", outcome=result.outcome, seconds=round(seconds, 3))
 
     def _remember_finished(self, attempt: Attempt) -> None:
         now = self.clock.now()
@@ -157,8 +179,9 @@ class StepWorker:
 
     async def _publish(self, result: StepResult, request: StepRequest) -> None:
         """Publish until the stream acknowledges, for `result_patience` seconds at most;
-        then raise the last TransientError (the request is redelivered)."""
-        waited = 0.0
+        then raise the last TransientError (the request is redelivered, and the result kept
+        in `unreported` is published then)."""
+        deadline = self.clock.now() + timedelta(seconds=self.result_patience)
         pause = RESULT_RETRY_FIRST_SECONDS
         while True:
             try:
@@ -166,11 +189,11 @@ class StepWorker:
                     subjects.results(), result, msg_id=f"{request.idempotency_key}/result"
                 )
             except TransientError as exc:
-                if waited + pause > self.result_patience:
+                # The clock, not the sum of pauses: a failing publish takes time of its own.
+                if self.clock.now() + timedelta(seconds=pause) > deadline:
                     raise
                 log.warning("result_publish_retried", error=str(exc), in_seconds=pause)
                 await self.clock.sleep(pause)
-                waited += pause
                 pause = min(pause * 2, RESULT_RETRY_MAX_SECONDS)
                 continue
             return

@@ -8,6 +8,7 @@ and `RESULTS` share the name `engine`): a fixed set (`vigil.common.streams`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 import structlog
@@ -18,6 +19,9 @@ from vigil.common.errors import TransientError
 from vigil.common.streams import ConsumerSpec
 
 log = structlog.get_logger(__name__)
+
+# The whole refresh before a scrape: well inside Prometheus's default 10 s scrape timeout.
+LAG_REFRESH_TIMEOUT_SECONDS = 2.0
 
 MESSAGES_SETTLED = Counter(
     "vigil_messages_settled_total",
@@ -69,17 +73,29 @@ def count_dead_letter(spec: ConsumerSpec) -> None:
     DEAD_LETTERS.labels(stream=spec.stream, consumer=spec.durable).inc()
 
 
-async def refresh_consumer_lag(source: ConsumerStatsSource, specs: Iterable[ConsumerSpec]) -> None:
-    """Set the lag gauges of `specs` from the bus; a consumer the bus cannot report on
-    keeps its last value (and says so in the log): a scrape must not fail for it."""
-    for spec in specs:
+async def refresh_consumer_lag(
+    source: ConsumerStatsSource,
+    specs: Iterable[ConsumerSpec],
+    *,
+    timeout: float = LAG_REFRESH_TIMEOUT_SECONDS,
+) -> None:
+    """Set the lag gauges of `specs` from the bus, asking for all at once and waiting
+    `timeout` seconds at most; a consumer the bus cannot report on in time keeps its last
+    value (and says so in the log): a scrape must neither fail nor outlast Prometheus's
+    scrape timeout for it while NATS is unreachable."""
+
+    async def refresh(spec: ConsumerSpec) -> None:
         try:
-            stats = await source.consumer_stats(spec.stream, spec.durable)
-        except TransientError as exc:
-            log.warning("consumer_lag_unknown", consumer=spec.durable, error=str(exc))
-            continue
+            async with asyncio.timeout(timeout):
+                stats = await source.consumer_stats(spec.stream, spec.durable)
+        except (TransientError, TimeoutError) as exc:
+            reason = str(exc) or f"no answer within {timeout} s"
+            log.warning("consumer_lag_unknown", consumer=spec.durable, error=reason)
+            return
         if not stats.exists:
-            continue
+            return
         labels = {"stream": spec.stream, "consumer": spec.durable}
         CONSUMER_LAG.labels(**labels).set(stats.lag)
         CONSUMER_PENDING.labels(**labels).set(stats.pending)
+
+    await asyncio.gather(*(refresh(spec) for spec in specs))

@@ -128,7 +128,8 @@ async def _update(js: JetStreamContext, config: StreamConfig, *, current: int, w
 def _raise_refusal(
     exc: nats.js.errors.APIError, *, current: int | None, wanted: int, what: str
 ) -> None:
-    """Raise InvalidInput, saying what to do, when NATS refused the replica count; return
+    """Raise InvalidInput, with NATS's own reason and what to do if the replica count is
+    it (NATS gives no code that says so for every refusal), when NATS refused; return
     when the cluster merely cannot answer now (503), or when one replica was asked for (so
     the count is not what NATS refused)."""
     if wanted == 1 or exc.err_code in _NOT_NOW or exc.code == _UNAVAILABLE:
@@ -137,13 +138,15 @@ def _raise_refusal(
     if current is None:
         msg = (
             f"cannot create {what} with {wanted} replicas (VIGIL_STREAM_REPLICAS={wanted}): "
-            f"NATS refused: {reason}. Run a JetStream cluster of at least {wanted} servers, "
-            "or set VIGIL_STREAM_REPLICAS=1 for a single nats-server"
+            f"NATS refused: {reason}. If the replica count is what it refused, run a JetStream "
+            f"cluster of at least {wanted} servers, or set VIGIL_STREAM_REPLICAS=1 for a single "
+            "nats-server"
         )
     else:
         msg = (
             f"{what} has {current} replica(s) but VIGIL_STREAM_REPLICAS={wanted}, and NATS "
-            f"refused to change it: {reason}. Set VIGIL_STREAM_REPLICAS={current} to keep it "
-            f"as it is, or make {wanted} JetStream servers available and start again"
+            f"refused to change it: {reason}. If the replica count is what it refused, set "
+            f"VIGIL_STREAM_REPLICAS={current} to keep it as it is, or make {wanted} JetStream "
+            "servers available and start again"
         )
     raise InvalidInput(msg) from exc
