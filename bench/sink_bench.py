@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -216,8 +217,9 @@ def running(folder: Path) -> Iterator[tuple[str, int, Processes]]:
             process.terminate()
             try:
                 process.wait(timeout=10)
-            except Exception:  # noqa: BLE001 - a stuck process is killed, whatever happened
+            except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait(timeout=10)
             log_file.close()
         server.stop()
 
