@@ -27,7 +27,8 @@ from tests.support.bus import config_bucket_messages
 from vigil.common.adapters.jetstream import JetStreamBus
 from vigil.common.adapters.jetstream_kv import JetStreamBucket
 from vigil.common.definitions import DefinitionStatus, DefinitionsView
-from vigil.common.resources import SecretKeyRef, Sink
+from vigil.common.resource_base import SecretKeyRef
+from vigil.common.resources import Sink
 from vigil.controller.app import run
 from vigil.controller.settings import ControllerSettings
 

@@ -14,7 +14,7 @@ import pytest
 
 from vigil.common.errors import PermanentError, TransientError
 from vigil.common.messages import Alert, NotifyStep, StepRequest
-from vigil.common.resources import RateLimit
+from vigil.common.sink_resources import RateLimit
 from vigil.common.store import Store
 from vigil.common.testing import EPOCH, FakeClock, definitions_view, delivery, sqlite_store
 from vigil.sink.delivering import (

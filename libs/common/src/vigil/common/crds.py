@@ -19,14 +19,9 @@ from typing import Any
 
 import yaml
 
-from vigil.common.resources import (
-    YAML11_ON,
-    ResourceStatus,
-    SinkSpec,
-    SourceSpec,
-    Spec,
-    WorkflowSpec,
-)
+from vigil.common.resource_base import YAML11_ON, Spec
+from vigil.common.resources import ResourceStatus, SourceSpec, WorkflowSpec
+from vigil.common.sink_resources import SinkSpec
 
 GROUP = "vigil.dev"
 VERSION = "v1alpha1"

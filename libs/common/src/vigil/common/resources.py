@@ -10,99 +10,33 @@ templates and CEL and resolving references is the controller's job
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     AliasChoices,
-    BaseModel,
     ConfigDict,
     Field,
-    JsonValue,
     WithJsonSchema,
     model_validator,
 )
 
 from vigil.common.alertmanager import AlertStatus
 from vigil.common.cron import CatchUp, cron_fields, time_zone
-from vigil.common.durations import parse_duration
-
-API_VERSION = "vigil.dev/v1alpha1"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# The same rules for the API server (OpenAPI patterns are ECMA-262 regular expressions).
-DURATION_PATTERN = r"^\s*([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+\s*$"
-MAX_STEPS = 64
-YAML11_ON = "true"  # the key `on` as YAML 1.1 parsers (kubectl's) read it
-
-
-def _dns_label(value: str) -> str:
-    if len(value) > 63 or not _DNS_LABEL.match(value):
-        msg = f"{value!r} is not a DNS label (at most 63 lower-case letters, digits and '-')"
-        raise ValueError(msg)
-    return value
-
-
-def _duration(value: str) -> str:
-    parse_duration(value)
-    return value
-
-
-def _step_name(value: str) -> str:
-    if not _STEP_NAME.match(value):
-        msg = (
-            f"step name {value!r} must be an identifier (letters, digits, '_'), "
-            "so that `steps.<name>` works in templates and CEL"
-        )
-        raise ValueError(msg)
-    return value
-
-
-DnsLabel = Annotated[
-    str,
-    AfterValidator(_dns_label),
-    WithJsonSchema({"type": "string", "pattern": _DNS_LABEL.pattern, "maxLength": 63}),
-]
-Duration = Annotated[
-    str, AfterValidator(_duration), WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN})
-]
-StepName = Annotated[
-    str,
-    AfterValidator(_step_name),
-    WithJsonSchema({"type": "string", "pattern": _STEP_NAME.pattern, "maxLength": 63}),
-]
-
-
-def _rules(*rules: tuple[str, str]) -> dict[str, JsonValue]:
-    """CEL rules the API server checks (`x-kubernetes-validations`): (rule, message)."""
-    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
-
-
-class Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-class Metadata(Spec):
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
-
-    name: DnsLabel
-    namespace: DnsLabel = "default"
-    labels: dict[str, str] = Field(default_factory=dict)
-    generation: int = 1
-
-
-class SecretKeyRef(Spec):
-    name: DnsLabel
-    key: str = Field(min_length=1)
-
-
-class BasicAuthSecretRef(Spec):
-    name: DnsLabel
-    username_key: str = Field(alias="usernameKey", min_length=1)
-    password_key: str = Field(alias="passwordKey", min_length=1)
-
+from vigil.common.resource_base import (
+    MAX_STEPS,
+    YAML11_ON,
+    BasicAuthSecretRef,
+    DnsLabel,
+    Duration,
+    Metadata,
+    SecretKeyRef,
+    Spec,
+    StepName,
+    cel_rules,
+)
+from vigil.common.sink_resources import SinkSpec
 
 # --- Source -------------------------------------------------------------------------------
 
@@ -145,7 +79,7 @@ class WebhookMapping(Spec):
         frozen=True,
         extra="forbid",
         populate_by_name=True,
-        json_schema_extra=_rules(
+        json_schema_extra=cel_rules(
             (
                 "(has(self.labels) && size(self.labels) > 0) || has(self.labelsFrom)",
                 "webhook mapping needs `labels` or `labelsFrom`: an alert is known by its labels",
@@ -219,7 +153,7 @@ class SourceSpec(Spec):
         frozen=True,
         extra="forbid",
         populate_by_name=True,
-        json_schema_extra=_rules(
+        json_schema_extra=cel_rules(
             (
                 "self.type != 'webhook' || has(self.webhook)",
                 "type webhook needs a `webhook` mapping block",
@@ -334,7 +268,7 @@ class Step(Spec):
         frozen=True,
         extra="forbid",
         populate_by_name=True,
-        json_schema_extra=_rules(
+        json_schema_extra=cel_rules(
             (
                 _STEP_KINDS_RULE,
                 "a step must have exactly one of cli, condition, wait, notify, agent",
@@ -385,7 +319,7 @@ class WorkflowSpec(Spec):
         frozen=True,
         extra="forbid",
         populate_by_name=True,
-        json_schema_extra=_rules((_UNIQUE_STEP_NAMES_RULE, "step names must be unique")),
+        json_schema_extra=cel_rules((_UNIQUE_STEP_NAMES_RULE, "step names must be unique")),
     )
 
     trigger: Trigger = Field(default_factory=Trigger)
@@ -405,185 +339,6 @@ class WorkflowSpec(Spec):
                 msg = f"step name {step.name!r} is used twice"
                 raise ValueError(msg)
             seen.add(step.name)
-        return self
-
-
-# --- Sink ---------------------------------------------------------------------------------
-
-
-class WebhookSinkSpec(Spec):
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        populate_by_name=True,
-        json_schema_extra=_rules(
-            (
-                "has(self.url) != has(self.urlSecretRef)",
-                "webhook sink needs exactly one of `url` and `urlSecretRef`",
-            )
-        ),
-    )
-
-    url: str | None = None
-    url_secret_ref: SecretKeyRef | None = Field(default=None, alias="urlSecretRef")
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeout: Duration = "10s"
-    # HMAC-SHA256 over `{timestamp}.{body}` in `X-Vigil-Signature: t=<unix>,v1=<hex>`.
-    signing_secret_ref: SecretKeyRef | None = Field(default=None, alias="signingSecretRef")
-
-    @model_validator(mode="after")
-    def _one_url(self) -> WebhookSinkSpec:
-        if (self.url is None) == (self.url_secret_ref is None):
-            raise ValueError("webhook sink needs exactly one of `url` and `urlSecretRef`")
-        return self
-
-
-class SlackSinkSpec(Spec):
-    """An incoming webhook (`webhookUrlSecretRef`), or a bot token and a channel
-    (`chat.postMessage`): exactly one of the two ways."""
-
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        populate_by_name=True,
-        json_schema_extra=_rules(
-            (
-                "has(self.webhookUrlSecretRef) != has(self.tokenSecretRef)",
-                "slack sink needs exactly one of `webhookUrlSecretRef` and `tokenSecretRef`",
-            ),
-            (
-                "has(self.tokenSecretRef) == has(self.channel)",
-                "slack sink needs `channel` with `tokenSecretRef` (and only with it)",
-            ),
-        ),
-    )
-
-    webhook_url_secret_ref: SecretKeyRef | None = Field(default=None, alias="webhookUrlSecretRef")
-    token_secret_ref: SecretKeyRef | None = Field(default=None, alias="tokenSecretRef")
-    channel: str | None = Field(default=None, min_length=1)  # an id (C0123…) or #name
-    timeout: Duration = "10s"
-
-    @model_validator(mode="after")
-    def _one_way(self) -> SlackSinkSpec:
-        if (self.webhook_url_secret_ref is None) == (self.token_secret_ref is None):
-            msg = "slack sink needs exactly one of `webhookUrlSecretRef` and `tokenSecretRef`"
-            raise ValueError(msg)
-        if (self.token_secret_ref is None) != (self.channel is None):
-            msg = "slack sink needs `channel` with `tokenSecretRef` (and only with it)"
-            raise ValueError(msg)
-        return self
-
-
-class MsTeamsSinkSpec(Spec):
-    """A Teams workflow (Power Automate) webhook, its URL in a Secret."""
-
-    webhook_url_secret_ref: SecretKeyRef = Field(alias="webhookUrlSecretRef")
-    timeout: Duration = "10s"
-
-
-class PagerDutySinkSpec(Spec):
-    """PagerDuty Events API v2: the integration's routing key is kept in a Secret."""
-
-    routing_key_secret_ref: SecretKeyRef = Field(alias="routingKeySecretRef")
-    url: str = Field(
-        default="https://events.pagerduty.com/v2/enqueue", pattern=r"^https?://[^\s]+$"
-    )
-    source: str = Field(default="", max_length=255)  # default: the alert's instance/job label
-    timeout: Duration = "10s"
-
-
-def _address(value: str) -> str:
-    # One bare address: a line break or a comma here would add headers or recipients.
-    if not re.fullmatch(r"[^@\s,<>\"]+@[^@\s,<>\"]+", value):
-        msg = f"{value!r} is not an email address (one bare address like oncall@example.com)"
-        raise ValueError(msg)
-    return value
-
-
-EmailAddress = Annotated[
-    str,
-    AfterValidator(_address),
-    WithJsonSchema({"type": "string", "pattern": r"^[^@\s,<>\"]+@[^@\s,<>\"]+$"}),
-]
-
-
-class EmailSinkSpec(Spec):
-    """SMTP: `starttls` (submission, 587), `tls` (implicit, 465) or `none` (a local relay)."""
-
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        populate_by_name=True,
-        json_schema_extra=_rules(
-            (
-                "has(self.username) == has(self.passwordSecretRef)",
-                "email sink needs both `username` and `passwordSecretRef`, or neither",
-            )
-        ),
-    )
-
-    host: str = Field(min_length=1)
-    port: int = Field(default=587, ge=1, le=65535)
-    tls: Literal["starttls", "tls", "none"] = "starttls"
-    from_: EmailAddress = Field(alias="from")
-    to: list[EmailAddress] = Field(min_length=1)
-    cc: list[EmailAddress] = Field(default_factory=list)
-    username: str | None = None
-    password_secret_ref: SecretKeyRef | None = Field(default=None, alias="passwordSecretRef")
-    timeout: Duration = "30s"
-
-    @model_validator(mode="after")
-    def _both_or_neither(self) -> EmailSinkSpec:
-        if (self.username is None) != (self.password_secret_ref is None):
-            msg = "email sink needs both `username` and `passwordSecretRef`, or neither"
-            raise ValueError(msg)
-        return self
-
-
-class RateLimit(Spec):
-    """A token bucket per sink: `burst` deliveries at once, refilled at `perMinute`."""
-
-    per_minute: int = Field(alias="perMinute", ge=1)
-    burst: int = Field(default=1, ge=1)
-
-
-class SinkSpec(Spec):
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        populate_by_name=True,
-        json_schema_extra=_rules(
-            ("self.type != 'webhook' || has(self.webhook)", "type webhook needs a `webhook` block"),
-            ("self.type != 'slack' || has(self.slack)", "type slack needs a `slack` block"),
-            (
-                "self.type != 'msteams' || has(self.msteams)",
-                "type msteams needs a `msteams` block",
-            ),
-            (
-                "self.type != 'pagerduty' || has(self.pagerduty)",
-                "type pagerduty needs a `pagerduty` block",
-            ),
-            ("self.type != 'email' || has(self.email)", "type email needs an `email` block"),
-        ),
-    )
-
-    type: Literal["slack", "msteams", "pagerduty", "email", "webhook", "log"]
-    webhook: WebhookSinkSpec | None = None
-    slack: SlackSinkSpec | None = None
-    msteams: MsTeamsSinkSpec | None = None
-    pagerduty: PagerDutySinkSpec | None = None
-    email: EmailSinkSpec | None = None
-    rate_limit: RateLimit | None = Field(default=None, alias="rateLimit")
-
-    @model_validator(mode="after")
-    def _type_has_its_block(self) -> SinkSpec:
-        if (
-            self.type in ("webhook", "slack", "msteams", "pagerduty", "email")
-            and getattr(self, self.type) is None
-        ):
-            article = "an" if self.type == "email" else "a"
-            msg = f"type {self.type} needs {article} `{self.type}` block"
-            raise ValueError(msg)
         return self
 
 

@@ -23,11 +23,11 @@ from vigil.common.errors import InvalidInput
 from vigil.common.expressions import compile_expression
 from vigil.common.findings import schema_problems
 from vigil.common.matchers import parse_matcher
+from vigil.common.resource_base import SecretKeyRef
 from vigil.common.resources import (
     AGENT_TOOLS,
     KINDS,
     AnyResource,
-    SecretKeyRef,
     Sink,
     Source,
     Step,

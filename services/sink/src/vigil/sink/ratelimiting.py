@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from vigil.common.resources import RateLimit
+from vigil.common.sink_resources import RateLimit
 
 SECONDS_PER_MINUTE = 60.0
 

@@ -17,7 +17,7 @@ import structlog
 from pydantic import JsonValue
 
 from vigil.common.errors import PermanentError, TransientError
-from vigil.common.resources import SecretKeyRef
+from vigil.common.resource_base import SecretKeyRef
 from vigil.common.secrets import SecretKey, SecretResolver, SecretUnavailable
 from vigil.sink.adapters.webhook import RETRYABLE_STATUS, retry_after_seconds
 from vigil.sink.notifiers import Notification

@@ -18,8 +18,8 @@ from pydantic import JsonValue
 
 from vigil.common.durations import parse_duration
 from vigil.common.errors import PermanentError, TransientError
-from vigil.common.resources import SlackSinkSpec
 from vigil.common.secrets import SecretResolver
+from vigil.common.sink_resources import SlackSinkSpec
 from vigil.sink.adapters.posting import check_status, post_once, secret_value
 from vigil.sink.adapters.webhook import retry_after_seconds
 from vigil.sink.notifiers import Notification

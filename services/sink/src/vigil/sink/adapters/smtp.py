@@ -24,8 +24,8 @@ import structlog
 
 from vigil.common.durations import parse_duration
 from vigil.common.errors import PermanentError, TransientError
-from vigil.common.resources import EmailSinkSpec
 from vigil.common.secrets import SecretKey, SecretResolver, SecretUnavailable
+from vigil.common.sink_resources import EmailSinkSpec
 from vigil.sink.notifiers import Notification
 from vigil.sink.report import ReportLinks, build_report, html, plain_text
 
