@@ -275,7 +275,7 @@ def section_body(rounds: list[Round], received: dict[str, int], wall: float) -> 
     return "\n".join(lines)
 
 
-async def measure(url: str, receiver_port: int, processes: Processes) -> list[Round]:
+async def measure(url: str, processes: Processes) -> list[Round]:
     bus = await JetStreamBus.connect(url, name="sink-bench")
     client = await nats.connect(url)
     try:
@@ -305,7 +305,7 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="vigil-sink-bench-") as tmp,
         running(Path(tmp)) as (url, receiver_port, processes),
     ):
-        rounds = asyncio.run(measure(url, receiver_port, processes))
+        rounds = asyncio.run(measure(url, processes))
         received = json.loads(httpx.get(f"http://127.0.0.1:{receiver_port}/stats", timeout=5).text)
     body = section_body(rounds, received, time.monotonic() - began)
     print(f"\n{SECTION}\n\n{body}")
