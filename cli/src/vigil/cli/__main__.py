@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from vigil.cli.trial import TrialOptions, parse_step_outputs, trial
-from vigil.cli.up import UpOptions, up
+from vigil.cli.up import UpOptions, parse_replicas, up
 from vigil.cli.validate import validate
 from vigil.common.errors import InvalidInput
 from vigil.common.logging import configure_logging
@@ -67,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds services get to stop before they are killed (default: 10)",
     )
 
+    run.add_argument(
+        "--replicas",
+        type=parse_replicas,
+        default=os.environ.get("VIGIL_REPLICAS", ""),
+        metavar="SERVICE=N,...",
+        help="processes per service, e.g. engine=2,executor=2 (engine, executor and sink"
+        " scale out; default: one of each)",
+    )
     run.add_argument(
         "--no-auth",
         action="store_true",
@@ -148,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         store=args.store,
         grace_seconds=args.grace,
         no_auth=args.no_auth,
+        replicas=args.replicas,
     )
     sys.exit(asyncio.run(up(options)))
 

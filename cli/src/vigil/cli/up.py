@@ -11,6 +11,7 @@ everything within the grace period.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -33,6 +34,10 @@ from vigil.common.settings import is_loopback, redacted_url
 log = structlog.get_logger("vigil.up")
 
 SERVICES = ("controller", "engine", "executor", "sink", "ingest")
+# Services whose replicas share the work through their durable consumers. Ingest owns the
+# HTTP port and the controller is the one writer of definitions: one process each.
+SCALABLE = ("engine", "executor", "sink")
+MAX_REPLICAS = 8
 READY_TIMEOUT_SECONDS = 60.0
 # Credentials of the user's shell must not mix with those of the embedded server's users.
 BUS_VARIABLES = ("VIGIL_NATS_USER", "VIGIL_NATS_PASSWORD", "VIGIL_NATS_PASSWORD_FILE")
@@ -49,6 +54,32 @@ class UpOptions:
     store: str | None
     grace_seconds: float
     no_auth: bool = False
+    replicas: dict[str, int] | None = None  # processes per service; absent: one
+
+
+def parse_replicas(text: str) -> dict[str, int]:
+    """`engine=2,executor=2` → {"engine": 2, "executor": 2}; an error names what is wrong."""
+    replicas: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, equals, count = item.partition("=")
+        name = name.strip()
+        if not equals or not count.strip().isdigit():
+            msg = f"{item!r}: expected SERVICE=N, e.g. engine=2"
+            raise argparse.ArgumentTypeError(msg)
+        if name not in SCALABLE:
+            msg = (
+                f"{name!r} cannot have replicas here: only {', '.join(SCALABLE)} do"
+                " (ingest owns the HTTP port, the controller is the one writer of definitions)"
+            )
+            raise argparse.ArgumentTypeError(msg)
+        if not 1 <= int(count) <= MAX_REPLICAS:
+            msg = f"{name}={count.strip()}: between 1 and {MAX_REPLICAS} processes"
+            raise argparse.ArgumentTypeError(msg)
+        if name in replicas:
+            msg = f"{name} is given twice"
+            raise argparse.ArgumentTypeError(msg)
+        replicas[name] = int(count)
+    return replicas
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -126,19 +157,8 @@ async def _up(options: UpOptions, data_dir: Path) -> int:
                 "PYTHONUNBUFFERED": "1",
             },
         )
-        supervisor.start(services["controller"])
-        await _until(
-            stop, supervisor.wait_ready(services["controller"], timeout=READY_TIMEOUT_SECONDS)
-        )
-        for name in SERVICES[1:]:
-            supervisor.start(services[name])
-        for name in SERVICES[1:]:
-            await _until(stop, supervisor.wait_ready(services[name], timeout=READY_TIMEOUT_SECONDS))
+        await _start_services(supervisor, services, stop)
         if not stop.is_set():
-            for name in SERVICES:
-                # Where Prometheus scrapes each service (ops ports are free ones, per start).
-                ready = services[name].ready_url or ""
-                log.info("service_metrics", service=name, url=ready.replace("/readyz", "/metrics"))
             base = f"http://{options.http_host}:{options.http_port}"
             log.info(
                 "vigil_up",
@@ -162,39 +182,84 @@ async def _up(options: UpOptions, data_dir: Path) -> int:
         log.info("vigil_stopped")
 
 
+async def _start_services(
+    supervisor: Supervisor, services: dict[str, list[Service]], stop: asyncio.Event
+) -> None:
+    """The controller first (the others wait for its definitions), then all the others;
+    each process's metrics URL once every one is ready."""
+    for controller in services["controller"]:
+        supervisor.start(controller)
+        await _until(stop, supervisor.wait_ready(controller, timeout=READY_TIMEOUT_SECONDS))
+    others = [process for name in SERVICES[1:] for process in services[name]]
+    for process in others:
+        supervisor.start(process)
+    for process in others:
+        await _until(stop, supervisor.wait_ready(process, timeout=READY_TIMEOUT_SECONDS))
+    if stop.is_set():
+        return
+    for process in (p for name in SERVICES for p in services[name]):
+        # Where Prometheus scrapes each service (ops ports are free ones, per start).
+        ready = process.ready_url or ""
+        log.info("service_metrics", service=process.name, url=ready.replace("/readyz", "/metrics"))
+
+
 def _services(
     options: UpOptions,
     *,
     bus: EmbeddedBus | None,
     access_env: dict[str, str],
     common: dict[str, str],
-) -> dict[str, Service]:
-    """Each service's process: its argv, environment (with its NATS user on the embedded
-    bus) and readiness URL."""
-    services: dict[str, Service] = {}
-    definitions = str(options.definitions.resolve())
+) -> dict[str, list[Service]]:
+    """Each service's processes (one, or `--replicas` of them: `engine-1`, `engine-2`):
+    argv, environment (with the service's NATS user on the embedded bus) and readiness URL.
+    Replicas share their service's durable consumers, so the bus spreads the work."""
+    services: dict[str, list[Service]] = {}
     for name in SERVICES:
-        ops_port = options.http_port if name == "ingest" else free_port()
-        env = {**common, f"VIGIL_{name.upper()}_OPS_PORT": str(ops_port)}
-        if bus is not None:
-            env.update(bus.env_for(name))
-        if name == "controller":
-            env["VIGIL_CONTROLLER_DEFINITIONS"] = definitions
-        if name in {"ingest", "sink"}:
-            # They read the Secret values they use from the same folder, at use.
-            env["VIGIL_DEFINITIONS"] = definitions
-        if name == "ingest":
-            env["VIGIL_INGEST_HTTP_PORT"] = str(options.http_port)
-            env["VIGIL_INGEST_HTTP_HOST"] = options.http_host
-            env.update(access_env)
-        services[name] = Service(
-            name=name,
-            argv=[sys.executable, "-m", f"vigil.{name}"],
-            env=env,
-            unset_env=BUS_VARIABLES if bus is not None else (),
-            ready_url=f"http://127.0.0.1:{ops_port}/readyz",
-        )
+        count = (options.replicas or {}).get(name, 1)
+        services[name] = [
+            _service(
+                name,
+                f"{name}-{index}" if count > 1 else name,
+                options,
+                bus=bus,
+                access_env=access_env,
+                common=common,
+            )
+            for index in range(1, count + 1)
+        ]
     return services
+
+
+def _service(
+    name: str,
+    label: str,
+    options: UpOptions,
+    *,
+    bus: EmbeddedBus | None,
+    access_env: dict[str, str],
+    common: dict[str, str],
+) -> Service:
+    definitions = str(options.definitions.resolve())
+    ops_port = options.http_port if name == "ingest" else free_port()
+    env = {**common, f"VIGIL_{name.upper()}_OPS_PORT": str(ops_port)}
+    if bus is not None:
+        env.update(bus.env_for(name))
+    if name == "controller":
+        env["VIGIL_CONTROLLER_DEFINITIONS"] = definitions
+    if name in {"ingest", "sink"}:
+        # They read the Secret values they use from the same folder, at use.
+        env["VIGIL_DEFINITIONS"] = definitions
+    if name == "ingest":
+        env["VIGIL_INGEST_HTTP_PORT"] = str(options.http_port)
+        env["VIGIL_INGEST_HTTP_HOST"] = options.http_host
+        env.update(access_env)
+    return Service(
+        name=label,
+        argv=[sys.executable, "-m", f"vigil.{name}"],
+        env=env,
+        unset_env=BUS_VARIABLES if bus is not None else (),
+        ready_url=f"http://127.0.0.1:{ops_port}/readyz",
+    )
 
 
 async def _start_nats(supervisor: Supervisor, options: UpOptions, data_dir: Path) -> EmbeddedBus:
