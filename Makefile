@@ -25,7 +25,7 @@ LOCAL_MODEL := $(TOOLS)/llama/.installed
 export VIGIL_LOCAL_MODEL_PYTHON := $(TOOLS)/llama/bin/python
 ARGS ?=
 
-.PHONY: help dev up test test-slow test-all eval local-model prometheus lint typecheck fmt crds nats-auth clean bench-store bench images
+.PHONY: help dev up test test-slow test-all eval local-model prometheus wrk lint typecheck fmt crds nats-auth clean bench-store bench images
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,18 @@ prometheus: ## install Prometheus (Debian's package) for the dashboard test, whe
 	else \
 		echo "prometheus: not installed and not installable here (needs root and apt):" \
 			"the dashboard test will skip"; \
+	fi
+
+wrk: ## install wrk (Debian's package), the benchmark's HTTP load generator, where apt can
+	@if command -v wrk >/dev/null; then \
+		wrk --version 2>&1 | head -1; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends wrk; } \
+		|| echo "wrk: apt-get could not install it: the bench reports no accepted/s figures"; \
+	else \
+		echo "wrk: not installed and not installable here (needs root and apt):" \
+			"the bench reports no accepted/s figures"; \
 	fi
 
 test-all: dev local-model ## run every test, slow suites included
@@ -101,7 +113,7 @@ fmt: dev ## format and autofix
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-bench: dev ## platform benchmarks (performance targets), sink deliveries/s, API requests per pod step → docs/benchmarks.md
+bench: dev wrk ## platform benchmarks (performance targets), sink deliveries/s, API requests per pod step → docs/benchmarks.md
 	$(RUN) python -m bench.platform_bench $(ARGS)
 	$(RUN) python -m bench.sink_bench
 	$(RUN) python -m bench.pod_requests

@@ -1,29 +1,24 @@
-"""The platform benchmark's harness: what it sends and how, how it watches the
-platform (stats API, CPU and memory per process), and where its figures go."""
+"""The platform benchmark's harness: how it watches the platform (stats API, executions,
+CPU and memory per process) and times its phases."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import os
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.support.definitions import alertmanager_body, alertmanager_source, log_sink
 from tests.support.platform import Platform
 
-SECTION = "## Embedded platform"
-HOOK = "/hooks/bench/am"
 PROCESSES = ("ingest", "engine", "executor", "sink", "controller", "nats", "up")
 MB = 1024 * 1024
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -33,234 +28,6 @@ POLL_SECONDS = 0.1
 SAMPLE_SECONDS = 0.5
 UP_TIMEOUT_SECONDS = 90.0
 UP_EVENT = re.compile(r"\]\s+vigil_up\s")
-DISTURBED_SHARE = 0.05  # of the machine's CPU time, used by processes not of this run
-
-WORKFLOWS = """\
-# One trivial step: processing an alert measures record + match + execution.
-apiVersion: vigil.dev/v1alpha1
-kind: Workflow
-metadata: {name: noop, namespace: bench}
-spec:
-  trigger: {sources: [am], matchers: ['alertname="Bench"']}
-  steps:
-    - name: check
-      condition: 'true'
----
-# Three trivial steps, one of each kind a service runs: executor, engine, sink.
-apiVersion: vigil.dev/v1alpha1
-kind: Workflow
-metadata: {name: three, namespace: bench}
-spec:
-  trigger: {sources: [am], matchers: ['alertname="Three"']}
-  steps:
-    - name: run
-      cli: {command: ["true"]}
-    - name: check
-      condition: 'true'
-    - name: tell
-      notify: {sinks: [log], title: "{{ alert.labels.alertname }} {{ alert.labels.seq }}"}
-"""
-DEFINITIONS = (alertmanager_source("bench"), log_sink("bench", "log"), WORKFLOWS)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Scale:
-    """How long and how much each phase sends."""
-
-    accept_seconds: float = 10.0
-    accept_min_alerts: int = 5000
-    accept_concurrency: int = 8
-    single_seconds: float = 10.0
-    single_concurrency: int = 16
-    latency_seconds: float = 20.0
-    latency_rate: float = 100.0
-    burst_alerts: int = 2000
-    burst_concurrency: int = 8
-    payload_alerts: int = 100
-
-    def quick(self) -> Scale:
-        return Scale(
-            accept_seconds=self.accept_seconds / 5,
-            accept_min_alerts=self.accept_min_alerts // 5,
-            single_seconds=self.single_seconds / 5,
-            latency_seconds=self.latency_seconds / 5,
-            burst_alerts=self.burst_alerts // 5,
-        )
-
-
-# --- what is sent ----------------------------------------------------------------------
-
-
-@dataclass(slots=True, kw_only=True)
-class Payloads:
-    """Alertmanager webhook bodies of `size` alerts, each alert new (labels, fingerprint)."""
-
-    alertname: str
-    phase: str
-    size: int
-    sent: int = 0
-
-    def alert(self) -> dict[str, Any]:
-        seq = self.sent
-        self.sent += 1
-        labels = {
-            "alertname": self.alertname,
-            "phase": self.phase,
-            "seq": str(seq),
-            "instance": f"host-{seq % 1000:03d}",
-        }
-        return {
-            "status": "firing",
-            "labels": labels,
-            "annotations": {"summary": f"bench alert {seq}"},
-            "startsAt": datetime.now(UTC).isoformat(),
-            "fingerprint": hashlib.blake2b(
-                f"{self.phase}/{seq}".encode(), digest_size=8
-            ).hexdigest(),
-        }
-
-    def body(self) -> tuple[bytes, int]:
-        alerts = [self.alert() for _ in range(self.size)]
-        document = alertmanager_body(
-            alerts,
-            receiver="vigil",
-            groupKey=f"{{}}:{{phase={self.phase!r}}}",
-            groupLabels={"phase": self.phase},
-        )
-        return json.dumps(document).encode(), len(alerts)
-
-    def bodies(self, limit: int | None = None) -> Iterator[tuple[bytes, int]]:
-        while limit is None or self.sent < limit:
-            yield self.body()
-
-
-# --- sending -----------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Load:
-    """What a load generator got back: only 2xx answers count as accepted."""
-
-    alerts: int = 0
-    requests: int = 0
-    failures: Counter[str] = field(default_factory=Counter)
-    seconds: float = 0.0
-
-    def failed(self) -> str:
-        return ", ".join(f"{n}x {what}" for what, n in self.failures.most_common()) or "none"
-
-
-def new_client(connections: int) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        timeout=REQUEST_TIMEOUT_SECONDS,
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-        headers={"Content-Type": "application/json"},
-    )
-
-
-async def post(client: httpx.AsyncClient, url: str, body: bytes, load: Load) -> bool:
-    try:
-        answer = await client.post(url, content=body)
-    except httpx.HTTPError as exc:
-        load.failures[type(exc).__name__] += 1
-        return False
-    if not answer.is_success:
-        load.failures[f"HTTP {answer.status_code}"] += 1
-        return False
-    return True
-
-
-async def send(
-    url: str,
-    bodies: Iterator[tuple[bytes, int]],
-    *,
-    concurrency: int,
-    keep_going: Callable[[Load], bool],
-    start: float,
-) -> Load:
-    """`concurrency` clients, each with one connection, POST bodies back to back."""
-    load = Load()
-
-    async def client_loop() -> None:
-        async with new_client(1) as client:
-            while keep_going(load):
-                item = next(bodies, None)
-                if item is None:
-                    return
-                body, count = item
-                if await post(client, url, body, load):
-                    load.alerts += count
-                    load.requests += 1
-
-    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
-    load.seconds = time.monotonic() - start
-    return load
-
-
-async def send_raw(
-    port: int,
-    path: str,
-    bodies: Iterator[tuple[bytes, int]],
-    *,
-    concurrency: int,
-    keep_going: Callable[[Load], bool],
-    start: float,
-) -> Load:
-    """As `send`, through a minimal HTTP/1.1 keep-alive client on asyncio streams: a load
-    generator cheap enough not to be what limits the figure on a 2-core machine."""
-    load = Load()
-
-    async def client_loop() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while keep_going(load):
-                item = next(bodies, None)
-                if item is None:
-                    return
-                body, count = item
-                head = (
-                    f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-                )
-                writer.write(head.encode() + body)
-                status = await read_response(reader)
-                if 200 <= status < 300:
-                    load.alerts += count
-                    load.requests += 1
-                else:
-                    load.failures[f"HTTP {status}"] += 1
-        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-            load.failures[type(exc).__name__] += 1
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
-    load.seconds = time.monotonic() - start
-    return load
-
-
-async def read_response(reader: asyncio.StreamReader) -> int:
-    """Read one HTTP/1.1 response with a Content-Length body; return its status."""
-    lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-    headers = dict(line.lower().split(":", 1) for line in lines[1:] if ":" in line)
-    if "content-length" not in headers:
-        msg = "response without Content-Length"
-        raise ValueError(msg)
-    await reader.readexactly(int(headers["content-length"]))
-    return int(lines[0].split()[1])
-
-
-def for_duration(start: float, seconds: float, *, min_alerts: int = 0) -> Callable[[Load], bool]:
-    """Until `seconds` passed and at least `min_alerts` were accepted (at most 6x longer)."""
-
-    def keep_going(load: Load) -> bool:
-        elapsed = time.monotonic() - start
-        return elapsed < seconds or (load.alerts < min_alerts and elapsed < 6 * seconds)
-
-    return keep_going
-
 
 # --- watching the platform ----------------------------------------------------------------
 
@@ -293,7 +60,8 @@ class Drain:
 
 
 async def until_drained(
-    bench: Bench,
+    api: httpx.AsyncClient,
+    running: Platform,
     *,
     start: float,
     since: dict[str, Any],
@@ -307,10 +75,10 @@ async def until_drained(
     snapshot = since
     while True:
         try:
-            snapshot = await stats(bench.api)
+            snapshot = await stats(api)
         except httpx.HTTPError:
             errors += 1
-            bench.check_running()
+            check_running(running)
         now = time.monotonic()
         done = (load_done is None or load_done.is_set()) and drained(snapshot)
         if quiet:
@@ -379,51 +147,53 @@ def machine_busy_seconds() -> float:
 
 @dataclass(slots=True)
 class Resources:
-    """Resident memory (peak over samples, last) and CPU seconds of every child process."""
+    """Resident memory (peak over samples, last) and CPU seconds of every child process of
+    `vigil up`, summed over a service's replicas (and over a process the supervisor
+    restarted: the CPU a dead process had used is kept)."""
 
     platform: Platform
-    pids: dict[str, int] = field(default_factory=dict)
+    seen: dict[int, tuple[str, float]] = field(default_factory=dict)  # pid → (name, cpu)
+    first: dict[str, set[int]] = field(default_factory=dict)
     peak_mb: dict[str, float] = field(default_factory=dict)
     last_mb: dict[str, float] = field(default_factory=dict)
-    restarts: Counter[str] = field(default_factory=Counter)
-    cpu_of_dead: dict[str, float] = field(default_factory=dict)
-    cpu_seen: dict[str, float] = field(default_factory=dict)
     sampling: bool = False
 
-    def pid(self, name: str) -> int | None:
-        if name == "up":  # the supervisor itself
-            return self.platform.process.pid
-        known = self.pids.get(name)
-        if known is not None and Path(f"/proc/{known}").exists():
-            return known
-        found = self.platform.service_pids(name)
-        if not found:
-            return None
-        if known is not None:  # it died and the supervisor started it again
-            self.restarts[name] += 1
-            self.cpu_of_dead[name] = self.cpu_of_dead.get(name, 0.0) + self.cpu_seen.get(name, 0.0)
-        self.pids[name] = found[0]
-        return found[0]
+    def pids(self, name: str) -> list[int]:
+        found = (
+            [self.platform.process.pid]  # the supervisor itself
+            if name == "up"
+            else self.platform.service_pids(name)
+        )
+        self.first.setdefault(name, set(found))
+        return found
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        started: Counter[str] = Counter(name for name, _ in self.seen.values())
+        return {
+            name: n - len(self.first.get(name, ()))
+            for name, n in started.items()
+            if n > len(self.first.get(name, ()))
+        }
 
     def sample(self) -> None:
         for name in PROCESSES:
-            pid = self.pid(name)
-            rss = read_rss_mb(pid) if pid else None
-            if rss is not None:
-                self.last_mb[name] = rss
+            rss = [mb for pid in self.pids(name) if (mb := read_rss_mb(pid)) is not None]
+            if rss:
+                self.last_mb[name] = max(rss)
                 if self.sampling:
-                    self.peak_mb[name] = max(self.peak_mb.get(name, 0.0), rss)
+                    self.peak_mb[name] = max(self.peak_mb.get(name, 0.0), *rss)
 
     def cpu(self) -> dict[str, float]:
-        """Cumulative CPU seconds per process, the bench's own included."""
-        result = {}
+        """Cumulative CPU seconds per service (all its processes), and the machine's."""
         for name in PROCESSES:
-            pid = self.pid(name)
-            seconds = read_cpu_seconds(pid) if pid else None
-            if seconds is not None:
-                self.cpu_seen[name] = seconds
-            result[name] = self.cpu_of_dead.get(name, 0.0) + self.cpu_seen.get(name, 0.0)
-        result["bench"] = time.process_time()
+            for pid in self.pids(name):
+                seconds = read_cpu_seconds(pid)
+                if seconds is not None:
+                    self.seen[pid] = (name, seconds)
+        result = dict.fromkeys(PROCESSES, 0.0)
+        for name, seconds in self.seen.values():
+            result[name] += seconds
         result["machine"] = machine_busy_seconds()
         return result
 
@@ -437,94 +207,58 @@ class Resources:
 class Phase:
     name: str
     seconds: float
-    cpu: dict[str, float]  # per process, plus "bench" and "machine" (all cores, busy)
-
-    @property
-    def others(self) -> float:
-        """CPU seconds the rest of the machine used meanwhile."""
-        ours = sum(self.cpu.get(name, 0.0) for name in [*PROCESSES, "bench"])
-        return max(0.0, self.cpu.get("machine", 0.0) - ours)
+    cpu: dict[str, float]  # per process, "generator", and "machine" (all cores, busy)
+    units: int = 0  # alerts or executions the phase handled, for CPU per unit
 
 
 @contextlib.asynccontextmanager
-async def phase(bench: Bench, name: str) -> AsyncIterator[None]:
-    """Record the wall time and the CPU seconds each process spent in the block."""
-    resources = bench.resources
+async def phase(
+    resources: Resources, phases: list[Phase], name: str
+) -> AsyncIterator[dict[str, float]]:
+    """Record the wall time and the CPU seconds each process spent in the block; the block
+    adds its generator's CPU seconds (`extra["generator"]`) and units (`extra["units"]`)."""
     started, before = time.monotonic(), resources.cpu()
+    extra: dict[str, float] = {}
     resources.sampling = True
     try:
-        yield
+        yield extra
     finally:
         resources.sampling = False
         after = resources.cpu()
         cpu = {process: after[process] - before.get(process, 0.0) for process in after}
-        bench.report.phases.append(Phase(name=name, seconds=time.monotonic() - started, cpu=cpu))
-
-
-# --- the figures ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Figure:
-    name: str
-    measured: str
-    target: str
-    peers: str
-    met: bool | None = None
-
-
-@dataclass(slots=True)
-class Report:
-    figures: list[Figure] = field(default_factory=list)
-    phases: list[Phase] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, figure: Figure) -> None:
-        self.figures.append(figure)
-        verdict = {True: "meets", False: "MISSES", None: "?"}[figure.met]
-        print(f"{figure.name}: {figure.measured}  (target {figure.target}: {verdict})")
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-        print(f"  note: {text}")
+        cpu["generator"] = extra.get("generator", 0.0)
+        phases.append(
+            Phase(
+                name=name,
+                seconds=time.monotonic() - started,
+                cpu=cpu,
+                units=int(extra.get("units", 0)),
+            )
+        )
 
 
 class PlatformExited(RuntimeError):
     """`vigil up` stopped during the run: the figures would mean nothing."""
 
 
-@dataclass(slots=True, kw_only=True)
-class Bench:
-    """What every phase needs: the platform, an API client, the scale, where results go."""
-
-    platform: Platform
-    api: httpx.AsyncClient
-    scale: Scale
-    report: Report
-    resources: Resources
-
-    @property
-    def hook(self) -> str:
-        return self.platform.url + HOOK
-
-    def check_running(self) -> None:
-        code = self.platform.process.poll()
-        if code is not None:
-            msg = f"vigil up exited with {code} during the run"
-            raise PlatformExited(msg)
+def check_running(running: Platform) -> None:
+    code = running.process.poll()
+    if code is not None:
+        msg = f"vigil up exited with {code} during the run"
+        raise PlatformExited(msg)
 
 
-def wait_until_up(running: Platform, report: Report) -> None:
-    """`start_platform` returns once ingest answers; wait for `vigil up` to report all five
-    services ready (its `vigil_up` line), so a service that fails to start is seen now."""
+def wait_until_up(running: Platform) -> None:
+    """`start_platform` returns once ingest answers; wait for `vigil up` to report every
+    service ready (its `vigil_up` line), so a service that fails to start is seen now."""
     deadline = time.monotonic() + UP_TIMEOUT_SECONDS
     while not UP_EVENT.search(running.logs()):
         if running.process.poll() is not None:
             msg = f"vigil up exited with {running.process.returncode} while starting"
             raise PlatformExited(msg)
         if time.monotonic() > deadline:
-            report.note(f"vigil up did not log `vigil_up` within {UP_TIMEOUT_SECONDS:.0f} s")
-            return
+            msg = f"vigil up did not log `vigil_up` within {UP_TIMEOUT_SECONDS:.0f} s"
+            raise PlatformExited(msg)
         time.sleep(0.2)
 
 

@@ -1,23 +1,29 @@
 """Platform benchmark: the DESIGN §9 figures, measured against `vigil up` (`make bench`).
 
-Starts the embedded platform in a subprocess (nats-server, SQLite, five services) on free
-ports, with a definitions folder written here, and measures, printing each figure as it
-completes:
+Starts the embedded platform (nats-server, SQLite, the five services) on free ports, once
+with one process per service and once with `--replicas engine=2,executor=2`, and measures
+in each of `--rounds` rounds (default 3; every figure is the median with min and max):
 
-1. alerts accepted per second: Alertmanager payloads of 100 alerts, 8 concurrent clients;
-2. alerts processed per second: from the first POST of (1) until the engine has recorded
-   every alert of the ALERTS stream (`/api/v1/stats`: `alerts.recorded == alerts.received`);
-3. single-alert webhook requests per second, 16 concurrent clients (and again with a
-   minimal HTTP/1.1 client, as a note: httpx costs more CPU per request than ingest);
-4. latency from an accepted alert (its POST answered 2xx) to the first step of its
-   execution running, at a steady 100 alerts/s;
-5. workflow executions of three trivial steps completed per second, after a burst;
-6. resident memory of every service and of nats-server, under load and at the end.
+1. alerts accepted per second: Alertmanager bodies of 100 alerts from `wrk` (8 keep-alive
+   connections, 10 s), and alerts processed per second: from the first POST until the
+   engine recorded every alert the ALERTS stream received and ran its execution;
+2. single-alert webhook requests per second (`wrk`, 16 connections, 10 s);
+3. latency at a steady 100 alerts/s for 10 s (open loop, `bench.pacer`): from the moment a
+   request was sent to the moment the first step's process runs, stamped by the step
+   itself (`$EPOCHREALTIME` of bash; the sender's clock is `time.time_ns()`, the same one);
+4. the same at 300 alerts/s for 60 s, with the p99 of each 10 s window: a queue that grows
+   shows as a rising p99;
+5. executions of a 3-step workflow (a `cli` step, a `condition`, a `notify`) completed
+   per second after a burst of 2,000 alerts, with a log sink and with a webhook sink to
+   `bench.receiver` in a process of its own.
 
-It also records the CPU seconds every process spent in each phase: that is where the time
-goes. The figures go to `docs/benchmarks.md` under "## Embedded platform"; other sections
-are kept. A measurement, not a test: nothing asserts a target. `--quick` makes every phase
-about five times shorter, for a smoke run.
+The load generators are processes of their own (`wrk` is compiled; `bench.pacer` imports
+the standard library only); their CPU seconds are read from the kernel and shown beside
+the services'. A paced phase whose generator sent requests later than its schedule (p99
+over 10 ms) is refused, not reported. Every phase checks that nothing was lost or done
+twice: an execution per alert, every step's process exactly once (each writes a line), a
+webhook per execution with its own idempotency key. The figures go to `docs/benchmarks.md`
+under "## Embedded platform"; other sections are kept. A measurement, not a test.
 """
 
 from __future__ import annotations
@@ -25,344 +31,450 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import platform
-import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.document import DOCUMENT, write_section
+from bench.document import write_section
+from bench.generators import GeneratorFailed, Sent, Target, pacer, wrk, wrk_binary
 from bench.harness import (
-    DEFINITIONS,
-    DISTURBED_SHARE,
-    HOOK,
     POLL_SECONDS,
-    PROCESSES,
     REQUEST_TIMEOUT_SECONDS,
-    SECTION,
-    Bench,
-    Drain,
-    Figure,
-    Load,
-    Payloads,
-    Phase,
     PlatformExited,
-    Report,
     Resources,
-    Scale,
-    active,
+    check_running,
     epoch,
     executions,
-    for_duration,
-    new_client,
     percentile,
     phase,
-    post,
-    send,
-    send_raw,
     stats,
     until_drained,
     wait_until_up,
 )
-from tests.support.definitions import write_definitions
+from bench.platform_report import (
+    Run,
+    cpu_table,
+    figures_table,
+    log_summary,
+    machine,
+    memory_table,
+)
+from tests.support.definitions import alertmanager_source, log_sink, write_definitions
 from tests.support.platform import Platform, start_platform
+from tests.support.process import free_port
+
+SECTION = "## Embedded platform"
+HOOK = "/hooks/bench/am"
+LATE_P99_MS = 10.0  # a paced generator later than this at p99 fell behind its schedule
+STAMP_TIMEOUT_SECONDS = 180.0
+REPLICAS = "engine=2,executor=2"
 
 
-async def accepted_and_processed(bench: Bench) -> None:
-    """(1) 100-alert payloads for ~10 s, and (2) until the engine recorded all of them."""
-    since = await stats(bench.api)
-    payloads = Payloads(alertname="Bench", phase="accept", size=bench.scale.payload_alerts)
-    load_done = asyncio.Event()
-    async with phase(bench, "1+2 accept 100-alert payloads, process"):
-        start = time.monotonic()
-        watcher = asyncio.create_task(
-            until_drained(bench, start=start, since=since, load_done=load_done)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scale:
+    rounds: int = 3
+    accept_seconds: float = 10.0
+    single_seconds: float = 10.0
+    latency_rate: float = 100.0
+    latency_seconds: float = 10.0
+    storm_rate: float = 300.0
+    storm_seconds: float = 60.0
+    window_seconds: float = 10.0
+    burst_alerts: int = 2000
+
+    def quick(self) -> Scale:
+        return replace(
+            self,
+            rounds=1,
+            accept_seconds=2.0,
+            single_seconds=2.0,
+            latency_seconds=4.0,
+            storm_seconds=12.0,
+            window_seconds=4.0,
+            burst_alerts=400,
         )
-        load = await send(
-            bench.hook,
-            payloads.bodies(),
-            concurrency=bench.scale.accept_concurrency,
-            keep_going=for_duration(
-                start, bench.scale.accept_seconds, min_alerts=bench.scale.accept_min_alerts
-            ),
-            start=start,
-        )
-        load_done.set()
-        rate = load.alerts / load.seconds
-        bench.report.add(
-            Figure(
-                name="alerts accepted per second (payloads of 100)",
-                measured=f"{rate:,.0f}/s ({load.alerts:,} alerts in {load.seconds:.1f} s)",
-                target="≥ 10,000/s",
-                peers="Keep 0.54: 5,820/s, answered before anything was stored",
-                met=rate >= 10_000,
-            )
-        )
-        bench.report.note(
-            f"accept: {load.requests} requests answered 2xx; failures: {load.failed()}"
-        )
-        drain = await watcher
-    processed = drain.recorded / drain.seconds
-    reached = "" if drain.complete else f", TIMED OUT at {drain.recorded:,}/{drain.received:,}"
-    bench.report.add(
-        Figure(
-            name="alerts processed per second (recorded and matched)",
-            measured=f"{processed:,.0f}/s ({drain.recorded:,} alerts in {drain.seconds:.1f} s"
-            f"{reached})",
-            target="≥ 5,000/s",
-            peers="Keep, same run: 36.6/s (a 10 s burst took 26 min to clear)",
-            met=drain.complete and processed >= 5_000,
-        )
-    )
-    bench.report.note(
-        f"process: recording finished {drain.seconds - load.seconds:.1f} s after the last "
-        f"answer; executions then: {drain.last['executions']}; stats errors: "
-        f"{drain.stats_errors}"
-    )
 
 
-async def single_alert_requests(bench: Bench) -> None:
-    """(3) 1-alert payloads, 16 concurrent clients, ~10 s; then wait until processed."""
-    since = await stats(bench.api)
-    payloads = Payloads(alertname="Bench", phase="single", size=1)
-    async with phase(bench, "3 single-alert requests"):
-        start = time.monotonic()
-        load = await send(
-            bench.hook,
-            payloads.bodies(),
-            concurrency=bench.scale.single_concurrency,
-            keep_going=for_duration(start, bench.scale.single_seconds),
-            start=start,
-        )
-    rate = load.requests / load.seconds
-    bench.report.add(
-        Figure(
-            name="single-alert webhook requests per second",
-            measured=f"{rate:,.0f}/s ({load.requests:,} requests in {load.seconds:.1f} s)",
-            target="≥ 2,000/s",
-            peers="Keep: 51-67/s",
-            met=rate >= 2_000,
-        )
-    )
-    cpu = bench.report.phases[-1].cpu
-    bench.report.note(
-        f"single: httpx load generator {cpu['bench'] / max(load.requests, 1) * 1e3:.2f} ms CPU "
-        f"per request, ingest {cpu['ingest'] / max(load.requests, 1) * 1e3:.2f} ms; "
-        f"failures: {load.failed()}"
-    )
-    async with phase(bench, "3' drain single alerts"):
-        drain = await until_drained(bench, start=start, since=since, quiet=True)
-    bench.report.note(
-        f"single: all {drain.recorded:,} recorded and executed {drain.seconds:.1f} s after the "
-        f"first POST ({drain.recorded / drain.seconds:,.0f}/s)"
-        + ("" if drain.complete else f" — TIMED OUT; stats then: {drain.last}")
-    )
-    await single_alert_requests_raw(bench)
+def definitions(work: Path, receiver_port: int) -> tuple[str, ...]:
+    """Source, sinks and workflows; each step's process writes a line into `work/<phase>`."""
+    steps = work / "steps"
+    three = """\
+apiVersion: vigil.dev/v1alpha1
+kind: Workflow
+metadata: {{name: {name}, namespace: bench}}
+spec:
+  trigger: {{sources: [am], matchers: ['alertname="{alertname}"']}}
+  steps:
+    - name: run
+      cli:
+        command: [sh, -c, 'echo "$1" >> "{steps}/$0"', "{{{{ alert.labels.phase }}}}",
+                  "{{{{ alert.labels.seq }}}}"]
+    - name: check
+      condition: 'true'
+    - name: tell
+      notify:
+        sinks: [{sink}]
+        title: "{{{{ alert.labels.alertname }}}} {{{{ alert.labels.seq }}}}"
+"""
+    workflows = f"""\
+# One trivial step: processing an alert measures record + match + execution.
+apiVersion: vigil.dev/v1alpha1
+kind: Workflow
+metadata: {{name: noop, namespace: bench}}
+spec:
+  trigger: {{sources: [am], matchers: ['alertname="Bench"']}}
+  steps:
+    - name: check
+      condition: 'true'
+---
+# The first step stamps when its process runs: the latency phases' end point.
+apiVersion: vigil.dev/v1alpha1
+kind: Workflow
+metadata: {{name: stamp, namespace: bench}}
+spec:
+  trigger: {{sources: [am], matchers: ['alertname="Stamp"']}}
+  steps:
+    - name: stamp
+      cli:
+        command: [bash, -c, 'echo "$1 $EPOCHREALTIME" >> "{steps}/$0"',
+                  "{{{{ alert.labels.phase }}}}", "{{{{ alert.labels.seq }}}}"]
+---
+{three.format(name="three", alertname="Three", sink="log", steps=steps)}---
+{three.format(name="three-hook", alertname="ThreeHook", sink="hook", steps=steps)}"""
+    hook_sink = f"""\
+apiVersion: vigil.dev/v1alpha1
+kind: Sink
+metadata: {{name: hook, namespace: bench}}
+spec:
+  type: webhook
+  webhook: {{url: "http://127.0.0.1:{receiver_port}/notify"}}
+"""
+    return (alertmanager_source("bench"), log_sink("bench", "log"), hook_sink, workflows)
 
 
-async def single_alert_requests_raw(bench: Bench) -> None:
-    """(3b) the same with a minimal client: how much of (3) the httpx load generator costs."""
-    since = await stats(bench.api)
-    payloads = Payloads(alertname="Bench", phase="single-raw", size=1)
-    async with phase(bench, "3b single-alert requests, minimal client"):
-        start = time.monotonic()
-        load = await send_raw(
-            bench.platform.http_port,
-            HOOK,
-            payloads.bodies(),
-            concurrency=bench.scale.single_concurrency,
-            keep_going=for_duration(start, bench.scale.single_seconds),
-            start=start,
-        )
-    cpu = bench.report.phases[-1].cpu
-    bench.report.note(
-        f"single, minimal asyncio HTTP/1.1 client instead of httpx: "
-        f"{load.requests / load.seconds:,.0f} requests/s ({load.requests:,} in "
-        f"{load.seconds:.1f} s; load generator {cpu['bench'] / max(load.requests, 1) * 1e3:.2f} "
-        f"ms CPU per request, ingest {cpu['ingest'] / max(load.requests, 1) * 1e3:.2f} ms); "
-        f"failures: {load.failed()}"
-    )
-    async with phase(bench, "3b' drain"):
-        await until_drained(bench, start=start, since=since, quiet=True)
+@dataclass(slots=True, kw_only=True)
+class Bench:
+    running: Platform
+    api: httpx.AsyncClient
+    scale: Scale
+    run: Run
+    resources: Resources
+    steps: Path  # where each step's process writes its line
+    receiver: str  # the webhook receiver's stats URL
+
+    @property
+    def target(self) -> Target:
+        return Target(port=self.running.http_port, path=HOOK, token="")
 
 
-@dataclass(frozen=True, slots=True)
-class Sent:
-    at: float  # time.time() when the POST was sent
-    accepted: float  # time.time() when it was answered 2xx
+def step_lines(folder: Path, label: str) -> dict[int, list[str]]:
+    """What the step processes of phase `label` wrote, by seq (more than one: ran twice)."""
+    lines: dict[int, list[str]] = {}
+    path = folder / label
+    if path.exists():
+        for line in path.read_text().splitlines():
+            seq, _, rest = line.partition(" ")
+            lines.setdefault(int(seq), []).append(rest)
+    return lines
 
 
-async def paced_alerts(bench: Bench, load: Load) -> dict[str, Sent]:
-    """Single `Three` alerts at a steady rate; when each was sent and answered 2xx, by seq."""
-    payloads = Payloads(alertname="Three", phase="latency", size=1)
-    count = round(bench.scale.latency_rate * bench.scale.latency_seconds)
-    sent: dict[str, Sent] = {}
-
-    async def one(client: httpx.AsyncClient, seq: int) -> None:
-        body, _ = payloads.body()
-        at = time.time()
-        if await post(client, bench.hook, body, load):
-            sent[str(seq)] = Sent(at, time.time())
-
-    loop = asyncio.get_running_loop()
-    async with new_client(64) as client, asyncio.TaskGroup() as tasks:
-        start = loop.time()
-        for seq in range(count):
-            delay = start + seq / bench.scale.latency_rate - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.create_task(one(client, seq))
-        load.seconds = loop.time() - start
-    return sent
-
-
-async def first_steps_started(
-    bench: Bench, expected: set[str], *, timeout: float
-) -> dict[str, float]:
-    """When the first step of each `latency` alert's execution started (epoch), by seq."""
-    deadline = time.monotonic() + timeout
+async def until_steps_ran(bench: Bench, label: str, expected: set[int]) -> dict[int, list[str]]:
+    deadline = time.monotonic() + STAMP_TIMEOUT_SECONDS
     while True:
-        started = {}
-        for execution in await executions(bench.api, workflow="three", phase="latency"):
-            at = epoch(execution["steps"][0]["startedAt"])
-            if at is not None:
-                started[execution["alert"]["labels"]["seq"]] = at
-        if expected <= started.keys() or time.monotonic() > deadline:
-            return started
-        await asyncio.sleep(1.0)
-
-
-async def latency_to_first_step(bench: Bench) -> None:
-    """(4) accepted (2xx answer) → first step running, at a steady 100 alerts/s."""
-    load = Load()
-    async with phase(bench, "4 latency at 100 alerts/s"):
-        accepted = await paced_alerts(bench, load)
-    started = await first_steps_started(bench, set(accepted), timeout=120.0)
-    latencies = [(started[s] - a.accepted) * 1000 for s, a in accepted.items() if s in started]
-    from_sent = [(started[s] - a.at) * 1000 for s, a in accepted.items() if s in started]
-    answers = [(a.accepted - a.at) * 1000 for a in accepted.values()]
-    if not latencies:
-        bench.report.note("latency: no execution of `three` started a step")
-        return
-    p50, p90, p99 = (percentile(latencies, f) for f in (0.50, 0.90, 0.99))
-    bench.report.add(
-        Figure(
-            name="alert accepted → first step running, at 100 alerts/s",
-            measured=f"p50 {p50:.0f} ms, p90 {p90:.0f} ms, p99 {p99:.0f} ms, "
-            f"max {max(latencies):.0f} ms ({len(latencies):,} alerts)",
-            target="p50 ≤ 20 ms, p99 ≤ 100 ms",
-            peers="Keep: alert merely visible after ~70-90 ms p50",
-            met=p50 <= 20 and p99 <= 100,
-        )
-    )
-    bench.report.note(
-        f"latency: {len(accepted):,} accepted in {load.seconds:.1f} s "
-        f"({len(accepted) / load.seconds:.0f}/s sent); min {min(latencies):.0f} ms; "
-        f"{len(accepted) - len(latencies)} without a started step; failures: {load.failed()}"
-    )
-    bench.report.note(
-        f"latency: the POSTs were answered in p50 {percentile(answers, 0.5):.0f} ms, p99 "
-        f"{percentile(answers, 0.99):.0f} ms; from the POST *sent* to the first step running: "
-        f"p50 {percentile(from_sent, 0.5):.0f} ms, p90 {percentile(from_sent, 0.9):.0f} ms, "
-        f"p99 {percentile(from_sent, 0.99):.0f} ms"
-    )
-
-
-async def executions_completed(bench: Bench) -> None:
-    """(5) a burst of `Three` alerts; executions succeeded / first POST → last finished."""
-    async with phase(bench, "5' quiet before the burst"):
-        await until_drained(bench, start=time.monotonic(), since=await stats(bench.api), quiet=True)
-    since = await stats(bench.api)
-    payloads = Payloads(alertname="Three", phase="burst", size=bench.scale.payload_alerts)
-    async with phase(bench, "5 burst of 3-step executions"):
-        first_post, start = time.time(), time.monotonic()
-        load = await send(
-            bench.hook,
-            payloads.bodies(limit=bench.scale.burst_alerts),
-            concurrency=bench.scale.burst_concurrency,
-            keep_going=lambda _: True,
-            start=start,
-        )
-        expected = since["executions"].get("succeeded", 0) + load.alerts
-        drain = await until_succeeded(bench, expected, start=start, since=since)
-    finished = await executions(bench.api, workflow="three", phase="burst")
-    succeeded = [e for e in finished if e["state"] == "succeeded"]
-    states = Counter(e["state"] for e in finished)
-    last = max((epoch(e["finishedAt"]) or 0.0 for e in succeeded), default=first_post)
-    seconds = last - first_post
-    rate = len(succeeded) / seconds if seconds > 0 else 0.0
-    bench.report.add(
-        Figure(
-            name="workflow executions completed per second (3 trivial steps)",
-            measured=f"{rate:,.0f}/s ({len(succeeded):,} succeeded in {seconds:.1f} s)",
-            target="≥ 500/s",
-            peers="Argo ~35/s tuned; StackStorm ~13/s",
-            met=rate >= 500 and len(succeeded) == load.alerts,
-        )
-    )
-    bench.report.note(
-        f"burst: {load.alerts:,} alerts accepted in {load.seconds:.1f} s; executions by "
-        f"state: {dict(states)}; failures: {load.failed()}"
-        + ("" if drain.complete else f" — TIMED OUT; stats then: {drain.last}")
-    )
-
-
-async def until_succeeded(
-    bench: Bench, expected: int, *, start: float, since: dict[str, Any]
-) -> Drain:
-    """Poll stats until `expected` executions succeeded, or nothing is left to run."""
-    while True:
-        drain = await until_drained(bench, start=start, since=since)
-        succeeded = drain.last["executions"].get("succeeded", 0)
-        if succeeded >= expected or active(drain.last) == 0 or not drain.complete:
-            return drain
+        found = step_lines(bench.steps, label)
+        if expected <= found.keys() or time.monotonic() > deadline:
+            return found
+        check_running(bench.running)
         await asyncio.sleep(POLL_SECONDS)
 
 
-def memory_figure(resources: Resources, report: Report) -> None:
-    """(6) the largest peak resident set of a Vigil service (nats-server, `vigil up` apart)."""
-    if not any(n not in ("nats", "up") for n in resources.peak_mb):
-        report.note("memory: no process could be sampled")
-        return
-    services = {n: mb for n, mb in resources.peak_mb.items() if n not in ("nats", "up")}
-    name, peak = max(services.items(), key=lambda item: item[1])
-    report.add(
-        Figure(
-            name="resident memory per service under load (largest peak of a service)",
-            measured=f"{peak:.0f} MB ({name})",
-            target="≤ 150 MB per service",
-            peers="Keep: 475 MiB, one process",
-            met=peak <= 150,
+def check_steps(bench: Bench, label: str, sent: Sent, lines: dict[int, list[str]]) -> None:
+    """Every accepted alert's step ran exactly once, and no other step ran."""
+    accepted = set(sent.answered_ns)
+    lost = accepted - lines.keys()
+    twice = {seq for seq, found in lines.items() if len(found) > 1}
+    unknown = lines.keys() - set(sent.sent_ns)
+    if lost or twice or unknown:
+        bench.run.problem(
+            f"{label}: {len(lost)} accepted alerts without their step, {len(twice)} steps ran "
+            f"more than once, {len(unknown)} steps of alerts never sent"
         )
+
+
+async def settle(bench: Bench) -> None:
+    """Wait until the platform is quiet: every alert recorded, no execution running."""
+    drain = await until_drained(
+        bench.api, bench.running, start=time.monotonic(), since=await stats(bench.api), quiet=True
     )
-    print(memory_table(resources))
+    if not drain.complete:
+        bench.run.problem(f"the platform did not settle: {drain.last}")
 
 
-async def idle_round_trip(bench: Bench) -> None:
-    """GET /healthz on a kept-alive connection, idle platform: the floor of every request."""
-    await bench.api.get("/healthz")
-    times = []
-    for _ in range(20):
-        began = time.perf_counter()
-        (await bench.api.get("/healthz")).raise_for_status()
-        times.append((time.perf_counter() - began) * 1000)
-    bench.report.note(
-        f"idle round trip, GET /healthz on a kept-alive connection: median "
-        f"{percentile(times, 0.5):.1f} ms (max {max(times):.1f} ms)"
+def executions_total(snapshot: dict[str, Any]) -> int:
+    return sum(int(n) for n in snapshot["executions"].values())
+
+
+# --- the phases ------------------------------------------------------------------------------
+
+
+async def accepted_and_processed(bench: Bench, round_number: int) -> None:
+    """wrk POSTs 100-alert bodies for ~10 s; then until the engine recorded all of them."""
+    label = f"accept-{round_number}"
+    since = await stats(bench.api)
+    async with phase(bench.resources, bench.run.phases, "accept + process, 100 per body") as extra:
+        start = time.monotonic()
+        sent = await asyncio.to_thread(
+            wrk,
+            bench.target,
+            alertname="Bench",
+            phase=label,
+            size=100,
+            connections=8,
+            seconds=bench.scale.accept_seconds,
+        )
+        drain = await until_drained(bench.api, bench.running, start=start, since=since, quiet=True)
+        extra["generator"], extra["units"] = sent.cpu_seconds, drain.recorded
+    bench.run.figure(
+        "accepted",
+        name="alerts accepted per second (bodies of 100)",
+        unit="/s",
+        target="≥ 10,000/s",
+        threshold=10_000,
+        peers="Keep 0.54: 5,820/s",
+    ).add(sent.alerts / sent.seconds)
+    processed = bench.run.figure(
+        "processed",
+        name="alerts processed per second (recorded, matched, executed)",
+        unit="/s",
+        target="≥ 5,000/s",
+        threshold=5_000,
+        peers="Keep: 36.6/s",
+    )
+    if drain.complete:
+        processed.add(drain.recorded / drain.seconds)
+    else:
+        processed.refuse(f"not every alert was recorded within the time limit: {drain.last}")
+    after = await stats(bench.api)
+    ran = executions_total(after) - executions_total(since)
+    if drain.recorded < sent.alerts or ran != drain.recorded:
+        bench.run.problem(
+            f"{label}: {sent.alerts:,} alerts accepted, {drain.recorded:,} recorded, "
+            f"{ran:,} executions"
+        )
+    bench.run.note(
+        f"{label}: wrk used {sent.cpu_seconds:.2f} CPU-s in {sent.seconds:.1f} s; "
+        f"failures: {sent.failed()}"
     )
 
 
-async def measure(running: Platform, scale: Scale, report: Report) -> Resources:
-    """Every phase in turn, sampling memory meanwhile; then the memory figure."""
+async def single_alert_requests(bench: Bench, round_number: int) -> None:
+    label = f"single-{round_number}"
+    since = await stats(bench.api)
+    async with phase(bench.resources, bench.run.phases, "single-alert requests") as extra:
+        start = time.monotonic()
+        sent = await asyncio.to_thread(
+            wrk,
+            bench.target,
+            alertname="Bench",
+            phase=label,
+            size=1,
+            connections=16,
+            seconds=bench.scale.single_seconds,
+        )
+        drain = await until_drained(bench.api, bench.running, start=start, since=since, quiet=True)
+        extra["generator"], extra["units"] = sent.cpu_seconds, drain.recorded
+    bench.run.figure(
+        "single",
+        name="single-alert webhook requests per second",
+        unit="/s",
+        target="≥ 2,000/s",
+        threshold=2_000,
+        peers="Keep: 51-67/s",
+    ).add(sent.requests / sent.seconds)
+    if drain.recorded < sent.alerts:
+        bench.run.problem(f"{label}: {sent.alerts:,} accepted, {drain.recorded:,} recorded")
+    bench.run.note(
+        f"{label}: wrk used {sent.cpu_seconds:.2f} CPU-s in {sent.seconds:.1f} s "
+        f"({1e6 * sent.cpu_seconds / max(sent.requests, 1):.0f} µs per request); all recorded "
+        f"and run {drain.seconds:.1f} s after the first; failures: {sent.failed()}"
+    )
+
+
+def latencies_ms(sent: Sent, lines: dict[int, list[str]]) -> dict[int, float]:
+    """Sent → the step's own stamp, per seq; a negative one is the benchmark's bug."""
+    result = {}
+    for seq, found in lines.items():
+        if seq in sent.sent_ns:
+            latency = float(found[0]) * 1000 - sent.sent_ns[seq] / 1e6
+            if latency < 0:
+                msg = f"seq {seq}: the step ran {-latency:.1f} ms before its request was sent"
+                raise AssertionError(msg)
+            result[seq] = latency
+    return result
+
+
+async def paced(bench: Bench, round_number: int, *, rate: float, seconds: float) -> None:
+    """Alerts of `stamp` at `rate`/s, open loop; sent → first step's process running."""
+    label = f"paced{rate:g}-{round_number}"
+    async with phase(
+        bench.resources, bench.run.phases, f"{rate:g} alerts/s, sent → step running"
+    ) as extra:
+        sent = await asyncio.to_thread(
+            pacer, bench.target, alertname="Stamp", phase=label, rate=rate, seconds=seconds
+        )
+        lines = await until_steps_ran(bench, label, set(sent.answered_ns))
+        extra["generator"], extra["units"] = sent.cpu_seconds, len(lines)
+    check_steps(bench, label, sent, lines)
+    targeted = rate <= 100
+    p50 = bench.run.figure(
+        f"p50-{rate:g}",
+        name=f"sent → first step running at {rate:g} alerts/s, p50",
+        unit="ms",
+        target="≤ 20 ms" if targeted else "—",
+        threshold=20 if targeted else None,
+        better="lower",
+        peers="Keep: alert visible after ~70-90 ms p50",
+    )
+    p99 = bench.run.figure(
+        f"p99-{rate:g}",
+        name=f"sent → first step running at {rate:g} alerts/s, p99",
+        unit="ms",
+        target="≤ 100 ms" if targeted else "flat (next row)",
+        threshold=100 if targeted else None,
+        better="lower",
+    )
+    late = sent.late_ms
+    if late["p99"] > LATE_P99_MS:
+        why = f"the generator sent p99 {late['p99']:.1f} ms late (max {late['max']:.0f} ms)"
+        p50.refuse(why)
+        p99.refuse(why)
+        return
+    latency = latencies_ms(sent, lines)
+    if not latency:
+        p50.refuse("no step ran")
+        p99.refuse("no step ran")
+        return
+    p50.add(percentile(list(latency.values()), 0.5))
+    p99.add(percentile(list(latency.values()), 0.99))
+    bench.run.note(
+        f"{label}: {len(latency):,} steps ran of {len(sent.answered_ns):,} accepted; max "
+        f"{max(latency.values()):.0f} ms; the pacer was late p50 {late['p50']:.2f} ms, p99 "
+        f"{late['p99']:.2f} ms and used {sent.cpu_seconds:.1f} CPU-s; failures: {sent.failed()}"
+    )
+    if seconds >= 3 * bench.scale.window_seconds:
+        windows = window_p99(sent, latency, bench.scale.window_seconds)
+        growth = bench.run.figure(
+            f"growth-{rate:g}",
+            name=f"p99 of the last {bench.scale.window_seconds:g} s ÷ the first, {rate:g}/s",
+            unit="x",
+            digits=1,
+            target="≤ 2 (no queue growth)",
+            better="lower",
+            threshold=2.0,
+        )
+        growth.add(windows[-1] / windows[0])
+        bench.run.note(
+            f"{label}: p99 per {bench.scale.window_seconds:g} s window: "
+            + ", ".join(f"{w:.0f}" for w in windows)
+            + " ms"
+        )
+
+
+def window_p99(sent: Sent, latency: dict[int, float], window: float) -> list[float]:
+    first = min(sent.sent_ns.values())
+    groups: dict[int, list[float]] = {}
+    for seq, value in latency.items():
+        groups.setdefault(int((sent.sent_ns[seq] - first) / 1e9 // window), []).append(value)
+    return [percentile(groups[k], 0.99) for k in sorted(groups) if len(groups[k]) > 1]
+
+
+async def burst(bench: Bench, round_number: int, *, sink: str) -> None:
+    """2,000 alerts of the 3-step workflow at once; executions completed per second."""
+    workflow, alertname = ("three", "Three") if sink == "log" else ("three-hook", "ThreeHook")
+    label = f"burst-{sink}-{round_number}"
+    await settle(bench)
+    received = (await bench.api.get(bench.receiver)).json()
+    async with phase(
+        bench.resources, bench.run.phases, f"burst, 3-step executions, {sink} sink"
+    ) as extra:
+        sent = await asyncio.to_thread(
+            pacer,
+            bench.target,
+            alertname=alertname,
+            phase=label,
+            burst=bench.scale.burst_alerts,
+            payload=100,
+            concurrency=4,
+        )
+        await settle(bench)
+        extra["generator"], extra["units"] = sent.cpu_seconds, sent.alerts
+    finished = await executions(bench.api, workflow=workflow, phase=label)
+    states = Counter(e["state"] for e in finished)
+    succeeded = [e for e in finished if e["state"] == "succeeded"]
+    first = min(sent.sent_ns.values()) / 1e9
+    last = max((epoch(e["finishedAt"]) or 0.0 for e in succeeded), default=first)
+    figure = bench.run.figure(
+        f"executions-{sink}",
+        name=f"3-step executions completed per second, {sink} sink",
+        unit="/s",
+        target="≥ 500/s" if sink == "log" else "≥ 400/s",
+        threshold=500 if sink == "log" else 400,
+        peers="Argo ~35/s tuned; StackStorm ~13/s",
+    )
+    if succeeded and last > first:
+        figure.add(len(succeeded) / (last - first))
+    else:
+        figure.refuse(f"no execution succeeded: {dict(states)}")
+    check_steps(bench, label, sent, step_lines(bench.steps, label))
+    if len(finished) != sent.alerts or states["succeeded"] != sent.alerts:
+        bench.run.problem(f"{label}: {sent.alerts:,} alerts accepted; executions {dict(states)}")
+    if sink == "hook":
+        now = (await bench.api.get(bench.receiver)).json()
+        posts, keys = now["posts"] - received["posts"], now["keys"] - received["keys"]
+        if posts != sent.alerts or keys != sent.alerts:
+            bench.run.problem(
+                f"{label}: {sent.alerts:,} executions, {posts:,} webhooks, "
+                f"{keys:,} distinct idempotency keys"
+            )
+    bench.run.note(
+        f"{label}: {len(succeeded):,} succeeded in {last - first:.1f} s; the pacer used "
+        f"{sent.cpu_seconds:.1f} CPU-s; failures: {sent.failed()}"
+    )
+
+
+async def measure(bench: Bench, *, replicated: bool) -> None:
+    """Every phase, `rounds` times; fewer phases when the services are replicated."""
+    scale = bench.scale
+    for round_number in range(1, scale.rounds + 1):
+        print(f"{bench.run.label}: round {round_number} of {scale.rounds}", flush=True)
+        if not replicated:
+            if wrk_binary() is None:
+                bench.run.note("wrk is not installed: no accepted/processed/single figures")
+            else:
+                await accepted_and_processed(bench, round_number)
+                await single_alert_requests(bench, round_number)
+        await settle(bench)
+        await paced(bench, round_number, rate=scale.latency_rate, seconds=scale.latency_seconds)
+        if not replicated:
+            await settle(bench)
+            await paced(bench, round_number, rate=scale.storm_rate, seconds=scale.storm_seconds)
+        await burst(bench, round_number, sink="log")
+        await burst(bench, round_number, sink="hook")
+        check_running(bench.running)
+
+
+async def measured(
+    running: Platform, run: Run, scale: Scale, steps: Path, receiver: str, *, replicated: bool
+) -> None:
     resources = Resources(running)
     resources.sample()
     sampler = asyncio.create_task(resources.run())
@@ -371,175 +483,161 @@ async def measure(running: Platform, scale: Scale, report: Report) -> Resources:
             base_url=running.url, headers=running.headers, timeout=REQUEST_TIMEOUT_SECONDS
         ) as api:
             bench = Bench(
-                platform=running, api=api, scale=scale, report=report, resources=resources
+                running=running,
+                api=api,
+                scale=scale,
+                run=run,
+                resources=resources,
+                steps=steps,
+                receiver=receiver,
             )
-            await idle_round_trip(bench)
-            for step in (
-                accepted_and_processed,
-                single_alert_requests,
-                latency_to_first_step,
-                executions_completed,
-            ):
-                await step(bench)
-                bench.check_running()
-        resources.sample()
-        memory_figure(resources, report)
+            await measure(bench, replicated=replicated)
     finally:
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampler
+    run.peak_mb = dict(resources.peak_mb)
     if resources.restarts:
-        report.note(f"RESTARTED during the run: {dict(resources.restarts)}")
-    return resources
+        run.problem(f"RESTARTED during the run: {resources.restarts}")
+    peak = max(
+        (mb for name, mb in resources.peak_mb.items() if name not in ("nats", "up")), default=0.0
+    )
+    run.figure(
+        "memory",
+        name="resident memory of a service process (largest peak)",
+        unit="MB",
+        target="≤ 150 MB",
+        better="lower",
+        threshold=150,
+        peers="Keep: 475 MiB, one process",
+    ).add(peak)
 
 
-# --- the platform's own account -----------------------------------------------------------
-
-LOG_LEVEL = re.compile(r"\[(warning|error|critical)\s*\]\s+(\S+)")
-EXCEPTION = re.compile(r"^(\w+)\s*\| ((?:\w+\.)*\w+(?:Error|Exception|Input)): (.{0,160})")
-REASON = re.compile(r"(?:reason|error)=(['\"])(.*?)\1")
-
-
-def log_summary(text: str) -> list[str]:
-    """Warnings and errors of `vigil-up.log`, counted by service, event and reason."""
-    seen: Counter[str] = Counter()
-    for line in text.splitlines():
-        found = LOG_LEVEL.search(line)
-        if found:
-            service = line.split("|", 1)[0].strip() if "|" in line[:12] else "up"
-            reason = REASON.search(line)
-            why = f" ({reason.group(2).rsplit(': ', 1)[-1]})" if reason else ""
-            seen[f"{service} {found.group(1)} {found.group(2)}{why}"] += 1
-        elif raised := EXCEPTION.match(line):
-            seen[f"{raised.group(1)} raised {raised.group(2)}: {raised.group(3)}"] += 1
-    return [f"{n}x {what}" for what, n in seen.most_common(12)]
-
-
-# --- the report ----------------------------------------------------------------------------
-
-
-def machine() -> str:
-    processor = platform.processor()
-    if not processor:
-        with contextlib.suppress(OSError):
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    processor = line.split(":", 1)[1].strip()
-                    break
-    return f"{processor or platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
-
-
-def figures_table(figures: list[Figure]) -> str:
-    lines = ["| figure | measured | DESIGN target | peers, for scale |", "|---|---|---|---|"]
-    for f in figures:
-        mark = {True: "", False: " ✗", None: ""}[f.met]
-        lines.append(f"| {f.name} | {f.measured}{mark} | {f.target} | {f.peers} |")
-    return "\n".join(lines)
+def one_configuration(
+    work: Path, label: str, extra_args: list[str], scale: Scale, receiver_port: int
+) -> Run:
+    run = Run(label=label)
+    folder = work / label.replace(" ", "-").replace(",", "").replace("=", "")
+    steps = folder / "steps"
+    steps.mkdir(parents=True)
+    write_definitions(folder / "definitions", *definitions(folder, receiver_port))
+    print(f"{label}: starting vigil up (data in {folder / 'data'})", flush=True)
+    running = start_platform(
+        definitions=folder / "definitions",
+        data_dir=folder / "data",
+        extra_args=extra_args,
+        env={"VIGIL_LOG_LEVEL": "warning"},
+    )
+    try:
+        wait_until_up(running)
+        asyncio.run(
+            measured(
+                running,
+                run,
+                scale,
+                steps,
+                f"http://127.0.0.1:{receiver_port}/stats",
+                replicated=bool(extra_args),
+            )
+        )
+    except (PlatformExited, GeneratorFailed, httpx.HTTPError) as exc:
+        run.problem(f"the run stopped: {type(exc).__name__}: {exc}")
+    finally:
+        code = running.stop()
+        for line in log_summary(running.logs()):
+            run.note(f"vigil-up.log: {line}")
+        if code != 0:
+            run.problem(f"vigil up exited with {code}")
+    return run
 
 
-def memory_table(resources: Resources) -> str:
-    lines = ["| process | peak under load, MB | at the end, MB |", "|---|---:|---:|"]
-    for name in PROCESSES:
-        peak, last = resources.peak_mb.get(name, 0.0), resources.last_mb.get(name, 0.0)
-        lines.append(f"| {name} | {peak:.0f} | {last:.0f} |")
-    return "\n".join(lines)
-
-
-def cpu_table(phases: list[Phase]) -> str:
-    """CPU seconds per process and phase; `others`: the rest of the machine (disturbance)."""
-    columns = [*PROCESSES, "bench"]
-    lines = [
-        "| phase | wall s | " + " | ".join(columns) + " | others |",
-        "|---|---:|" + "---:|" * (len(columns) + 1),
+def section_body(runs: list[Run], scale: Scale, *, command: str, wall: float) -> str:
+    parts = [
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on {machine()}, Python "
+        f"{sys.version.split()[0]}; command: `{command}` (the whole run took {wall / 60:.1f} min). "
+        f"Every figure is the median of {scale.rounds} rounds, with min-max; ✗ misses the "
+        "target.",
+        "`vigil up` as a user runs it (nats-server, SQLite, log level warning), once with one "
+        f"process per service and once with `--replicas {REPLICAS}`. The load comes from "
+        "processes of their own: `wrk` (Debian's package, one thread, `bench/load.lua`) for "
+        "the accepted and single-request figures; `bench/pacer.py` (standard library only) "
+        "for the paced phases, open loop — a phase whose sender fell behind its schedule "
+        f"(p99 over {LATE_P99_MS:g} ms late) is refused — and for the bursts. Latency is from "
+        "the moment a request was sent to the moment the first step's process runs, stamped "
+        "by that process (`$EPOCHREALTIME`). The 3-step workflow: `cli` (`sh -c 'echo … >> "
+        "file'`, so every run is counted), `condition`, `notify` (log, or webhook to "
+        "`bench/receiver.py` in a process of its own).",
+        figures_table(runs),
     ]
-    for p in phases:
-        seconds = [*(p.cpu.get(c, 0.0) for c in columns), p.others]
-        cells = " | ".join(f"{value:.1f}" for value in seconds)
-        lines.append(f"| {p.name} | {p.seconds:.1f} | {cells} |")
-    return "\n".join(lines)
-
-
-def disturbance(phases: list[Phase]) -> str | None:
-    """Say so when other processes of the machine took a noticeable share of the run."""
-    others = sum(p.others for p in phases)
-    available = sum(p.seconds for p in phases) * (os.cpu_count() or 1)
-    if others < DISTURBED_SHARE * available:
-        return None
-    return (
-        f"DISTURBED: other processes used {others:.0f} of the {available:.0f} CPU seconds the "
-        f"machine had during the phases ({others / available:.0%}); the figures are low"
-    )
-
-
-def section_body(report: Report, resources: Resources, *, quick: bool, wall: float) -> str:
-    command = "make bench" + (' ARGS="--quick"' if quick else "")
-    return "\n\n".join(
-        [
-            f"Measured {datetime.now(UTC):%Y-%m-%d} on {machine()}, Python "
-            f"{platform.python_version()}; command: `{command}` (the whole run took "
-            f"{wall / 60:.1f} min).",
-            "`vigil up` as a user runs it (nats-server, SQLite store, five service processes, "
-            "log level warning) with the load generator — asyncio httpx clients — on the same "
-            "2 cores. Workflow `noop` (one `condition` step) for the Bench alerts of figures "
-            "1-3; workflow `three` (`cli: true`, a `condition`, a `notify` to a log sink) for "
-            "figures 4 and 5. Only 2xx answers count as accepted. ✗: misses the target. Phase "
-            "3b repeats figure 3 with a minimal asyncio HTTP/1.1 client (see the notes), to "
-            "show how much of it the httpx load generator costs.",
-            figures_table(report.figures),
-            "Resident memory (VmRSS), peak over samples every 0.5 s during the phases (`up`: "
-            "the `vigil up` supervisor):",
-            memory_table(resources),
-            "CPU seconds spent by each process per phase (user + system, cli steps included in "
-            "the executor's; 2 cores give 2 CPU seconds per wall second): where the time goes. "
-            "`others`: the rest of the machine in the same time, i.e. how disturbed the run "
-            "was.",
-            cpu_table(report.phases),
-            "Notes:\n\n" + "\n".join(f"- {n}" for n in report.notes),
+    for run in runs:
+        verdict = (
+            "nothing lost or duplicated in any phase"
+            if not run.problems
+            else "PROBLEMS: " + "; ".join(run.problems)
+        )
+        parts += [
+            f"### {run.label}",
+            f"Correctness: {verdict}.",
+            "CPU milliseconds per alert (or execution) by process, median of the rounds "
+            "(`generator`: the load generator; `machine`: every core's busy time, whoever "
+            "used it; cli steps count in the executor's):",
+            cpu_table(run),
+            "Notes:\n\n" + "\n".join(f"- {n}" for n in run.notes),
         ]
-    )
+    parts += ["Resident memory (VmRSS, the largest process of a service):", memory_table(runs)]
+    return "\n\n".join(parts)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Vigil platform benchmark (DESIGN §9).")
-    parser.add_argument("--quick", action="store_true", help="phases ~5x shorter (smoke run)")
-    parser.add_argument("--keep-data", action="store_true", help="keep the data dir and log")
+    parser.add_argument("--quick", action="store_true", help="one short round (smoke run)")
+    parser.add_argument("--rounds", type=int, help="rounds per configuration (default 3)")
+    parser.add_argument("--no-replicas", action="store_true", help="one configuration only")
+    parser.add_argument("--no-write", action="store_true", help="leave docs/benchmarks.md")
+    parser.add_argument("--keep-data", action="store_true", help="keep data dirs and logs")
     options = parser.parse_args()
     scale = Scale().quick() if options.quick else Scale()
+    if options.rounds:
+        scale = replace(scale, rounds=options.rounds)
     began = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="vigil-platform-bench-"))
-    definitions, data_dir = work / "definitions", work / "data"
-    write_definitions(definitions, *DEFINITIONS, file="bench.yaml")
-    report = Report()
-    print(f"starting vigil up (data in {data_dir})", flush=True)
-    running = start_platform(
-        definitions=definitions, data_dir=data_dir, env={"VIGIL_LOG_LEVEL": "warning"}
-    )
-    resources: Resources | None = None
-    failure: str | None = None
+    receiver_port = free_port()
+    receiver = start_receiver(receiver_port)
+    runs = []
     try:
-        wait_until_up(running, report)
-        resources = asyncio.run(measure(running, scale, report))
-    except (PlatformExited, httpx.HTTPError) as exc:
-        failure = f"{type(exc).__name__}: {exc}"
+        configurations: list[tuple[str, list[str]]] = [("one process each", [])]
+        if not options.no_replicas:
+            configurations.append((REPLICAS.replace(",", ", "), ["--replicas", REPLICAS]))
+        for label, extra in configurations:
+            runs.append(one_configuration(work, label, extra, scale, receiver_port))
     finally:
-        code = running.stop()
-        for line in log_summary(running.logs()):
-            report.note(f"vigil-up.log: {line}")
-        if code != 0:
-            report.note(f"vigil up exited with {code}")
-        if options.keep_data:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    wall = time.monotonic() - began
-    if disturbed := disturbance(report.phases):
-        report.note(disturbed)
-    print(f"\n{cpu_table(report.phases)}\n\nwhole run: {wall:.0f} s")
-    if resources is None:
-        print(f"FAILED ({failure}); {DOCUMENT} is left as it was")
-        sys.exit(1)
-    write_section(SECTION, section_body(report, resources, quick=options.quick, wall=wall))
-    print(f"written to {DOCUMENT}")
+        receiver.terminate()
+        receiver.wait()
+    command = "make bench" + (' ARGS="--quick"' if options.quick else "")
+    body = section_body(runs, scale, command=command, wall=time.monotonic() - began)
+    print("\n" + body)
+    (work / "benchmarks.md").write_text(body + "\n")
+    if not options.no_write and not options.quick:
+        write_section(SECTION, body)
+    if options.keep_data:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def start_receiver(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.receiver", str(port)], stdin=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/stats", timeout=1).raise_for_status()
+            return process
+        time.sleep(0.1)
+    process.kill()
+    msg = "the webhook receiver did not answer within 20 s"
+    raise RuntimeError(msg)
 
 
 if __name__ == "__main__":

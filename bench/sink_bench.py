@@ -38,7 +38,7 @@ from nats.js import JetStreamContext
 
 from bench.document import write_section
 from bench.harness import machine_busy_seconds, read_cpu_seconds
-from bench.platform_bench import machine
+from bench.platform_report import machine
 from tests.support.nats import start_nats
 from tests.support.process import free_port, spawn_logged
 from vigil.common import subjects
