@@ -40,6 +40,7 @@ class Sent:
     sent_ns: dict[int, int] = field(default_factory=dict)  # seq → sent (pacer only)
     answered_ns: dict[int, int] = field(default_factory=dict)
     late_ms: dict[str, float] = field(default_factory=dict)  # p50/p99/max (paced only)
+    priority: str = ""  # the pacer's scheduling priority
 
     def failed(self) -> str:
         return ", ".join(f"{n}x {what}" for what, n in self.failures.items() if n) or "none"
@@ -150,4 +151,5 @@ def pacer(
         sent_ns=sent,
         answered_ns=answered,
         late_ms=result["late_ms"] if rate else {},
+        priority=result["priority"],
     )

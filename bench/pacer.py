@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,10 @@ from pathlib import Path
 from typing import Any
 
 PRE_OPENED = 8
+# A paced sender must send on time while the platform keeps both cores busy: it asks the
+# kernel to run it first (it uses little CPU). Where that is not allowed it runs at the
+# normal priority and says so; the benchmark then refuses the phases it falls behind in.
+NICE = -10
 ANSWER_TIMEOUT_SECONDS = 30.0
 
 
@@ -191,7 +196,15 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def report(outcome: Outcome) -> dict[str, Any]:
+def raise_priority() -> str:
+    try:
+        os.nice(NICE)
+    except PermissionError:
+        return "normal (not allowed to raise it)"
+    return f"nice {NICE}"
+
+
+def report(outcome: Outcome, priority: str) -> dict[str, Any]:
     sent, answered = {}, {}
     for first, seqs in outcome.seqs.items():
         for seq in seqs:
@@ -212,6 +225,7 @@ def report(outcome: Outcome) -> dict[str, Any]:
         },
         "failures": outcome.failures,
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "priority": priority,
     }
 
 
@@ -239,11 +253,12 @@ def main() -> None:
     prepared = bodies(
         alertname=options.alertname, phase=options.phase, alerts=alerts, size=options.payload
     )
+    priority = raise_priority()
     if options.rate:
         outcome = asyncio.run(paced(target, prepared, options.rate))
     else:
         outcome = asyncio.run(burst(target, prepared, options.concurrency))
-    options.out.write_text(json.dumps(report(outcome)))
+    options.out.write_text(json.dumps(report(outcome, priority)))
 
 
 if __name__ == "__main__":

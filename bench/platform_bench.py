@@ -354,7 +354,10 @@ async def paced(bench: Bench, round_number: int, *, rate: float, seconds: float)
     )
     late = sent.late_ms
     if late["p99"] > LATE_P99_MS:
-        why = f"the generator sent p99 {late['p99']:.1f} ms late (max {late['max']:.0f} ms)"
+        why = (
+            f"the sender was p99 {late['p99']:.0f} ms late (max {late['max']:.0f} ms, "
+            f"{sent.priority})"
+        )
         p50.refuse(why)
         p99.refuse(why)
         return
@@ -368,7 +371,8 @@ async def paced(bench: Bench, round_number: int, *, rate: float, seconds: float)
     bench.run.note(
         f"{label}: {len(latency):,} steps ran of {len(sent.answered_ns):,} accepted; max "
         f"{max(latency.values()):.0f} ms; the pacer was late p50 {late['p50']:.2f} ms, p99 "
-        f"{late['p99']:.2f} ms and used {sent.cpu_seconds:.1f} CPU-s; failures: {sent.failed()}"
+        f"{late['p99']:.2f} ms ({sent.priority}) and used {sent.cpu_seconds:.1f} CPU-s; failures: "
+        f"{sent.failed()}"
     )
     if seconds >= 3 * bench.scale.window_seconds:
         windows = window_p99(sent, latency, bench.scale.window_seconds)

@@ -42,13 +42,17 @@ class Figure:
 
     def summary(self) -> str:
         if not self.values:
-            return "refused: " + "; ".join(self.refused) if self.refused else "not measured"
+            if not self.refused:
+                return "not measured"
+            return f"refused in {len(self.refused)} of {len(self.refused)} rounds: " + "; ".join(
+                dict.fromkeys(self.refused)
+            )
         middle, d = statistics.median(self.values), self.digits
         text = f"{middle:,.{d}f} {self.unit}"
         if len(self.values) > 1:
             text += f" ({min(self.values):,.{d}f} to {max(self.values):,.{d}f})"
         if self.refused:
-            text += f"; {len(self.refused)} round(s) refused: " + "; ".join(self.refused)
+            text += f"; refused in {len(self.refused)} rounds: " + "; ".join(self.refused)
         return text
 
     @property
