@@ -31,7 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-PRE_OPENED = 8
+PRE_OPENED = 16
+SPARE = 4  # idle connections kept ready while answers are slow
 # A paced sender must send on time while the platform keeps both cores busy: it asks the
 # kernel to run it first (it uses little CPU). Where that is not allowed it runs at the
 # normal priority and says so; the benchmark then refuses the phases it falls behind in.
@@ -152,6 +153,9 @@ async def paced(target: Target, prepared: list[tuple[list[int], bytes]], rate: f
         else:
             connection[1].close()
 
+    async def spare() -> None:
+        idle.append(await connect(target))
+
     loop = asyncio.get_running_loop()
     async with asyncio.TaskGroup() as tasks:
         start = loop.time() + 0.05
@@ -160,6 +164,8 @@ async def paced(target: Target, prepared: list[tuple[list[int], bytes]], rate: f
             if (delay := due - loop.time()) > 0:
                 await asyncio.sleep(delay)
             connection = idle.pop() if idle else await connect(target)
+            if len(idle) < SPARE:  # connect before a request waits for it
+                tasks.create_task(spare())
             outcome.late_ms.append((loop.time() - due) * 1000)
             outcome.seqs[seqs[0]] = seqs
             tasks.create_task(one(connection, payload, seqs[0]))

@@ -49,6 +49,7 @@ from bench.generators import GeneratorFailed, Sent, Target, pacer, wrk, wrk_bina
 from bench.harness import (
     POLL_SECONDS,
     REQUEST_TIMEOUT_SECONDS,
+    Drain,
     PlatformExited,
     Resources,
     check_running,
@@ -226,23 +227,49 @@ def executions_total(snapshot: dict[str, Any]) -> int:
 # --- the phases ------------------------------------------------------------------------------
 
 
-async def accepted_and_processed(bench: Bench, round_number: int) -> None:
-    """wrk POSTs 100-alert bodies for ~10 s; then until the engine recorded all of them."""
-    label = f"accept-{round_number}"
+async def wrk_then_drain(
+    bench: Bench, *, label: str, name: str, size: int, connections: int, seconds: float
+) -> tuple[Sent, Drain]:
+    """wrk POSTs bodies of `size` alerts for `seconds`; then wait until the engine recorded
+    every alert and ran its execution. Nothing lost, nothing run twice, or a problem."""
     since = await stats(bench.api)
-    async with phase(bench.resources, bench.run.phases, "accept + process, 100 per body") as extra:
+    async with phase(bench.resources, bench.run.phases, name) as extra:
         start = time.monotonic()
         sent = await asyncio.to_thread(
             wrk,
             bench.target,
             alertname="Bench",
             phase=label,
-            size=100,
-            connections=8,
-            seconds=bench.scale.accept_seconds,
+            size=size,
+            connections=connections,
+            seconds=seconds,
         )
         drain = await until_drained(bench.api, bench.running, start=start, since=since, quiet=True)
         extra["generator"], extra["units"] = sent.cpu_seconds, drain.recorded
+    ran = executions_total(await stats(bench.api)) - executions_total(since)
+    if drain.recorded < sent.alerts or ran != drain.recorded:
+        bench.run.problem(
+            f"{label}: {sent.alerts:,} alerts accepted, {drain.recorded:,} recorded, "
+            f"{ran:,} executions"
+        )
+    bench.run.note(
+        f"{label}: wrk used {sent.cpu_seconds:.2f} CPU-s in {sent.seconds:.1f} s "
+        f"({1e6 * sent.cpu_seconds / max(sent.requests, 1):.0f} µs per request); all recorded "
+        f"and run {drain.seconds:.1f} s after the first; failures: {sent.failed()}"
+    )
+    return sent, drain
+
+
+async def accepted_and_processed(bench: Bench, round_number: int) -> None:
+    """Bodies of 100 alerts for ~10 s; then until the engine recorded all of them."""
+    sent, drain = await wrk_then_drain(
+        bench,
+        label=f"accept-{round_number}",
+        name="accept + process, 100 per body",
+        size=100,
+        connections=8,
+        seconds=bench.scale.accept_seconds,
+    )
     bench.run.figure(
         "accepted",
         name="alerts accepted per second (bodies of 100)",
@@ -263,35 +290,17 @@ async def accepted_and_processed(bench: Bench, round_number: int) -> None:
         processed.add(drain.recorded / drain.seconds)
     else:
         processed.refuse(f"not every alert was recorded within the time limit: {drain.last}")
-    after = await stats(bench.api)
-    ran = executions_total(after) - executions_total(since)
-    if drain.recorded < sent.alerts or ran != drain.recorded:
-        bench.run.problem(
-            f"{label}: {sent.alerts:,} alerts accepted, {drain.recorded:,} recorded, "
-            f"{ran:,} executions"
-        )
-    bench.run.note(
-        f"{label}: wrk used {sent.cpu_seconds:.2f} CPU-s in {sent.seconds:.1f} s; "
-        f"failures: {sent.failed()}"
-    )
 
 
 async def single_alert_requests(bench: Bench, round_number: int) -> None:
-    label = f"single-{round_number}"
-    since = await stats(bench.api)
-    async with phase(bench.resources, bench.run.phases, "single-alert requests") as extra:
-        start = time.monotonic()
-        sent = await asyncio.to_thread(
-            wrk,
-            bench.target,
-            alertname="Bench",
-            phase=label,
-            size=1,
-            connections=16,
-            seconds=bench.scale.single_seconds,
-        )
-        drain = await until_drained(bench.api, bench.running, start=start, since=since, quiet=True)
-        extra["generator"], extra["units"] = sent.cpu_seconds, drain.recorded
+    sent, _ = await wrk_then_drain(
+        bench,
+        label=f"single-{round_number}",
+        name="single-alert requests",
+        size=1,
+        connections=16,
+        seconds=bench.scale.single_seconds,
+    )
     bench.run.figure(
         "single",
         name="single-alert webhook requests per second",
@@ -300,13 +309,6 @@ async def single_alert_requests(bench: Bench, round_number: int) -> None:
         threshold=2_000,
         peers="Keep: 51-67/s",
     ).add(sent.requests / sent.seconds)
-    if drain.recorded < sent.alerts:
-        bench.run.problem(f"{label}: {sent.alerts:,} accepted, {drain.recorded:,} recorded")
-    bench.run.note(
-        f"{label}: wrk used {sent.cpu_seconds:.2f} CPU-s in {sent.seconds:.1f} s "
-        f"({1e6 * sent.cpu_seconds / max(sent.requests, 1):.0f} µs per request); all recorded "
-        f"and run {drain.seconds:.1f} s after the first; failures: {sent.failed()}"
-    )
 
 
 def latencies_ms(sent: Sent, lines: dict[int, list[str]]) -> dict[int, float]:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.document import DOCUMENT, write_section
+from bench.platform_report import machine
 from tests.support.mongo import drop_database, running_mongoeco, with_database
 from vigil.common.adapters.stores import open_store
 from vigil.common.documents import Execution, ExecutionFilter, StepRecord
@@ -171,17 +172,6 @@ async def bench(url: str, n: int) -> list[Measurement]:
         return await run_workload(store, n)
     finally:
         await store.close()
-
-
-def machine() -> str:
-    processor = platform.processor()
-    if not processor:
-        with contextlib.suppress(OSError):
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    processor = line.split(":", 1)[1].strip()
-                    break
-    return f"{processor or platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
 
 
 def table(columns: dict[str, list[Measurement]]) -> str:
