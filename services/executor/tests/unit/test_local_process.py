@@ -260,6 +260,25 @@ async def test_a_step_writing_to_a_closed_pipe_dies_of_sigpipe_as_in_a_shell() -
     assert (outcome.exit_code, outcome.stdout, outcome.stderr) == (0, "y\n", "")
 
 
+async def test_a_descriptor_of_the_executor_does_not_reach_the_step(tmp_path: Path) -> None:
+    """Not even one left inheritable (a C library's, say): the step gets stdin, stdout and
+    stderr only."""
+    opened = os.open(tmp_path / "executor-only", os.O_CREAT | os.O_WRONLY)
+    leaked = os.dup2(opened, 200, inheritable=True)
+    script = "import os; print(' '.join(sorted(os.listdir('/proc/self/fd'))))"
+    try:
+        outcome = await run_process(
+            [sys.executable, "-c", script], env={}, timeout=10.0, output_limit=LIMIT
+        )
+    finally:
+        os.close(opened)
+        os.close(leaked)
+
+    assert outcome.exit_code == 0, outcome.stderr
+    assert str(leaked) not in outcome.stdout.split()
+    assert {"0", "1", "2"} <= set(outcome.stdout.split())
+
+
 async def test_stdin_is_empty_so_a_reading_command_does_not_hang() -> None:
     outcome = await run_process(["cat"], env={}, timeout=10.0, output_limit=LIMIT)
 
