@@ -234,6 +234,51 @@ async def test_a_nul_byte_in_an_argument_fails_the_step_at_once_naming_it() -> N
     assert outcome.not_started == ("argument 2 of the command contains a NUL byte: '/mnt/\\x00x'")
 
 
+async def test_the_program_is_found_on_the_path_the_step_sets(tmp_path: Path) -> None:
+    """As `subprocess` does: the step's own PATH, not the executor's, names where to look."""
+    program = tmp_path / "vigil-step-only-here"
+    program.write_text("#!/bin/sh\necho found\n")
+    program.chmod(0o755)
+
+    outcome = await run_process(
+        ["vigil-step-only-here"],
+        env={"PATH": f"{tmp_path}:{os.environ['PATH']}"},
+        timeout=10.0,
+        output_limit=LIMIT,
+    )
+
+    assert (outcome.exit_code, outcome.stdout) == (0, "found\n")
+
+
+async def test_a_step_writing_to_a_closed_pipe_dies_of_sigpipe_as_in_a_shell() -> None:
+    """The executor ignores SIGPIPE (Python does); a step gets the default back, so
+    `yes | head -n 1` ends quietly instead of `yes` complaining of a broken pipe."""
+    outcome = await run_process(
+        ["sh", "-c", "yes | head -n 1"], env={}, timeout=10.0, output_limit=LIMIT
+    )
+
+    assert (outcome.exit_code, outcome.stdout, outcome.stderr) == (0, "y\n", "")
+
+
+async def test_a_descriptor_of_the_executor_does_not_reach_the_step(tmp_path: Path) -> None:
+    """Not even one left inheritable (a C library's, say): the step gets stdin, stdout and
+    stderr only."""
+    opened = os.open(tmp_path / "executor-only", os.O_CREAT | os.O_WRONLY)
+    leaked = os.dup2(opened, 200, inheritable=True)
+    script = "import os; print(' '.join(sorted(os.listdir('/proc/self/fd'))))"
+    try:
+        outcome = await run_process(
+            [sys.executable, "-c", script], env={}, timeout=10.0, output_limit=LIMIT
+        )
+    finally:
+        os.close(opened)
+        os.close(leaked)
+
+    assert outcome.exit_code == 0, outcome.stderr
+    assert str(leaked) not in outcome.stdout.split()
+    assert {"0", "1", "2"} <= set(outcome.stdout.split())
+
+
 async def test_stdin_is_empty_so_a_reading_command_does_not_hang() -> None:
     outcome = await run_process(["cat"], env={}, timeout=10.0, output_limit=LIMIT)
 

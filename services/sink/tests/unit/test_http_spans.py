@@ -15,6 +15,8 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from tests.support.nats import free_port
 from tests.support.platform import WebhookReceiver
 from tests.support.tracing import install_span_exporter
+from vigil.sink.adapters.aio_posting import new_session
+from vigil.sink.adapters.webhook import post_json
 from vigil.sink.app import trace_http_requests
 
 SECRET_PATH = "/services/T000/B000/XXXXsecretXXXX"
@@ -62,3 +64,33 @@ async def test_a_delivery_request_span_hides_the_url_path_and_query(
     assert received.path == f"{SECRET_PATH}?token=hunter2"
     trace_id = f"{post.context.trace_id:032x}"
     assert received.headers["traceparent"].split("-")[1] == trace_id
+
+
+async def test_a_webhook_post_span_hides_the_url_path_and_carries_the_trace(
+    receiver: WebhookReceiver,
+) -> None:
+    """The webhook sink posts with aiohttp (`adapters/aio_posting`), traced by hand: the same
+    span name, the same short URL, the same `traceparent` as the httpx instrumentation."""
+    spans = install_span_exporter()
+    spans.clear()
+    url = f"http://127.0.0.1:{receiver.port}{SECRET_PATH}?token=hunter2"
+
+    with trace.get_tracer("test").start_as_current_span("deliver webhook") as parent:
+        async with new_session() as session:
+            status = await post_json(
+                session, url, {"title": "DiskFull"}, idempotency_key="k", headers={}, timeout=5
+            )
+    assert status == 204
+
+    (post,) = [s for s in spans.get_finished_spans() if s.name == "POST"]
+    assert post.kind == trace.SpanKind.CLIENT
+    assert post.parent is not None
+    assert post.parent.span_id == parent.get_span_context().span_id
+    attributes = dict(post.attributes or {})
+    assert attributes["url.full"] == f"http://127.0.0.1:{receiver.port}"
+    assert attributes["http.response.status_code"] == 204
+    assert not [v for v in attributes.values() if "secret" in str(v) or "hunter2" in str(v)]
+    (received,) = receiver.posts
+    assert received.path == f"{SECRET_PATH}?token=hunter2"
+    assert received.headers["traceparent"].split("-")[1] == f"{post.context.trace_id:032x}"
+    assert received.headers["user-agent"] == "vigil-sink"

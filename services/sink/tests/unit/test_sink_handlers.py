@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 from prometheus_client import REGISTRY
 
@@ -27,6 +26,7 @@ from vigil.common.testing import (
     delivery,
     sqlite_store,
 )
+from vigil.sink.adapters.aio_posting import new_session
 from vigil.sink.adapters.webhook import WebhookNotifier
 from vigil.sink.delivering import DeliveryLoop, RetryPolicy
 from vigil.sink.handlers import SinkHandlers
@@ -303,7 +303,7 @@ stringData: {url: "http://127.0.0.1:9/hooks"}
 """
     )
     secrets = MemorySecrets()  # the Secret was deleted after the controller published
-    async with running_sink(tmp_path, definitions=definitions) as sink, httpx.AsyncClient() as http:
+    async with running_sink(tmp_path, definitions=definitions) as sink, new_session() as http:
         loop = DeliveryLoop(
             store=sink.store,
             notifiers={"webhook": WebhookNotifier(http, secrets=secrets, links=ReportLinks())},

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-import httpx
+import aiohttp
 import pytest
 import structlog
 from pydantic import JsonValue
@@ -31,6 +31,7 @@ from vigil.common.messages import Alert, NotifyStep, StepRequest
 from vigil.common.resources import Sink
 from vigil.common.secrets import SecretKey, SecretUnavailable
 from vigil.common.testing import FakeClock, MemorySecrets, definitions_view, delivery
+from vigil.sink.adapters.aio_posting import new_session
 from vigil.sink.adapters.webhook import WebhookNotifier, post_json
 from vigil.sink.delivering import GiveUp, Retry, RetryPolicy, after_failure
 from vigil.sink.notifiers import Notification
@@ -97,13 +98,13 @@ def receiver() -> Iterator[ScriptedReceiver]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as http:
-        yield http
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    async with new_session() as session:
+        yield session
 
 
 async def send(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     *,
     attempts: int = 3,
@@ -146,7 +147,7 @@ async def send(
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204])
 async def test_a_2xx_answer_is_returned_after_one_request(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient, status: int
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession, status: int
 ) -> None:
     receiver.answer(Reply(status=status))
 
@@ -157,7 +158,7 @@ async def test_a_2xx_answer_is_returned_after_one_request(
 
 
 async def test_a_500_is_retried_with_the_same_idempotency_key_and_then_succeeds(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession
 ) -> None:
     receiver.answer(Reply(status=500), Reply(status=200))
 
@@ -169,7 +170,7 @@ async def test_a_500_is_retried_with_the_same_idempotency_key_and_then_succeeds(
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
 async def test_a_4xx_is_a_permanent_error_after_one_request_naming_the_status(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient, status: int
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession, status: int
 ) -> None:
     receiver.answer(Reply(status=status, body="field `title` is not allowed"))
 
@@ -182,7 +183,7 @@ async def test_a_4xx_is_a_permanent_error_after_one_request_naming_the_status(
 
 @pytest.mark.parametrize("status", [408, 429])
 async def test_a_retryable_4xx_with_retry_after_zero_is_retried(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient, status: int
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession, status: int
 ) -> None:
     receiver.answer(Reply(status=status, headers={"Retry-After": "0"}), Reply(status=200))
 
@@ -191,7 +192,7 @@ async def test_a_retryable_4xx_with_retry_after_zero_is_retried(
 
 
 async def test_retry_after_replaces_the_backoff(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession
 ) -> None:
     """`Retry-After: 0` retries at once although the configured backoff is 30 s."""
     receiver.answer(Reply(status=429, headers={"Retry-After": "0"}), Reply(status=200))
@@ -202,7 +203,7 @@ async def test_retry_after_replaces_the_backoff(
 
 
 async def test_retry_after_in_seconds_delays_the_next_request(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession
 ) -> None:
     receiver.answer(Reply(status=503, headers={"Retry-After": "1"}), Reply(status=200))
 
@@ -212,7 +213,7 @@ async def test_retry_after_in_seconds_delays_the_next_request(
 
 
 async def test_retry_after_as_an_http_date_delays_the_next_request(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession
 ) -> None:
     # HTTP-dates have whole seconds: 2 s ahead is at least 1 s ahead once truncated.
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
@@ -224,7 +225,7 @@ async def test_retry_after_as_an_http_date_delays_the_next_request(
 
 
 async def test_a_persistent_503_is_a_transient_error_after_every_attempt(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession
 ) -> None:
     receiver.answer(Reply(status=503))
 
@@ -236,7 +237,7 @@ async def test_a_persistent_503_is_a_transient_error_after_every_attempt(
 
 
 async def test_the_last_retry_after_is_handed_to_the_caller(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession
 ) -> None:
     """The error tells the consumer how long to wait before redelivering."""
     receiver.answer(Reply(status=503, headers={"Retry-After": "7"}))
@@ -248,7 +249,7 @@ async def test_the_last_retry_after_is_handed_to_the_caller(
     assert len(receiver.requests) == 1
 
 
-async def test_a_refused_connection_is_a_transient_error(client: httpx.AsyncClient) -> None:
+async def test_a_refused_connection_is_a_transient_error(client: aiohttp.ClientSession) -> None:
     closed = f"http://127.0.0.1:{free_port()}/hooks/team"
 
     with pytest.raises(TransientError, match="after 3 attempts"):
@@ -256,7 +257,7 @@ async def test_a_refused_connection_is_a_transient_error(client: httpx.AsyncClie
 
 
 async def test_a_receiver_slower_than_the_timeout_is_a_transient_error(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession
 ) -> None:
     receiver.answer(Reply(status=200, delay=1.5))
     started = time.monotonic()
@@ -269,7 +270,7 @@ async def test_a_receiver_slower_than_the_timeout_is_a_transient_error(
 
 
 async def test_headers_from_the_sink_spec_are_sent_with_the_idempotency_key(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession
 ) -> None:
     sink = Sink.model_validate(
         {
@@ -297,7 +298,7 @@ async def test_headers_from_the_sink_spec_are_sent_with_the_idempotency_key(
 
 
 async def test_a_spec_header_cannot_add_a_second_idempotency_key(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession
 ) -> None:
     await send(client, receiver.url, headers={"idempotency-key": "from-the-spec"})
 
@@ -306,7 +307,7 @@ async def test_a_spec_header_cannot_add_a_second_idempotency_key(
 
 
 async def test_the_json_body_arrives_intact(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession
 ) -> None:
     body: dict[str, JsonValue] = {
         "title": "HostDiskFillingUp on db-1 (critical)",
@@ -324,7 +325,7 @@ async def test_the_json_body_arrives_intact(
 
 
 async def test_a_negative_retry_after_is_not_handed_on_as_a_negative_delay(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession
 ) -> None:
     receiver.answer(Reply(status=503, headers={"Retry-After": "-30"}))
 
@@ -336,7 +337,7 @@ async def test_a_negative_retry_after_is_not_handed_on_as_a_negative_delay(
 
 
 async def test_an_unparseable_retry_after_falls_back_to_the_backoff(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession
 ) -> None:
     receiver.answer(Reply(status=503, headers={"Retry-After": "soon"}), Reply(status=200))
 
@@ -391,7 +392,7 @@ def secret_sink_notification(url: str) -> tuple[Notification, MemorySecrets]:
 
 
 async def test_the_webhook_notifier_posts_the_report_to_the_url_from_the_secret(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession
 ) -> None:
     notification, secrets = secret_sink_notification(receiver.url)
 
@@ -421,7 +422,7 @@ async def test_the_webhook_notifier_posts_the_report_to_the_url_from_the_secret(
 
 
 async def test_a_rotated_url_secret_is_used_from_the_next_delivery_on(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession
 ) -> None:
     notification, secrets = secret_sink_notification(receiver.url)
     notifier = WebhookNotifier(client, secrets=secrets, links=ReportLinks())
@@ -442,7 +443,7 @@ async def test_a_rotated_url_secret_is_used_from_the_next_delivery_on(
     ],
 )
 async def test_a_url_secret_that_cannot_be_resolved_is_a_transient_error_naming_it(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient, breakage: str, problem: str
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession, breakage: str, problem: str
 ) -> None:
     notification, secrets = secret_sink_notification(receiver.url)
     if breakage == "removed":
@@ -490,7 +491,7 @@ def verified(received: Received, key: bytes, *, now: int, tolerance: int = 300) 
 
 
 async def test_a_signed_webhook_carries_a_signature_the_receiver_verifies(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession
 ) -> None:
     text = SIGNED_SINK.replace("URL", receiver.url)
     definition = definitions_view(text).sink("demo", "team-webhook")
@@ -515,7 +516,7 @@ async def test_a_signed_webhook_carries_a_signature_the_receiver_verifies(
 
 
 async def test_an_unsigned_webhook_has_no_signature_and_a_spec_header_cannot_forge_one(
-    receiver: ScriptedReceiver, client: httpx.AsyncClient
+    receiver: ScriptedReceiver, client: aiohttp.ClientSession
 ) -> None:
     await send(client, receiver.url, headers={"x-vigil-signature": "t=1,v1=forged"})
 

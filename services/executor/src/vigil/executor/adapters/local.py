@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from vigil.common.errors import InvalidInput, PermanentError
 from vigil.common.messages import StepRequest
+from vigil.executor.adapters.spawning import Child, spawn
 from vigil.executor.domain.argv import argv_problem, step_environment
 from vigil.executor.domain.results import ProcessOutcome
 
-CHUNK = 64 * 1024
 PIPE_GRACE_SECONDS = 2.0
 
 __all__ = ["LocalProcessRunner", "ProcessOutcome", "run_process"]
@@ -55,66 +54,6 @@ class LocalProcessRunner:
         """Nothing outlives a local process."""
 
 
-@dataclass(slots=True)
-class _Kept:
-    """What a reader kept so far, so that a reader cut short still leaves its output."""
-
-    data: bytearray = field(default_factory=bytearray)
-    truncated: bool = False
-
-
-async def _read_bounded(stream: asyncio.StreamReader, limit: int, kept: _Kept) -> None:
-    while chunk := await stream.read(CHUNK):
-        room = limit - len(kept.data)
-        if room > 0:
-            kept.data += chunk[:room]
-        if len(chunk) > room:
-            kept.truncated = True
-
-
-def _kill_group(process: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
-    """asyncio's protocol, plus a future set the moment the child exits.
-
-    `Process.wait()` only returns once the pipes are closed too, and a background
-    grandchild holding them would make a finished step wait for its timeout.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(limit=CHUNK, loop=loop)
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.transport: asyncio.BaseTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.transport = transport
-
-    def process_exited(self) -> None:
-        super().process_exited()
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-
-async def _start(
-    argv: list[str], env: dict[str, str]
-) -> tuple[asyncio.subprocess.Process, _Protocol]:
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.subprocess_exec(
-        lambda: _Protocol(loop),
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=step_environment(env, os.environ),
-        start_new_session=True,
-    )
-    return asyncio.subprocess.Process(transport, protocol, loop), protocol
-
-
 async def run_process(
     argv: list[str],
     *,
@@ -129,61 +68,47 @@ async def run_process(
     When the child exits, or times out, or is cancelled (the event, or the caller's task),
     its whole process group is killed: nothing a step started outlives the step.
     """
-    starting = asyncio.ensure_future(_start(argv, env))
     try:
-        process, protocol = await asyncio.shield(starting)
-    except asyncio.CancelledError:
-        # Let the start finish, then kill the group (asyncio alone would kill the child only).
-        with contextlib.suppress(OSError):  # it failed to start: nothing to kill
-            started, begun = await starting
-            _kill_group(started)
-            if begun.transport is not None:
-                begun.transport.close()  # the pipes and the child's handle, now
-        raise
+        child = spawn(argv, step_environment(env, os.environ), output_limit=output_limit)
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         msg = f"cannot run {argv[0]!r}: {exc.strerror or exc}"
         raise PermanentError(msg) from exc
-    assert process.stdout is not None
-    assert process.stderr is not None
-    out, err = _Kept(), _Kept()
-    readers = asyncio.gather(
-        _read_bounded(process.stdout, output_limit, out),
-        _read_bounded(process.stderr, output_limit, err),
-    )
+    try:
+        return await _outcome(child, timeout=timeout, cancel=cancel)
+    finally:
+        child.close_pipes()
+
+
+async def _outcome(child: Child, *, timeout: float, cancel: asyncio.Event | None) -> ProcessOutcome:
+    """Wait for the child's exit, `timeout` or `cancel`; then its group is killed and what
+    its pipes held is read (for a bounded time)."""
     stopped: asyncio.Future[object] = asyncio.ensure_future((cancel or asyncio.Event()).wait())
     try:
         await asyncio.wait(
-            (protocol.exited, stopped), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            (child.exited, stopped), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
         )
-        cancelled = stopped.done() and not protocol.exited.done()
-        timed_out = not cancelled and not protocol.exited.done()
-    except asyncio.CancelledError:
-        _kill_group(process)
-        readers.cancel()
-        if protocol.transport is not None:
-            protocol.transport.close()  # the pipes and the child's handle, now
-        raise
+        cancelled = stopped.done() and not child.exited.done()
+        timed_out = not cancelled and not child.exited.done()
     finally:
         stopped.cancel()
-        # Grandchildren die with the step; their pipes close, so the readers finish.
-        _kill_group(process)
+        # Grandchildren die with the step (or the caller's cancellation): their pipes
+        # close, so the readers finish.
+        child.kill_group()
+    out, err = child.stdout, child.stderr
     # A descendant that left the group (setsid) may still hold the pipes: bounded wait.
-    _, pending = await asyncio.wait({readers}, timeout=PIPE_GRACE_SECONDS)
-    if pending:
-        readers.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await readers
-        if protocol.transport is not None:
-            protocol.transport.close()  # let go of the pipes the escaped process holds
-        out.truncated = err.truncated = True
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(PIPE_GRACE_SECONDS):
-            await asyncio.shield(protocol.exited)
+    reading = [done for done in (out.done, err.done) if not done.done()]
+    if reading and (await asyncio.wait(reading, timeout=PIPE_GRACE_SECONDS))[1]:
+        child.close_pipes()  # let go of the pipes the escaped process holds
+        out.kept.truncated = err.kept.truncated = True
+    if not child.exited.done():  # killed just now: its exit comes at once
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(PIPE_GRACE_SECONDS):
+                await asyncio.shield(child.exited)
     return ProcessOutcome(
-        exit_code=None if timed_out or cancelled else process.returncode,
-        stdout=bytes(out.data).decode(errors="replace"),
-        stderr=bytes(err.data).decode(errors="replace"),
-        truncated=out.truncated or err.truncated,
+        exit_code=None if timed_out or cancelled else child.returncode,
+        stdout=bytes(out.kept.data).decode(errors="replace"),
+        stderr=bytes(err.kept.data).decode(errors="replace"),
+        truncated=out.kept.truncated or err.kept.truncated,
         timed_out=timed_out,
         cancelled=cancelled,
     )

@@ -24,10 +24,12 @@ import email.utils
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
-import httpx
+import aiohttp
 import structlog
 from pydantic import JsonValue
 
@@ -35,6 +37,7 @@ from vigil.common.clock import SYSTEM_CLOCK, Clock
 from vigil.common.durations import parse_duration
 from vigil.common.errors import PermanentError, TransientError
 from vigil.common.secrets import SecretKey, SecretResolver, SecretUnavailable
+from vigil.sink.adapters.aio_posting import post_bytes
 from vigil.sink.notifiers import Notification
 from vigil.sink.report import ReportLinks, build_report, json_report
 
@@ -45,7 +48,14 @@ SIGNATURE_HEADER = "X-Vigil-Signature"
 MAX_RETRY_AFTER_SECONDS = 60.0
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
+class _Answered(Protocol):
+    """An HTTP answer of either client (httpx's `Response`, the webhook's `Answer`)."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def retry_after_seconds(response: _Answered) -> float | None:
     """The receiver's `Retry-After` (seconds or an HTTP-date) as seconds, capped; None
     when absent or unreadable."""
     value = response.headers.get("Retry-After")
@@ -80,7 +90,7 @@ class Signing:
 
 
 async def post_json(
-    client: httpx.AsyncClient,
+    session: aiohttp.ClientSession,
     url: str,
     body: dict[str, JsonValue],
     *,
@@ -98,18 +108,18 @@ async def post_json(
     if signing is not None:
         sent[SIGNATURE_HEADER] = signature(signing.key, timestamp=signing.timestamp, body=content)
     try:
-        response = await client.post(url, content=content, headers=sent, timeout=timeout)
-    except httpx.HTTPError as exc:
+        answer = await post_bytes(session, url, content, headers=sent, timeout=timeout)
+    except (aiohttp.ClientError, TimeoutError) as exc:
         # The URL may be a secret (it is for Slack and Teams): the error names it vaguely.
-        reason = str(exc).replace(url, "<the sink's URL>")
+        reason = str(exc).replace(url, "<the sink's URL>") or f"no answer within {timeout:g}s"
         raise TransientError(f"{type(exc).__name__}: {reason}") from exc
-    status = response.status_code
+    status = answer.status
     if status < 300:
         return status
     if 400 <= status < 500 and status not in RETRYABLE_STATUS:
-        msg = f"webhook answered {status}: {response.text[:300]}"
+        msg = f"webhook answered {status}: {answer.text[:300]}"
         raise PermanentError(msg)
-    raise TransientError(f"webhook answered {status}", retry_after=retry_after_seconds(response))
+    raise TransientError(f"webhook answered {status}", retry_after=retry_after_seconds(answer))
 
 
 def webhook_body(notification: Notification, *, links: ReportLinks) -> dict[str, JsonValue]:
@@ -130,13 +140,13 @@ def webhook_body(notification: Notification, *, links: ReportLinks) -> dict[str,
 class WebhookNotifier:
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        session: aiohttp.ClientSession,
         *,
         secrets: SecretResolver,
         links: ReportLinks,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._client = client
+        self._session = session
         self._secrets = secrets
         self._links = links
         self._clock = clock
@@ -160,7 +170,7 @@ class WebhookNotifier:
             key = await self._secret(notification, ref.name, ref.key)
             signing = Signing(key=key, timestamp=int(self._clock.now().timestamp()))
         await post_json(
-            self._client,
+            self._session,
             url,
             webhook_body(notification, links=self._links),
             idempotency_key=notification.idempotency_key,
