@@ -58,7 +58,6 @@ _HEADER_FRAME_BYTES = len(b"NATS/1.0\r\n") + len(b"\r\n")
 MSG_ID_HEADER = "Nats-Msg-Id"
 PUBLISH_TIMEOUT_SECONDS = 5.0
 FETCH_TIMEOUT_SECONDS = 2.0
-DRAIN_TIMEOUT_SECONDS = 0.005
 CLOSE_TIMEOUT_SECONDS = 3.0
 # The server may deliver a few times more than our limit: a delivery cut short by a crash
 # never reaches the handler's dead-letter decision, so the next one must still come.
@@ -374,18 +373,15 @@ class JetStreamBus:
 
     @staticmethod
     async def _fetch(psub: nats.js.JetStreamContext.PullSubscription, want: int) -> list[Msg]:
-        """Wait for one message, then take what else is ready, up to `want`.
+        """Wait for at least one message, then return at once with what is ready, up to
+        `want`.
 
-        A single `fetch(want)` would hold the first message back until `want` arrived or
-        the timeout passed; waiting for one and then draining keeps latency low when idle
-        and still batches under load.
+        nats-py asks for `want` with `no_wait` and an expiry: the server holds the request
+        until a message arrives (or it expires), then answers with every message ready and
+        ends the batch right away. No drain window: a second lingering request for the rest
+        held every batch, even a batch of one, back by its whole timeout.
         """
-        msgs = await psub.fetch(1, timeout=FETCH_TIMEOUT_SECONDS)
-        if want > 1:
-            # Whatever goes wrong while draining, keep the messages already fetched.
-            with contextlib.suppress(TimeoutError, *NATS_ERRORS):
-                msgs += await psub.fetch(want - 1, timeout=DRAIN_TIMEOUT_SECONDS)
-        return msgs
+        return await psub.fetch(want, timeout=FETCH_TIMEOUT_SECONDS)
 
     async def _subscribe(self, spec: ConsumerSpec) -> nats.js.JetStreamContext.PullSubscription:
         """Create or update the durable consumer to `spec`, then bind to it.
