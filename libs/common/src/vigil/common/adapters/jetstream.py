@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 
 import nats
 import nats.errors
@@ -337,12 +337,15 @@ class JetStreamBus:
                 outcomes = [exc] * len(items)
             finally:
                 heartbeat.cancel()
-        await asyncio.gather(
-            *(
-                self._settle(spec, msg, delivery, error)
-                for msg, (_, delivery), error in zip(kept, items, outcomes, strict=True)
-            )
-        )
+        # An ack is a buffered publish: settled in line, without a task per message. What
+        # failed may publish a dead letter (and wait for its acknowledgement): together.
+        failed: list[Coroutine[object, object, None]] = []
+        for msg, (_, delivery), outcome in zip(kept, items, outcomes, strict=True):
+            if outcome is None:
+                await self._settle(spec, msg, delivery, None)
+            else:
+                failed.append(self._settle(spec, msg, delivery, outcome))
+        await asyncio.gather(*failed)
 
     @staticmethod
     async def _heartbeat_all(msgs: list[Msg], every: float) -> None:
