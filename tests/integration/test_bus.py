@@ -368,6 +368,32 @@ async def test_publish_all_stores_every_message_once_and_each_is_consumed_once(
     assert set(seen.values()) == {1}
 
 
+async def test_concurrent_publish_all_each_get_their_own_acknowledgements(
+    bus: JetStreamBus, js: JetStreamContext
+) -> None:
+    """Batches published at once share one reply subscription: each counts its own."""
+    batches = [
+        [Outgoing(subject=SUBJECT, message=Ping(n=n), msg_id=f"c{b}-{n}") for n in range(40)]
+        for b in range(5)
+    ]
+    batches[4] = batches[4][:20] + batches[0][:20]  # 20 new, 20 already sent by batch 0
+    await bus.publish_all(batches[0])
+    counts = await asyncio.gather(*(bus.publish_all(batch) for batch in batches[1:]))
+    assert counts == [40, 40, 40, 20]
+    assert await stored(js, subjects.STEPS_STREAM) == 180
+
+
+async def test_publish_all_with_one_message_no_stream_takes_is_not_reported_done(
+    bus: JetStreamBus,
+) -> None:
+    items = [
+        Outgoing(subject=SUBJECT, message=Ping(n=1), msg_id="kept-1"),
+        Outgoing(subject="vigil.nowhere", message=Ping(n=2), msg_id="lost-2"),
+    ]
+    with pytest.raises(TransientError, match=r"2 message\(s\) was not acknowledged"):
+        await bus.publish_all(items)
+
+
 async def test_a_batch_with_a_message_over_max_payload_is_refused_whole_naming_it(
     bus: JetStreamBus, js: JetStreamContext
 ) -> None:

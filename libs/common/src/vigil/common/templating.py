@@ -156,6 +156,10 @@ def compile_template(source: str, *, allowed: frozenset[str] = CONTEXT_NAMES) ->
 
 def render(source: str, context: Mapping[str, Any]) -> str:
     """Render `source` against `context`; raise TemplateError with the reason."""
+    if "{" not in source and "\r" not in source:
+        # No delimiter and no line ending to normalise: Jinja would return it unchanged
+        # (`keep_trailing_newline`), at the cost of a new render context per call.
+        return source
     template = compile_template(source)
     try:
         return template.render(context)

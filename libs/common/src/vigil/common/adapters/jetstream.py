@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 
 import nats
 import nats.errors
@@ -25,7 +24,7 @@ import nats.js.errors
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, PubAck
+from nats.js.api import AckPolicy, ConsumerConfig
 from opentelemetry import trace
 from pydantic import ValidationError
 
@@ -36,6 +35,7 @@ from vigil.common.adapters.consumer_metrics import (
     count_settled,
     start_counting,
 )
+from vigil.common.adapters.jetstream_acks import AckedPublisher, Wire
 from vigil.common.adapters.jetstream_kv import JetStreamBucket
 from vigil.common.adapters.jetstream_layout import ensure_bucket, ensure_stream, open_bucket
 from vigil.common.adapters.nats_connection import connect_client
@@ -58,18 +58,10 @@ _HEADER_FRAME_BYTES = len(b"NATS/1.0\r\n") + len(b"\r\n")
 MSG_ID_HEADER = "Nats-Msg-Id"
 PUBLISH_TIMEOUT_SECONDS = 5.0
 FETCH_TIMEOUT_SECONDS = 2.0
-DRAIN_TIMEOUT_SECONDS = 0.005
 CLOSE_TIMEOUT_SECONDS = 3.0
 # The server may deliver a few times more than our limit: a delivery cut short by a crash
 # never reaches the handler's dead-letter decision, so the next one must still come.
 MAX_DELIVER_MARGIN = 3
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Encoded:
-    subject: str
-    payload: bytes
-    headers: dict[str, str]
 
 
 def _header_bytes(headers: dict[str, str]) -> int:
@@ -84,6 +76,7 @@ class JetStreamBus:
     def __init__(self, client: Client) -> None:
         self._nc = client
         self._js = client.jetstream(timeout=PUBLISH_TIMEOUT_SECONDS)
+        self._acks = AckedPublisher(client)
 
     @classmethod
     async def connect(
@@ -132,11 +125,11 @@ class JetStreamBus:
         """Publish and wait for the stream's ack. Returns False if it was a duplicate."""
         (encoded,) = self._encoded([Outgoing(subject=subject, message=message, msg_id=msg_id)])
         try:
-            ack = await self._js.publish(subject, encoded.payload, headers=encoded.headers)
+            (duplicate,) = await self._acks.publish([encoded], timeout=PUBLISH_TIMEOUT_SECONDS)
         except NATS_ERRORS as exc:
-            msg = f"publish to {subject} was not acknowledged: {exc}"
+            msg = f"publish to {subject} was not acknowledged: {exc!r}"
             raise TransientError(msg) from exc
-        return not ack.duplicate
+        return not duplicate
 
     async def publish_all(self, items: Sequence[Outgoing]) -> int:
         """Publish `items` pipelined; return when all are acknowledged (count of new ones).
@@ -147,33 +140,20 @@ class JetStreamBus:
         `Nats-Msg-Id`.
         """
         encoded = self._encoded(items, trace_headers=inject_headers({}))  # one span per batch
-        futures: list[asyncio.Future[PubAck]] = []
         try:
-            for item in encoded:
-                futures.append(
-                    await self._js.publish_async(
-                        item.subject,
-                        item.payload,
-                        headers=item.headers,
-                        wait_stall=PUBLISH_TIMEOUT_SECONDS,
-                    )
-                )
-            async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
-                acks = await asyncio.gather(*futures)
+            duplicates = await self._acks.publish(encoded, timeout=PUBLISH_TIMEOUT_SECONDS)
         except NATS_ERRORS as exc:
-            for future in futures:
-                future.cancel()  # frees nats-py's slot for an ack that may never come
             msg = f"publish of {len(items)} message(s) was not acknowledged: {exc!r}"
             raise TransientError(msg) from exc
-        return sum(1 for ack in acks if not ack.duplicate)
+        return duplicates.count(False)
 
     def _encoded(
         self, items: Sequence[Outgoing], *, trace_headers: dict[str, str] | None = None
-    ) -> list[_Encoded]:
+    ) -> list[Wire]:
         """Every item as it goes on the wire; MessageTooLarge names the first one over the
         server's `max_payload` (headers included, as the server counts them)."""
         limit = int(self._nc.max_payload)
-        encoded: list[_Encoded] = []
+        encoded: list[Wire] = []
         for index, item in enumerate(items):
             own = None if item.trace_headers is None else dict(item.trace_headers)
             headers = self._headers(item.message, item.msg_id, own or trace_headers)
@@ -185,7 +165,7 @@ class JetStreamBus:
                     f"over the server's max_payload of {limit} bytes"
                 )
                 raise MessageTooLarge(msg, index=index, size=size, limit=limit)
-            encoded.append(_Encoded(subject=item.subject, payload=payload, headers=headers))
+            encoded.append(Wire(subject=item.subject, payload=payload, headers=headers))
         return encoded
 
     async def announce(self, subject: str, message: Contract) -> None:
@@ -357,12 +337,15 @@ class JetStreamBus:
                 outcomes = [exc] * len(items)
             finally:
                 heartbeat.cancel()
-        await asyncio.gather(
-            *(
-                self._settle(spec, msg, delivery, error)
-                for msg, (_, delivery), error in zip(kept, items, outcomes, strict=True)
-            )
-        )
+        # An ack is a buffered publish: settled in line, without a task per message. What
+        # failed may publish a dead letter (and wait for its acknowledgement): together.
+        failed: list[Coroutine[object, object, None]] = []
+        for msg, (_, delivery), outcome in zip(kept, items, outcomes, strict=True):
+            if outcome is None:
+                await self._settle(spec, msg, delivery, None)
+            else:
+                failed.append(self._settle(spec, msg, delivery, outcome))
+        await asyncio.gather(*failed)
 
     @staticmethod
     async def _heartbeat_all(msgs: list[Msg], every: float) -> None:
@@ -374,18 +357,15 @@ class JetStreamBus:
 
     @staticmethod
     async def _fetch(psub: nats.js.JetStreamContext.PullSubscription, want: int) -> list[Msg]:
-        """Wait for one message, then take what else is ready, up to `want`.
+        """Wait for at least one message, then return at once with what is ready, up to
+        `want`.
 
-        A single `fetch(want)` would hold the first message back until `want` arrived or
-        the timeout passed; waiting for one and then draining keeps latency low when idle
-        and still batches under load.
+        nats-py asks for `want` with `no_wait` and an expiry: the server holds the request
+        until a message arrives (or it expires), then answers with every message ready and
+        ends the batch right away. No drain window: a second lingering request for the rest
+        held every batch, even a batch of one, back by its whole timeout.
         """
-        msgs = await psub.fetch(1, timeout=FETCH_TIMEOUT_SECONDS)
-        if want > 1:
-            # Whatever goes wrong while draining, keep the messages already fetched.
-            with contextlib.suppress(TimeoutError, *NATS_ERRORS):
-                msgs += await psub.fetch(want - 1, timeout=DRAIN_TIMEOUT_SECONDS)
-        return msgs
+        return await psub.fetch(want, timeout=FETCH_TIMEOUT_SECONDS)
 
     async def _subscribe(self, spec: ConsumerSpec) -> nats.js.JetStreamContext.PullSubscription:
         """Create or update the durable consumer to `spec`, then bind to it.
