@@ -293,6 +293,19 @@ def test_the_limits_are_read_from_the_environment_and_checked(
             "path parameter namespace: String should match pattern "
             "'^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'",
         ),
+        (
+            "POST /hooks/ops%0A/am",
+            b"{}",
+            422,
+            "path parameter namespace: String should match pattern "
+            "'^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'",
+        ),
+        (
+            "POST /hooks/ops/" + "a" * 64,
+            b"{}",
+            422,
+            "path parameter source: String should have at most 63 characters",
+        ),
         ("POST /api/v1/workflows/ops/disk/run", b"{}", 422, "body.labels: Field required"),
         (
             "POST /api/v1/workflows/ops/disk/run",

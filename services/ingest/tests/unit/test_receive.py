@@ -193,6 +193,9 @@ async def test_a_bad_request_is_a_4xx_naming_the_problem_and_nothing_is_publishe
         (b"{}", "", 415, "body must be application/json, not untyped"),
         (b"[" * 30_000 + b"]" * 30_000, "application/json", 400, "nested too deeply"),
         (b'{"alerts": [{"labels": {"x": "\\ud800"}}]}', "application/json", 400, "surrogate"),
+        # The same lone surrogate as raw UTF-8 bytes, and escaped in a UTF-16 body.
+        (b'{"alerts": [{"labels": {"x": "\xed\xa0\x80"}}]}', "application/json", 400, "surrogate"),
+        ('{"a": "\\ud800"}'.encode("utf-16"), "application/json", 400, "surrogate"),
     ],
 )
 async def test_hostile_bodies_are_a_4xx_naming_the_problem(

@@ -7,6 +7,7 @@ and every refusal is counted by reason (`vigil.ingest.rejections`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import partial
@@ -15,9 +16,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from starlette import types as asgi
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Route
 from ulid import ULID
 
 from vigil.common import subjects
@@ -58,13 +62,36 @@ from vigil.ingest.views import (
     Stats,
 )
 
-DnsLabel = Annotated[str, Path(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DnsLabel = Annotated[str, Path(pattern=DNS_LABEL, max_length=63)]
+_IS_DNS_LABEL = re.compile(DNS_LABEL).fullmatch  # not `match`: its `$` lets "ops\n" through
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
 ERROR_CONTENT = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
 }
+
+
+class WebhookRoute:
+    """ASGI app of `POST /hooks/{namespace}/{source}` without FastAPI's request handling;
+    a path whose names are not DNS labels goes to `invalid` (FastAPI's 422)."""
+
+    def __init__(self, ingest: Ingest, invalid: asgi.ASGIApp) -> None:
+        self._ingest = ingest
+        self._invalid = invalid
+
+    async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        namespace, source = scope["path_params"]["namespace"], scope["path_params"]["source"]
+        if not (_dns_label(namespace) and _dns_label(source)):
+            await self._invalid(scope, receive, send)
+            return
+        response = await self._ingest.receive(namespace, source, Request(scope, receive, send))
+        await response(scope, receive, send)
+
+
+def _dns_label(name: str) -> bool:
+    return len(name) <= 63 and _IS_DNS_LABEL(name) is not None
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -152,6 +179,14 @@ def build_app(
     ) -> JSONResponse:
         """Receive a webhook for Source `namespace/source` (Alertmanager v4 for its type)."""
         return await ingest.receive(namespace, source, request)
+
+    # Served first by a plain route: FastAPI's request handling (dependencies, parameter
+    # models) cost ~0.25 ms CPU per single-alert webhook. The route above stays for /docs
+    # and answers the 422 of a path that is no DNS label, exactly as before.
+    documented = app.router.routes[-1]
+    assert isinstance(documented, APIRoute), "the webhook route was just added"
+    served = Route(documented.path, WebhookRoute(ingest, documented.app), methods=["POST"])
+    app.router.routes.insert(0, served)
 
     app.include_router(_executions(ingest))
     app.include_router(_alerts_and_definitions(ingest))
