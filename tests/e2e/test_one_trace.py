@@ -112,7 +112,14 @@ def orphans(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
 
 
 def complete(spans: list[ReceivedSpan]) -> bool:
-    return {(s.service, s.name) for s in spans} >= EXPECTED and not orphans(spans)
+    """Every expected span, none without its parent, and the engine's last batch (the
+    notify step's result, handled after the webhook was posted) exported too."""
+    batches = [s for s in spans if s.name == "consume engine batch"]
+    return (
+        {(s.service, s.name) for s in spans} >= EXPECTED
+        and not orphans(spans)
+        and len(batches) >= 3  # the alert and the two results
+    )
 
 
 def test_one_alert_is_one_connected_trace_across_the_four_services_on_its_path(
