@@ -14,6 +14,7 @@ import time
 from collections import Counter
 
 import pytest
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType
 from opentelemetry import trace
@@ -453,6 +454,52 @@ async def test_max_in_flight_bounds_concurrent_handlers(
         await until_stream_empty(js, subjects.STEPS_STREAM)
 
     assert most == 4, f"at most {most} handlers ran at once"
+    assert set(seen.values()) == {1}
+
+
+class OverFetchingBus(JetStreamBus):
+    """A bus whose first fetch hands over more messages than it was asked for, as nats-py's
+    fetch does when its queue still holds what an earlier pull delivered late."""
+
+    over_fetched = 0
+
+    @staticmethod
+    async def _fetch(psub: JetStreamContext.PullSubscription, want: int) -> list[Msg]:
+        if OverFetchingBus.over_fetched == 0:
+            msgs = await psub.fetch(want + 3, timeout=WAIT_SECONDS)
+            OverFetchingBus.over_fetched = len(msgs)
+            return msgs
+        return await psub.fetch(want, timeout=WAIT_SECONDS)
+
+
+async def test_a_fetch_that_hands_over_more_than_asked_is_handled_and_consuming_goes_on(
+    nats_url: str, js: JetStreamContext
+) -> None:
+    """More messages than the room left: they run, and the next fetch waits for room
+    (it used to ask for a batch of -2 and the consumer died with ValueError)."""
+    spec = dataclasses.replace(WORKER_SPEC, ack_wait_seconds=30.0, max_in_flight=2, batch=2)
+    bus = await OverFetchingBus.connect(nats_url, name="over-fetching")
+    try:
+        await bus.ensure_streams(stream_specs())
+        items = [Outgoing(subject=SUBJECT, message=Ping(n=n), msg_id=f"o-{n}") for n in range(12)]
+        assert await bus.publish_all(items) == len(items)
+        seen: Counter[int] = Counter()
+        all_seen = asyncio.Event()
+
+        async def work(message: Ping, delivery: Delivery) -> None:
+            # The work itself, of different lengths: the over-fetched ones finish one by one.
+            await asyncio.sleep(0.02 + 0.05 * (message.n % 5))
+            seen[message.n] += 1
+            if len(seen) == len(items):
+                all_seen.set()
+
+        async with consuming(bus, spec, Ping, work):
+            async with asyncio.timeout(WAIT_SECONDS):
+                await all_seen.wait()
+            await until_stream_empty(js, subjects.STEPS_STREAM)
+    finally:
+        await bus.close()
+    assert OverFetchingBus.over_fetched > spec.max_in_flight
     assert set(seen.values()) == {1}
 
 

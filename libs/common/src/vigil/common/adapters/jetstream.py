@@ -226,10 +226,14 @@ class JetStreamBus:
             try:
                 while True:
                     await room.wait()
+                    want = min(spec.batch, spec.max_in_flight - in_flight)
+                    if want < 1:
+                        # A fetch may hand over more than asked (nats-py adds what is left
+                        # in its queue from an earlier pull): wait until handlers finish.
+                        room.clear()
+                        continue
                     try:
-                        msgs = await self._fetch(
-                            psub, min(spec.batch, spec.max_in_flight - in_flight)
-                        )
+                        msgs = await self._fetch(psub, want)
                     except TimeoutError:  # nats' TimeoutError is one too: nothing to fetch
                         continue
                     except NATS_ERRORS as exc:
