@@ -128,8 +128,10 @@ async def exchange(connection: Connection, payload: bytes, first: int, outcome: 
     """Send one request and read its answer; False when the connection cannot be used
     again (broken, or closed by the server)."""
     reader, writer = connection
-    writer.write(payload)
+    # Stamped before the bytes leave: write() may hand them to the kernel at once, and a
+    # step could start before a stamp taken after it.
     outcome.sent_ns[first] = time.time_ns()
+    writer.write(payload)
     try:
         status, keep = await asyncio.wait_for(answer_status(reader), ANSWER_TIMEOUT_SECONDS)
     except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
