@@ -165,7 +165,9 @@ async def paced(target: Target, prepared: list[tuple[list[int], bytes]], rate: f
             due = start + index / rate
             if (delay := due - loop.time()) > 0:
                 await asyncio.sleep(delay)
-            connection = idle.pop() if idle else await connect(target)
+            # The longest idle first: every connection stays warm, none reaches the
+            # server's keep-alive timeout and is closed under a request.
+            connection = idle.pop(0) if idle else await connect(target)
             if len(idle) < SPARE:  # connect before a request waits for it
                 tasks.create_task(spare())
             outcome.late_ms.append((loop.time() - due) * 1000)
