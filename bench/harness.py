@@ -158,13 +158,12 @@ class Resources:
     last_mb: dict[str, float] = field(default_factory=dict)
     sampling: bool = False
 
-    def pids(self, name: str) -> list[int]:
-        found = (
-            [self.platform.process.pid]  # the supervisor itself
-            if name == "up"
-            else self.platform.service_pids(name)
-        )
-        self.first.setdefault(name, set(found))
+    def pids(self) -> dict[str, list[int]]:
+        """Every process of every service, the supervisor (`up`) included: one /proc scan."""
+        found = self.platform.children(*(name for name in PROCESSES if name != "up"))
+        found["up"] = [self.platform.process.pid]
+        for name, pids in found.items():
+            self.first.setdefault(name, set(pids))
         return found
 
     @property
@@ -177,8 +176,8 @@ class Resources:
         }
 
     def sample(self) -> None:
-        for name in PROCESSES:
-            rss = [mb for pid in self.pids(name) if (mb := read_rss_mb(pid)) is not None]
+        for name, pids in self.pids().items():
+            rss = [mb for pid in pids if (mb := read_rss_mb(pid)) is not None]
             if rss:
                 self.last_mb[name] = max(rss)
                 if self.sampling:
@@ -186,8 +185,8 @@ class Resources:
 
     def cpu(self) -> dict[str, float]:
         """Cumulative CPU seconds per service (all its processes), and the machine's."""
-        for name in PROCESSES:
-            for pid in self.pids(name):
+        for name, pids in self.pids().items():
+            for pid in pids:
                 seconds = read_cpu_seconds(pid)
                 if seconds is not None:
                     self.seen[pid] = (name, seconds)

@@ -105,16 +105,26 @@ class Platform:
 
     def service_pids(self, service: str) -> list[int]:
         """PIDs of the running `python -m vigil.<service>` (or nats-server) children."""
-        needle = b"nats-server" if service == "nats" else f"vigil.{service}".encode()
-        found = []
+        return self.children(service)[service]
+
+    def children(self, *services: str) -> dict[str, list[int]]:
+        """PIDs of each of `services`' running processes, in one pass over /proc."""
+        needles = {
+            name: b"nats-server" if name == "nats" else f"vigil.{name}".encode()
+            for name in services
+        }
+        found: dict[str, list[int]] = {name: [] for name in services}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                if parent != self.process.pid:
+                    continue
                 cmdline = (stat.parent / "cmdline").read_bytes()
             except (OSError, IndexError, ValueError):
                 continue
-            if parent == self.process.pid and needle in cmdline:
-                found.append(int(stat.parent.name))
+            for name, needle in needles.items():
+                if needle in cmdline:
+                    found[name].append(int(stat.parent.name))
         return found
 
     def logs(self) -> str:
