@@ -1,0 +1,162 @@
+"""Where the CPU goes: one phase of the platform benchmark with py-spy sampling every
+service (`python -m bench.profile --py-spy PATH [--rate 100 --seconds 20 | --burst 2000]`).
+
+Starts `vigil up` on the benchmark's workload (`bench.workload`), lets py-spy record each
+service process (`--nonblocking`, so sampling does not stop the process it samples) while
+`bench.pacer` sends the load, then prints per service its CPU-seconds and the functions
+with most samples, inclusive and on their own. py-spy is not a dependency of the project:
+install it where you like (`pip install py-spy`) and name it. A tool for finding the next
+cut, not a figure: `make bench` measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from bench.generators import Target, pacer
+from bench.harness import CLOCK_TICKS, wait_until_up
+from bench.workload import definitions, step_lines
+from tests.support.definitions import write_definitions
+from tests.support.platform import Platform, start_platform
+from tests.support.process import free_port
+
+SERVICES = ("ingest", "engine", "executor", "sink")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def summary(collapsed: Path, top: int) -> str:
+    """The functions with most samples in py-spy's raw (collapsed) output."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = stack.split(";")
+        # The idle event loop (selector wait) is not work.
+        if "select (selectors.py" in frames[-1] or "epoll" in frames[-1]:
+            continue
+        total += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    lines = [f"  busy samples: {total}"]
+    lines += ["  inclusive:"] + [
+        f"    {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)
+    ]
+    lines += ["  own:"] + [f"    {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--py-spy", required=True, help="the py-spy executable")
+    parser.add_argument("--rate", type=float, default=100.0, help="alerts/s (paced)")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--burst", type=int, help="a burst of this many 3-step executions")
+    parser.add_argument("--sink", default="log", choices=("log", "hook"))
+    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--out", type=Path, help="keep the collapsed stacks here")
+    parser.add_argument("--replicas", default="", help="e.g. engine=2,executor=2")
+    options = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="vigil-profile-"))
+    out = options.out or work
+    out.mkdir(parents=True, exist_ok=True)
+    receiver_port = free_port()
+    receiver = subprocess.Popen([sys.executable, "-m", "bench.receiver", str(receiver_port)])
+    (work / "steps").mkdir()
+    write_definitions(work / "definitions", *definitions(work, receiver_port))
+    extra = ["--replicas", options.replicas] if options.replicas else []
+    running = start_platform(
+        definitions=work / "definitions",
+        data_dir=work / "data",
+        extra_args=extra,
+        env={"VIGIL_LOG_LEVEL": "warning"},
+    )
+    try:
+        wait_until_up(running)
+        profile(running, options, work, out)
+    finally:
+        running.stop()
+        receiver.terminate()
+        receiver.wait()
+
+
+def profile(running: Platform, options: argparse.Namespace, work: Path, out: Path) -> None:
+    pids = running.children(*SERVICES)
+    target = Target(port=running.http_port, path="/hooks/bench/am", token="")
+    label = "profile"
+    # Warm up: imports, first compilations, connections.
+    pacer(target, alertname="Stamp", phase="warm", rate=20, seconds=2)
+    time.sleep(2)
+    before = {pid: cpu_seconds(pid) for ids in pids.values() for pid in ids}
+    spies = []
+    for service, ids in pids.items():
+        for pid in ids:
+            spies.append(
+                (
+                    service,
+                    pid,
+                    subprocess.Popen(
+                        [
+                            options.py_spy,
+                            "record",
+                            "--nonblocking",
+                            "--format",
+                            "raw",
+                            "--rate",
+                            "250",
+                            "--pid",
+                            str(pid),
+                            "--output",
+                            str(out / f"{service}-{pid}.txt"),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    ),
+                )
+            )
+    time.sleep(1.0)
+    started = time.monotonic()
+    if options.burst:
+        alertname = "Three" if options.sink == "log" else "ThreeHook"
+        sent = pacer(
+            target, alertname=alertname, phase=label, burst=options.burst, payload=100
+        )
+        units = sent.alerts
+    else:
+        sent = pacer(
+            target, alertname="Stamp", phase=label, rate=options.rate, seconds=options.seconds
+        )
+        units = len(sent.answered_ns)
+    while len(step_lines(work / "steps", label)) < units and time.monotonic() - started < 300:
+        time.sleep(0.1)
+    time.sleep(1.0 if options.burst else 0.2)
+    wall = time.monotonic() - started
+    for _, _, spy in spies:
+        spy.send_signal(2)
+    for _, _, spy in spies:
+        spy.wait(timeout=30)
+    print(f"{units} units in {wall:.1f} s; generator {sent.cpu_seconds:.2f} CPU-s")
+    for service, pid, _ in spies:
+        used = cpu_seconds(pid) - before[pid]
+        print(f"\n{service} ({pid}): {used:.2f} CPU-s, {1000 * used / max(units, 1):.2f} ms/unit")
+        path = out / f"{service}-{pid}.txt"
+        if path.exists():
+            print(summary(path, options.top))
+
+
+if __name__ == "__main__":
+    main()
