@@ -20,6 +20,7 @@ from vigil.common.messages import (
 )
 from vigil.common.resources import Workflow
 from vigil.engine.domain.machine import Transition, advance, apply_result, new_execution
+from vigil.engine.domain.requests import dispatches
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 
@@ -206,3 +207,39 @@ def test_an_agent_step_without_an_answer_has_no_findings() -> None:
             findings=None,
         )
     ]
+
+
+def test_the_request_dispatched_is_the_one_a_redelivery_rebuilds_from_the_saved_document() -> None:
+    """Requests are rendered once, when their step starts; a crash after the save makes the
+    engine rebuild them from the document, and both must be the same message (same
+    `Nats-Msg-Id`, same body), even for templates that read the steps' states."""
+    states = {
+        "name": "states",
+        "cli": {
+            "command": [
+                "echo",
+                "{{ steps.describe.state }} {{ steps.states.state }} {{ execution.state }}",
+            ]
+        },
+    }
+    report = {
+        "name": "report",
+        "notify": {
+            "sinks": ["oncall"],
+            "message": "{{ steps.states.output.stdout }} {{ steps.report.state }}",
+        },
+    }
+    workflow = make_workflow(DESCRIBE, states, NEVER, report)
+    first = started(workflow)
+    transitions = [first]
+    transitions.append(finish(first, workflow, "describe", seconds=1))
+    transitions.append(
+        finish(transitions[-1], workflow, "states", seconds=1, output={"stdout": "ok"})
+    )
+    for transition in transitions:
+        assert transition.dispatch, "every transition here starts a worker step"
+        assert transition.dispatch == dispatches(transition.execution, workflow)
+    (states_request,) = transitions[1].dispatch
+    assert states_request.cli is not None
+    assert states_request.cli.argv[1] == "succeeded running running"
+    assert notify_request(transitions[2]).notify.message == "ok running"  # type: ignore[union-attr]

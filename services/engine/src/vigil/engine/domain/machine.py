@@ -130,6 +130,8 @@ class _Run:
         self.specs = {s.name: s for s in [*workflow.spec.steps, *workflow.spec.on_failure]}
         self.events: list[ExecutionEvent] = []
         self.cancellations: list[Cancellation] = []
+        # Requests rendered when their step started here: dispatched as they are.
+        self.requests: dict[str, StepRequest] = {}
 
     def snapshot(self) -> Execution:
         return self.base.model_copy(
@@ -182,10 +184,11 @@ class _Run:
         if spec is None:
             self.finish_step(index, state="failed", error="step is no longer in the workflow")
             return
-        context = execution_context(self.snapshot(), self.workflow)
         attempt = record.attempt + 1
         started = {"attempt": attempt, "started_at": self.now, "not_before": None}
         try:
+            needs_context = spec.when is not None or spec.kind in ("condition", "wait")
+            context = execution_context(self.snapshot(), self.workflow) if needs_context else {}
             if spec.when is not None and not evaluate_bool(spec.when, context):
                 self.finish_step(index, state="skipped")
                 return
@@ -201,16 +204,19 @@ class _Run:
                 )
                 self.check_wait(index, context)
                 return
-            # Render now so a template error fails the step here, not in a worker.
-            build_request(spec, self.snapshot(), self.workflow, attempt=attempt)
+            deadline = self.now + timedelta(seconds=step_timeout_seconds(spec)) + WORKER_GRACE
+            self.steps[index] = record.model_copy(
+                update={**started, "state": "running", "deadline_at": deadline}
+            )
+            # Rendered now, from the document as it will be saved (nothing after a running
+            # step changes in this transition), so a template error fails the step here,
+            # not in a worker, and the request is rendered once.
+            self.requests[record.name] = build_request(
+                spec, self.snapshot(), self.workflow, attempt=attempt
+            )
         except VigilError as exc:
             self.steps[index] = record.model_copy(update=started)
             self.finish_step(index, state="failed", error=str(exc))
-            return
-        deadline = self.now + timedelta(seconds=step_timeout_seconds(spec)) + WORKER_GRACE
-        self.steps[index] = record.model_copy(
-            update={**started, "state": "running", "deadline_at": deadline}
-        )
 
     def check_wait(self, index: int, context: dict[str, object] | None = None) -> None:
         """End a running wait whose `until` holds now."""
@@ -306,7 +312,7 @@ class _Run:
         return Transition(
             execution=updated,
             changed=changed,
-            dispatch=dispatches(updated, self.workflow),
+            dispatch=dispatches(updated, self.workflow, rendered=self.requests),
             events=self.events,
             cancellations=self.cancellations,
         )

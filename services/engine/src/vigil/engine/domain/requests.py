@@ -7,6 +7,8 @@ JetStream drop the duplicate.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from vigil.common.documents import Execution, StepRecord
 from vigil.common.durations import parse_duration
 from vigil.common.messages import (
@@ -150,8 +152,16 @@ def step_summaries(execution: Execution, *, but: str) -> list[StepSummary]:
     ]
 
 
-def dispatches(execution: Execution, workflow: Workflow) -> list[StepRequest]:
-    """Requests for every step a worker is running: (re)published after each save."""
+def dispatches(
+    execution: Execution,
+    workflow: Workflow,
+    *,
+    rendered: Mapping[str, StepRequest] | None = None,
+) -> list[StepRequest]:
+    """Requests for every step a worker is running: (re)published after each save.
+
+    `rendered`: requests already built from this document (by step name), used as they are.
+    """
     if execution.finished:
         return []
     specs = {s.name: s for s in [*workflow.spec.steps, *workflow.spec.on_failure]}
@@ -159,5 +169,8 @@ def dispatches(execution: Execution, workflow: Workflow) -> list[StepRequest]:
     for record in execution.steps:
         spec = specs.get(record.name)
         if record.state == "running" and spec is not None and spec.kind in WORKER_KINDS:
-            requests.append(build_request(spec, execution, workflow, attempt=record.attempt))
+            request = (rendered or {}).get(record.name)
+            if request is None or request.attempt != record.attempt:
+                request = build_request(spec, execution, workflow, attempt=record.attempt)
+            requests.append(request)
     return requests
