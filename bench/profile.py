@@ -1,5 +1,5 @@
 """Where the CPU goes: one phase of the platform benchmark with py-spy sampling every
-service (`python -m bench.profile --py-spy PATH [--rate 100 --seconds 20 | --burst 2000]`).
+service (`python -m bench.profile [--py-spy PATH] [--rate 100 --seconds 20 | --burst 2000]`).
 
 Starts `vigil up` on the benchmark's workload (`bench.workload`), lets py-spy record each
 service process (`--nonblocking`, so sampling does not stop the process it samples) while
@@ -20,7 +20,8 @@ from collections import Counter
 from pathlib import Path
 
 from bench.generators import Target, pacer
-from bench.harness import CLOCK_TICKS, wait_until_up
+from bench.harness import CLOCK_TICKS, percentile, wait_until_up
+from bench.platform_bench import latencies_ms
 from bench.workload import definitions, step_lines
 from tests.support.definitions import write_definitions
 from tests.support.platform import Platform, start_platform
@@ -30,8 +31,9 @@ SERVICES = ("ingest", "engine", "executor", "sink")
 
 
 def cpu_seconds(pid: int) -> float:
+    """CPU-seconds of `pid` and of its children it has reaped (a cli step's process)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return sum(int(f) for f in fields[11:15]) / CLOCK_TICKS
 
 
 def summary(collapsed: Path, top: int) -> str:
@@ -62,7 +64,7 @@ def summary(collapsed: Path, top: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--py-spy", required=True, help="the py-spy executable")
+    parser.add_argument("--py-spy", help="the py-spy executable (without: CPU per unit only)")
     parser.add_argument("--rate", type=float, default=100.0, help="alerts/s (paced)")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--burst", type=int, help="a burst of this many 3-step executions")
@@ -104,7 +106,7 @@ def profile(running: Platform, options: argparse.Namespace, work: Path, out: Pat
     before = {pid: cpu_seconds(pid) for ids in pids.values() for pid in ids}
     spies = []
     for service, ids in pids.items():
-        for pid in ids:
+        for pid in ids if options.py_spy else []:
             spies.append(
                 (
                     service,
@@ -150,7 +152,15 @@ def profile(running: Platform, options: argparse.Namespace, work: Path, out: Pat
     for _, _, spy in spies:
         spy.wait(timeout=30)
     print(f"{units} units in {wall:.1f} s; generator {sent.cpu_seconds:.2f} CPU-s")
-    for service, pid, _ in spies:
+    if not options.burst:
+        latency = list(latencies_ms(sent, step_lines(work / "steps", label)).values())
+        late = sent.late_ms
+        print(
+            f"sent → step running: p50 {percentile(latency, 0.5):.1f} ms, p99 "
+            f"{percentile(latency, 0.99):.1f} ms, max {max(latency):.0f} ms; the sender was "
+            f"late p99 {late['p99']:.1f} ms"
+        )
+    for service, pid in ((s, pid) for s, ids in pids.items() for pid in ids):
         used = cpu_seconds(pid) - before[pid]
         print(f"\n{service} ({pid}): {used:.2f} CPU-s, {1000 * used / max(units, 1):.2f} ms/unit")
         path = out / f"{service}-{pid}.txt"

@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import cast
 
 import aiosqlite
@@ -124,10 +125,19 @@ class SqliteStore:
     async def _run(
         self, query: str, params: tuple[object, ...] | list[object], what: str
     ) -> aiosqlite.Cursor:
+        return await self._retried(partial(self._db.execute, query, params), what)
+
+    async def _rows(
+        self, query: str, params: tuple[object, ...] | list[object], what: str
+    ) -> list[sqlite3.Row]:
+        """Every row of `query`, read in the connection's thread in one hop."""
+        return list(await self._retried(partial(self._db.execute_fetchall, query, params), what))
+
+    async def _retried[R](self, call: Callable[[], Awaitable[R]], what: str) -> R:
         delay = LOCKED_RETRY_START_SECONDS
         for _ in range(LOCKED_RETRIES):
             try:
-                return await self._db.execute(query, params)
+                return await call()
             except sqlite3.IntegrityError:
                 raise
             except sqlite3.OperationalError as exc:
@@ -144,13 +154,7 @@ class SqliteStore:
         raise TransientError(msg)
 
     async def _docs(self, query: str, params: list[object], what: str) -> list[str]:
-        cursor = await self._run(query, params, what)
-        try:
-            rows = await cursor.fetchall()
-        except sqlite3.Error as exc:
-            msg = f"SQLite store: cannot {what}: {exc}"
-            raise TransientError(msg) from exc
-        return [row[0] for row in rows]
+        return [row[0] for row in await self._rows(query, params, what)]
 
     # --- alerts --------------------------------------------------------------------------
 
@@ -201,13 +205,12 @@ class SqliteStore:
             latest: dict[str, AlertRecord] = {}
             for chunk in chunks(sorted(set(identities))):
                 marks = ",".join("?" * len(chunk))
-                async with db.execute(
+                for (doc,) in await db.execute_fetchall(
                     f"SELECT doc FROM alerts WHERE id IN ({marks})",  # noqa: S608 - placeholders
                     chunk,
-                ) as cursor:
-                    for (doc,) in await cursor.fetchall():
-                        found = AlertRecord.model_validate_json(doc)
-                        latest[found.id] = found
+                ):
+                    found = AlertRecord.model_validate_json(doc)
+                    latest[found.id] = found
             for identity, item in zip(identities, received, strict=True):
                 record = merge_occurrence(latest.get(identity), item, identity=identity)
                 record = record.model_copy(
@@ -294,12 +297,8 @@ class SqliteStore:
             "SELECT last_seen, id, json_extract(doc, '$.labels'), doc"  # noqa: S608 - fixed columns
             f" FROM alerts {where} ORDER BY last_seen DESC, id DESC LIMIT ?"
         )
-        result = await self._run(statement, [*params, limit], "list alerts")
-        try:
-            return [cast(AlertRow, tuple(row)) for row in await result.fetchall()]
-        except sqlite3.Error as exc:
-            msg = f"SQLite store: cannot list alerts: {exc}"
-            raise TransientError(msg) from exc
+        rows = await self._rows(statement, [*params, limit], "list alerts")
+        return [cast(AlertRow, tuple(row)) for row in rows]
 
     # --- executions ----------------------------------------------------------------------
 
@@ -331,11 +330,13 @@ class SqliteStore:
             taken: set[str] = set()
             for chunk in chunks(sorted({e.trigger_key for e in prepared})):
                 marks = ",".join("?" * len(chunk))
-                async with db.execute(
-                    f"SELECT trigger_key FROM executions WHERE trigger_key IN ({marks})",  # noqa: S608 - placeholders
-                    chunk,
-                ) as cursor:
-                    taken |= {key for (key,) in await cursor.fetchall()}
+                taken |= {
+                    key
+                    for (key,) in await db.execute_fetchall(
+                        f"SELECT trigger_key FROM executions WHERE trigger_key IN ({marks})",  # noqa: S608 - placeholders
+                        chunk,
+                    )
+                }
             inserted: list[bool] = []
             rows = []
             for execution in prepared:
@@ -381,11 +382,13 @@ class SqliteStore:
             current: dict[str, int] = {}
             for chunk in chunks(sorted({e.id for e, _ in prepared})):
                 marks = ",".join("?" * len(chunk))
-                async with db.execute(
-                    f"SELECT id, version FROM executions WHERE id IN ({marks})",  # noqa: S608 - placeholders
-                    chunk,
-                ) as cursor:
-                    current |= {str(i): int(v) for i, v in await cursor.fetchall()}
+                current |= {
+                    str(i): int(v)
+                    for i, v in await db.execute_fetchall(
+                        f"SELECT id, version FROM executions WHERE id IN ({marks})",  # noqa: S608 - placeholders
+                        chunk,
+                    )
+                }
             saved = []
             rows = []
             for execution, expected in prepared:
@@ -466,13 +469,9 @@ class SqliteStore:
         return ExecutionPage(items=items, next=items[-1].id if len(docs) > limit else None)
 
     async def count_executions(self) -> dict[str, int]:
-        cursor = await self._run(
+        rows = await self._rows(
             "SELECT state, count(*) FROM executions GROUP BY state", (), "count executions"
         )
-        try:
-            rows = await cursor.fetchall()
-        except sqlite3.Error as exc:
-            raise TransientError(f"SQLite store: cannot count executions: {exc}") from exc
         return {str(state): int(count) for state, count in rows}
 
     async def claim_due(
@@ -564,13 +563,9 @@ class SqliteStore:
         return cursor.rowcount == 1
 
     async def last_ticks(self) -> dict[str, datetime]:
-        cursor = await self._run(
+        rows = await self._rows(
             "SELECT id, last_tick FROM schedule_ticks", (), "read schedule ticks"
         )
-        try:
-            rows = await cursor.fetchall()
-        except sqlite3.Error as exc:
-            raise TransientError(f"SQLite store: cannot read schedule ticks: {exc}") from exc
         return {str(key): unstamp(str(value)) for key, value in rows}
 
     # --- retention -----------------------------------------------------------------------
