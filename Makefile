@@ -25,7 +25,7 @@ LOCAL_MODEL := $(TOOLS)/llama/.installed
 export VIGIL_LOCAL_MODEL_PYTHON := $(TOOLS)/llama/bin/python
 ARGS ?=
 
-.PHONY: help dev up test test-slow test-all eval local-model prometheus wrk lint typecheck fmt crds nats-auth clean bench-store bench images
+.PHONY: help dev up test test-slow test-all eval local-model prometheus wrk lint typecheck fmt crds nats-auth clean bench-store bench profile images
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -117,6 +117,9 @@ bench: dev wrk ## platform benchmarks (performance targets), sink deliveries/s, 
 	$(RUN) python -m bench.platform_bench $(ARGS)
 	$(RUN) python -m bench.sink_bench
 	$(RUN) python -m bench.pod_requests
+
+profile: dev ## py-spy on every service during one bench phase (ARGS="--burst 2000" or "--rate 100")
+	$(RUN) python -m bench.profile $(ARGS)
 
 bench-store: dev ## store operations per second, SQLite and MongoDB (mongoeco)
 	$(RUN) python -m bench.store_bench

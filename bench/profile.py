@@ -1,17 +1,18 @@
 """Where the CPU goes: one phase of the platform benchmark with py-spy sampling every
-service (`python -m bench.profile [--py-spy PATH] [--rate 100 --seconds 20 | --burst 2000]`).
+service (`make profile ARGS="--rate 100 --seconds 20"` or `ARGS="--burst 2000"`).
 
 Starts `vigil up` on the benchmark's workload (`bench.workload`), lets py-spy record each
 service process (`--nonblocking`, so sampling does not stop the process it samples) while
 `bench.pacer` sends the load, then prints per service its CPU-seconds and the functions
-with most samples, inclusive and on their own. py-spy is not a dependency of the project:
-install it where you like (`pip install py-spy`) and name it. A tool for finding the next
-cut, not a figure: `make bench` measures.
+with most samples, inclusive and on their own (py-spy is a dev dependency; the raw stacks
+stay in `--out` for a flame graph). A tool for finding the next cut, not a figure:
+`make bench` measures.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,14 @@ from tests.support.platform import Platform, start_platform
 from tests.support.process import free_port
 
 SERVICES = ("ingest", "engine", "executor", "sink")
+# Where a sample is a wait, not work (`--nonblocking` cannot tell an idle thread apart).
+IDLE_FRAMES = (
+    "EpollSelector.select (selectors.py",
+    "_connection_worker_thread (aiosqlite/core.py:59)",
+    "_worker (concurrent/futures/thread.py:89)",
+)
+# Frames under every sample (the loop, the thread, the entry point): left out of "inclusive".
+PLUMBING = ("asyncio/", "runpy", "threading.py", "runtime.py", "__main__.py")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -47,24 +56,32 @@ def summary(collapsed: Path, top: int) -> str:
             continue
         n = int(count)
         frames = stack.split(";")
-        # The idle event loop (selector wait) is not work.
-        if "select (selectors.py" in frames[-1] or "epoll" in frames[-1]:
+        # Waiting is not work: the idle event loop, idle worker threads.
+        if frames[-1].startswith(IDLE_FRAMES):
             continue
         total += n
         own[frames[-1]] += n
         for frame in set(frames):
-            inclusive[frame] += n
+            if not any(part in frame for part in PLUMBING):
+                inclusive[frame] += n
     lines = [f"  busy samples: {total}"]
     lines += ["  inclusive:"] + [
         f"    {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)
     ]
-    lines += ["  own:"] + [f"    {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    lines += ["  own:"] + [
+        f"    {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)
+    ]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--py-spy", help="the py-spy executable (without: CPU per unit only)")
+    parser.add_argument(
+        "--py-spy",
+        default=shutil.which("py-spy", path=str(Path(sys.executable).parent)),
+        help="the py-spy executable (default: the venv's; none: CPU per unit only)",
+    )
+    parser.add_argument("--no-py-spy", action="store_true", help="CPU per unit only")
     parser.add_argument("--rate", type=float, default=100.0, help="alerts/s (paced)")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--burst", type=int, help="a burst of this many 3-step executions")
@@ -73,6 +90,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="keep the collapsed stacks here")
     parser.add_argument("--replicas", default="", help="e.g. engine=2,executor=2")
     options = parser.parse_args()
+    if options.no_py_spy:
+        options.py_spy = None
     work = Path(tempfile.mkdtemp(prefix="vigil-profile-"))
     out = options.out or work
     out.mkdir(parents=True, exist_ok=True)
@@ -134,9 +153,7 @@ def profile(running: Platform, options: argparse.Namespace, work: Path, out: Pat
     started = time.monotonic()
     if options.burst:
         alertname = "Three" if options.sink == "log" else "ThreeHook"
-        sent = pacer(
-            target, alertname=alertname, phase=label, burst=options.burst, payload=100
-        )
+        sent = pacer(target, alertname=alertname, phase=label, burst=options.burst, payload=100)
         units = sent.alerts
     else:
         sent = pacer(
