@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from bench.generators import Target, pacer
 from bench.harness import CLOCK_TICKS, percentile, wait_until_up
-from bench.platform_bench import latencies_ms
+from bench.platform_bench import HOOK, latencies_ms
 from bench.workload import definitions, step_lines
 from tests.support.definitions import write_definitions
 from tests.support.platform import Platform, start_platform
@@ -32,7 +33,7 @@ SERVICES = ("ingest", "engine", "executor", "sink")
 # Where a sample is a wait, not work (`--nonblocking` cannot tell an idle thread apart).
 IDLE_FRAMES = (
     "EpollSelector.select (selectors.py",
-    "_connection_worker_thread (aiosqlite/core.py:59)",
+    "_connection_worker_thread (aiosqlite/core.py:59)",  # aiosqlite 0.22's queue wait
     "_worker (concurrent/futures/thread.py:89)",
 )
 # Frames under every sample (the loop, the thread, the entry point): left out of "inclusive".
@@ -113,11 +114,14 @@ def main() -> None:
         running.stop()
         receiver.terminate()
         receiver.wait()
+        shutil.rmtree(work / "data", ignore_errors=True)  # the store and the streams
+        if options.py_spy:
+            print(f"\nraw stacks (py-spy's collapsed format) in {out}")
 
 
 def profile(running: Platform, options: argparse.Namespace, work: Path, out: Path) -> None:
     pids = running.children(*SERVICES)
-    target = Target(port=running.http_port, path="/hooks/bench/am", token="")
+    target = Target(port=running.http_port, path=HOOK, token="")
     label = "profile"
     # Warm up: imports, first compilations, connections.
     pacer(target, alertname="Stamp", phase="warm", rate=20, seconds=2)
@@ -165,11 +169,11 @@ def profile(running: Platform, options: argparse.Namespace, work: Path, out: Pat
     time.sleep(1.0 if options.burst else 0.2)
     wall = time.monotonic() - started
     for _, _, spy in spies:
-        spy.send_signal(2)
+        spy.send_signal(signal.SIGINT)
     for _, _, spy in spies:
         spy.wait(timeout=30)
     print(f"{units} units in {wall:.1f} s; generator {sent.cpu_seconds:.2f} CPU-s")
-    if not options.burst:
+    if not options.burst and units:
         latency = list(latencies_ms(sent, step_lines(work / "steps", label)).values())
         late = sent.late_ms
         print(
