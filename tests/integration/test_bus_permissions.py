@@ -29,7 +29,7 @@ from nats.aio.client import Client
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from tests.support.bus import WAIT_SECONDS, Ping, consuming, eventually, next_item
+from tests.support.bus import WAIT_SECONDS, Ping, consuming, eventually, next_item, round_trip
 from tests.support.nats import (
     SecuredNats,
     deploy_config,
@@ -99,14 +99,14 @@ class Principal:
             await self.client.publish(subject, b"{}")
         else:
             await self.client.subscribe(subject)
-        await self.client.flush()
+        await round_trip(self.client)
         error = await next_item(self.errors)
         expected = f'permissions violation for {action} to "{subject}"'
         assert expected.lower() in str(error).lower(), error
 
     async def quiet(self) -> None:
         """After a round trip, the server has reported nothing."""
-        await self.client.flush()
+        await round_trip(self.client)
         assert self.errors.empty(), self.errors.get_nowait()
 
 
@@ -184,7 +184,7 @@ async def test_no_other_user_may_publish_a_step_request(secured: SecuredNats, us
     request = {"kind": "cli", "spec": {"command": ["sh", "-c", "id"]}}
     async with principal(secured, user) as someone:
         await someone.client.publish(STEP_REQUEST, json.dumps(request).encode())
-        await someone.client.flush()
+        await round_trip(someone.client)
         error = await next_item(someone.errors)
     assert f'permissions violation for publish to "{STEP_REQUEST}"' in str(error).lower()
     async with principal(secured, "provisioner") as provisioner:
@@ -280,9 +280,9 @@ async def test_no_user_may_subscribe_to_everything_or_to_another_users_replies(
 async def test_the_executor_hears_the_engines_cancellation_notices(secured: SecuredNats) -> None:
     async with principal(secured, "executor") as executor, principal(secured, "engine") as engine:
         notices = await executor.client.subscribe("vigil.cancel.>")
-        await executor.client.flush()
+        await round_trip(executor.client)
         await engine.client.publish("vigil.cancel.01JEXECUTION", b"{}")
-        await engine.client.flush()
+        await round_trip(engine.client)
         notice = await notices.next_msg(timeout=WAIT_SECONDS)
         await executor.quiet()
         await engine.quiet()
