@@ -13,6 +13,7 @@ from typing import ClassVar
 import nats
 import nats.js.errors
 import pytest
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from vigil.common import subjects
@@ -24,7 +25,7 @@ from vigil.common.streams import ConsumerSpec
 WAIT_SECONDS = 10.0
 
 
-async def round_trip(client: nats.NATS) -> None:
+async def round_trip(client: Client) -> None:
     """Return once the server has read every command `client` wrote before the call.
 
     One `flush()` is not that barrier in nats.py 2.16: its PING goes straight to the socket,
