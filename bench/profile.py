@@ -1,5 +1,6 @@
 """Where the CPU goes: one phase of the platform benchmark with py-spy sampling every
-service (`make profile ARGS="--rate 100 --seconds 20"` or `ARGS="--burst 2000"`).
+service (`make profile ARGS="--rate 100 --seconds 20"`, `ARGS="--burst 2000"`, or
+`ARGS="--noop 5000"` for the alerts-processed phase's one-condition workflow).
 
 Starts `vigil up` on the benchmark's workload (`bench.workload`), lets py-spy record each
 service process (`--nonblocking`, so sampling does not stop the process it samples) while
@@ -20,10 +21,18 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from bench.generators import Target, pacer
-from bench.harness import CLOCK_TICKS, percentile, wait_until_up
-from bench.platform_bench import HOOK, latencies_ms
+from bench.harness import (
+    CLOCK_TICKS,
+    DRAIN_TIMEOUT_SECONDS,
+    active,
+    drained,
+    percentile,
+    wait_until_up,
+)
+from bench.platform_bench import HOOK, executions_total, latencies_ms
 from bench.workload import definitions, step_lines
 from tests.support.definitions import write_definitions
 from tests.support.platform import Platform, start_platform
@@ -86,6 +95,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="alerts/s (paced)")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--burst", type=int, help="a burst of this many 3-step executions")
+    parser.add_argument(
+        "--noop", type=int, help="a burst of this many one-condition executions (processed/s)"
+    )
     parser.add_argument("--sink", default="log", choices=("log", "hook"))
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--out", type=Path, help="keep the collapsed stacks here")
@@ -155,7 +167,12 @@ def profile(running: Platform, options: argparse.Namespace, work: Path, out: Pat
             )
     time.sleep(1.0)
     started = time.monotonic()
-    if options.burst:
+    if options.noop:
+        since = sync_stats(running)
+        sent = pacer(target, alertname="Bench", phase=label, burst=options.noop, payload=100)
+        units = sent.alerts
+        until_quiet(running, since, units, started)
+    elif options.burst:
         alertname = "Three" if options.sink == "log" else "ThreeHook"
         sent = pacer(target, alertname=alertname, phase=label, burst=options.burst, payload=100)
         units = sent.alerts
@@ -164,16 +181,20 @@ def profile(running: Platform, options: argparse.Namespace, work: Path, out: Pat
             target, alertname="Stamp", phase=label, rate=options.rate, seconds=options.seconds
         )
         units = len(sent.answered_ns)
-    while len(step_lines(work / "steps", label)) < units and time.monotonic() - started < 300:
+    while (
+        not options.noop
+        and len(step_lines(work / "steps", label)) < units
+        and time.monotonic() - started < 300
+    ):
         time.sleep(0.1)
-    time.sleep(1.0 if options.burst else 0.2)
+    time.sleep(1.0 if options.burst or options.noop else 0.2)
     wall = time.monotonic() - started
     for _, _, spy in spies:
         spy.send_signal(signal.SIGINT)
     for _, _, spy in spies:
         spy.wait(timeout=30)
     print(f"{units} units in {wall:.1f} s; generator {sent.cpu_seconds:.2f} CPU-s")
-    if not options.burst and units:
+    if not (options.burst or options.noop) and units:
         latency = list(latencies_ms(sent, step_lines(work / "steps", label)).values())
         late = sent.late_ms
         print(
@@ -187,6 +208,24 @@ def profile(running: Platform, options: argparse.Namespace, work: Path, out: Pat
         path = out / f"{service}-{pid}.txt"
         if path.exists():
             print(summary(path, options.top))
+
+
+def sync_stats(running: Platform) -> dict[str, Any]:
+    answer = running.api.get("/api/v1/stats")
+    answer.raise_for_status()
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def until_quiet(running: Platform, since: dict[str, Any], units: int, started: float) -> None:
+    """Until the stats show `units` more executions, every alert recorded, none active."""
+    while time.monotonic() - started < DRAIN_TIMEOUT_SECONDS:
+        now = sync_stats(running)
+        ran = executions_total(now) - executions_total(since)
+        if ran >= units and drained(now) and active(now) == 0:
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"not every execution finished in {DRAIN_TIMEOUT_SECONDS:.0f} s")
 
 
 if __name__ == "__main__":
