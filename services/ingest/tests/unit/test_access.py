@@ -28,9 +28,11 @@ from vigil.common.testing import (
 )
 from vigil.ingest.access import (
     OPEN_PATHS,
+    OPEN_PREFIXES,
     FixedTokens,
     TokenFile,
     TokenTable,
+    is_console,
     parse_tokens,
     required_scope,
 )
@@ -99,19 +101,29 @@ async def test_every_route_but_the_open_ones_refuses_a_request_without_a_token(
         guarded = [
             (method, path)
             for method, path in documented + undocumented
-            if not path.startswith("/hooks/") and path not in OPEN_PATHS
+            if not path.startswith(OPEN_PREFIXES) and path not in OPEN_PATHS
         ]
         assert len(guarded) >= 10, guarded
         assert ("GET", "/metrics") in guarded
+        pages = 0
         for method, path in [*guarded, ("GET", "/api/v1/not-a-route")]:
             concrete = path.replace("{", "x").replace("}", "").replace(":path", "")
             answer = await http.request(method, concrete)
+            if is_console(path) and method in ("GET", "HEAD"):
+                # A console page sends the browser to sign in, and back.
+                pages += 1
+                assert answer.status_code == 303, (method, path, answer.text)
+                assert answer.headers["location"].startswith("/login?next=%2F"), path
+                continue
             assert answer.status_code == 401, (method, path, answer.text)
             if method != "HEAD":
                 assert "bearer token" in answer.json()["error"]
             assert answer.headers["www-authenticate"] == 'Bearer realm="vigil"'
+        assert pages >= 5
         for path in OPEN_PATHS - {"/docs/oauth2-redirect"}:
             assert (await http.get(path)).status_code == 200, path
+        for asset in ("/static/console.css", "/static/favicon.svg"):
+            assert (await http.get(asset)).status_code == 200, asset
 
 
 async def test_read_lets_a_token_look_and_operate_lets_it_act(tmp_path: Path) -> None:

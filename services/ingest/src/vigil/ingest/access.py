@@ -1,10 +1,17 @@
 """Who may call the API: bearer tokens with the scopes `read` and `operate`.
 
 Every path is guarded unless it is listed as open: webhooks (`/hooks/*`, governed by each
-Source's own auth), the probes (`/healthz`, `/readyz`) and the API's own description
-(`/docs`, `/redoc`, `/openapi.json`). A GET or HEAD needs `read`; anything else needs `operate`, so
-an endpoint added later is guarded without anyone remembering to guard it. `operate`
-implies `read`: whoever may cancel an execution may look at it.
+Source's own auth), the probes (`/healthz`, `/readyz`), the API's own description
+(`/docs`, `/redoc`, `/openapi.json`), and the console's sign-in page and assets (`/login`,
+`/static/*`). A GET or HEAD needs `read`; anything else needs `operate`, so an endpoint
+added later is guarded without anyone remembering to guard it. `operate` implies `read`:
+whoever may cancel an execution may look at it.
+
+The API takes the token from `Authorization: Bearer`. The console (every path outside
+`/api/`, `/hooks/` and the ops endpoints) also takes it from the cookie its sign-in page
+sets (HttpOnly, SameSite=Strict); a console page asked for without a valid token redirects
+to the sign-in page. A form the console posts on the cookie's strength carries a token
+derived from the cookie's (`csrf_token`), which another site cannot compute.
 
 Tokens come from a tokens file, one per line (`<token> [scope,scope]`, no scopes meaning
 both, `#` comments), re-read when it changes so tokens rotate without a restart, and from
@@ -22,6 +29,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, get_args
+from urllib.parse import urlencode
 
 import structlog
 from starlette import types as asgi
@@ -35,9 +43,22 @@ type ApiScope = Literal["read", "operate"]
 SCOPES: frozenset[ApiScope] = frozenset(get_args(ApiScope.__value__))
 
 OPEN_PATHS = frozenset(
-    {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    {
+        "/healthz",
+        "/readyz",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/login",
+    }
 )
-OPEN_PREFIXES = ("/hooks/",)
+OPEN_PREFIXES = ("/hooks/", "/static/")
+# Not the console: the API, the webhooks and the ops endpoints answer JSON (or metrics).
+NOT_CONSOLE_PREFIXES = ("/api/", "/hooks/", "/docs", "/redoc", "/openapi.json")
+NOT_CONSOLE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+CONSOLE_COOKIE = "vigil_token"
+CSRF_FIELD = "csrf"
 
 
 def _digest(token: str) -> bytes:
@@ -204,6 +225,11 @@ def refusal(token: str | None, needed: ApiScope, tokens: TokenSource) -> Refusal
     )
 
 
+def is_console(path: str) -> bool:
+    """Whether `path` is the console's (HTML pages, a cookie may carry the token)."""
+    return not (path in NOT_CONSOLE_PATHS or path.startswith(NOT_CONSOLE_PREFIXES))
+
+
 def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
     for name, value in headers:
         if name == b"authorization":
@@ -212,6 +238,28 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
                 return token.strip()
             return None
     return None
+
+
+def cookie_token(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The console's cookie, if the request carries it."""
+    for name, value in headers:
+        if name == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                key, _, token = part.strip().partition("=")
+                if key == CONSOLE_COOKIE and token:
+                    return token
+    return None
+
+
+def csrf_token(token: str) -> str:
+    """What a console form posts beside the cookie: derived from the token, so a page of
+    another site, which cannot read the cookie, cannot fill it in."""
+    return hmac.new(token.encode(), b"vigil console form", hashlib.sha256).hexdigest()[:32]
+
+
+def console_token(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The token a console request shows: a bearer header first, else the cookie."""
+    return bearer_token(headers) or cookie_token(headers)
 
 
 class RequireTokens:
@@ -225,18 +273,35 @@ class RequireTokens:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        needed = required_scope(scope["method"], scope["path"])
+        path = scope["path"]
+        needed = required_scope(scope["method"], path)
         if needed is None:
             await self.app(scope, receive, send)
             return
-        refused = refusal(bearer_token(scope["headers"]), needed, self.tokens)
+        console = is_console(path)
+        token = console_token(scope["headers"]) if console else bearer_token(scope["headers"])
+        refused = refusal(token, needed, self.tokens)
         if refused is None:
             await self.app(scope, receive, send)
             return
         count_rejection(refused.reason)
+        if console and scope["method"] in ("GET", "HEAD") and refused.status == 401:
+            await _to_sign_in(scope, send)
+            return
         body = json.dumps({"error": refused.message}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         if refused.status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="vigil"'))
         await send({"type": "http.response.start", "status": refused.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+async def _to_sign_in(scope: asgi.Scope, send: asgi.Send) -> None:
+    """A console page without a valid token: 303 to the sign-in page, which comes back."""
+    target = scope["path"]
+    if scope.get("query_string"):
+        target += "?" + scope["query_string"].decode("latin-1")
+    location = "/login?" + urlencode({"next": target})
+    headers = [(b"location", location.encode("latin-1")), (b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
 
@@ -28,8 +27,6 @@ from vigil.common import subjects
 from vigil.common.adapters.consumer_metrics import refresh_consumer_lag
 from vigil.common.adapters.ops import ReadinessCheck, ops_routes
 from vigil.common.alertmanager import AlertStatus, WebhookPayload
-from vigil.common.cron import Cron, next_fire
-from vigil.common.definitions import DefinitionStatus
 from vigil.common.documents import (
     AlertFilter,
     AlertPage,
@@ -43,8 +40,10 @@ from vigil.common.messages import CancelRequested, ExecutionState, RunRequested
 from vigil.common.streams import MONITORED
 from vigil.ingest.access import RequireTokens, TokenSource, required_scope
 from vigil.ingest.alert_limits import AlertTooLarge, check_alert
+from vigil.ingest.console.pages import Console
 from vigil.ingest.hooks import Ingest
 from vigil.ingest.rejections import Reason, count_rejection
+from vigil.ingest.statuses import definition_statuses
 from vigil.ingest.views import (
     AlertCounts,
     AlertDetail,
@@ -129,23 +128,6 @@ def describe_validation_errors(errors: Sequence[Any]) -> str:
     return "; ".join(parts)
 
 
-def _with_next_fire(
-    ingest: Ingest, status: DefinitionStatus, last_ticks: Mapping[str, datetime], now: datetime
-) -> DefinitionStatus:
-    """The status of a ready schedule Source with `nextFireAt` (from its last fired tick)."""
-    source = ingest.definitions.source(status.namespace, status.name)
-    if status.kind != "Source" or not status.ready or source is None:
-        return status
-    spec = source.spec.schedule
-    if source.spec.type != "schedule" or spec is None:  # a stray block on another type
-        return status
-    cron = Cron.parse(spec.cron, spec.time_zone)
-    last = last_ticks.get(f"{status.namespace}/{status.name}")
-    after = now if last is None else last
-    upcoming = next_fire(cron, after=after, now=now, catch_up=spec.catch_up)
-    return status.model_copy(update={"next_fire_at": upcoming})
-
-
 def build_app(
     ingest: Ingest, *, checks: Mapping[str, ReadinessCheck], tokens: TokenSource | None
 ) -> FastAPI:
@@ -190,6 +172,7 @@ def build_app(
 
     app.include_router(_executions(ingest))
     app.include_router(_alerts_and_definitions(ingest))
+    Console(ingest=ingest, tokens=tokens).install(app)
 
     _answer_errors_as_error_bodies(app)
     if tokens is not None:
@@ -471,11 +454,6 @@ def _alerts_and_definitions(ingest: Ingest) -> APIRouter:
     async def list_definitions() -> DefinitionList:
         """Every definition the controller saw, valid or not, with its validation message;
         a schedule Source with its next fire time."""
-        statuses = ingest.definitions.statuses()
-        if any(s.kind == "Source" for s in statuses):
-            last_ticks = await ingest.store.last_ticks()
-            now = ingest.clock.now()
-            statuses = [_with_next_fire(ingest, s, last_ticks, now) for s in statuses]
-        return DefinitionList(items=statuses)
+        return DefinitionList(items=await definition_statuses(ingest))
 
     return router
