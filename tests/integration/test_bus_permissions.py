@@ -277,6 +277,21 @@ async def test_no_user_may_subscribe_to_everything_or_to_another_users_replies(
         await someone.refused("subscription", "vigil.steps.>")
 
 
+async def test_ingest_hears_the_engines_execution_events_and_nothing_else(
+    secured: SecuredNats,
+) -> None:
+    """The console's live pages: a core subscription to the events as they are stored."""
+    async with principal(secured, "ingest") as ingest, principal(secured, "engine") as engine:
+        events = await ingest.client.subscribe("vigil.events.>")
+        await round_trip(ingest.client)
+        await engine.published("vigil.events.demo.disk-filling-up")
+        event = await events.next_msg(timeout=WAIT_SECONDS)
+        await ingest.quiet()
+        await ingest.refused("subscription", "vigil.results")
+        await ingest.refused("subscription", "vigil.cancel.>")
+    assert event.subject == "vigil.events.demo.disk-filling-up"
+
+
 async def test_the_executor_hears_the_engines_cancellation_notices(secured: SecuredNats) -> None:
     async with principal(secured, "executor") as executor, principal(secured, "engine") as engine:
         notices = await executor.client.subscribe("vigil.cancel.>")

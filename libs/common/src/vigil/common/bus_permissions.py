@@ -138,6 +138,8 @@ def bus_users() -> tuple[BusUser, ...]:
                 *_consumer_stats(streams.MONITORED),  # API: /api/v1/stats
                 *_config_reader(),
             ),
+            # The console's live pages hear execution events as they are published.
+            subscribe=(subjects.all_events(),),
         ),
         _user(
             "controller",

@@ -40,6 +40,7 @@ from vigil.common.messages import CancelRequested, ExecutionState, RunRequested
 from vigil.common.streams import MONITORED
 from vigil.ingest.access import RequireTokens, TokenSource, required_scope
 from vigil.ingest.alert_limits import AlertTooLarge, check_alert
+from vigil.ingest.console.live import LiveEvents
 from vigil.ingest.console.pages import Console
 from vigil.ingest.hooks import Ingest
 from vigil.ingest.rejections import Reason, count_rejection
@@ -129,9 +130,14 @@ def describe_validation_errors(errors: Sequence[Any]) -> str:
 
 
 def build_app(
-    ingest: Ingest, *, checks: Mapping[str, ReadinessCheck], tokens: TokenSource | None
+    ingest: Ingest,
+    *,
+    checks: Mapping[str, ReadinessCheck],
+    tokens: TokenSource | None,
+    live: LiveEvents | None = None,
 ) -> FastAPI:
-    """The app; `tokens` None serves the API without authentication (`--no-auth`)."""
+    """The app; `tokens` None serves the API without authentication (`--no-auth`); `live`
+    feeds the console's open pages (the composition root subscribes it to the events)."""
     app = FastAPI(
         title="Vigil",
         summary="Alert-response platform: webhooks in, executions out.",
@@ -172,7 +178,7 @@ def build_app(
 
     app.include_router(_executions(ingest))
     app.include_router(_alerts_and_definitions(ingest))
-    Console(ingest=ingest, tokens=tokens).install(app)
+    Console(ingest=ingest, tokens=tokens, live=live or LiveEvents()).install(app)
 
     _answer_errors_as_error_bodies(app)
     if tokens is not None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 
+from vigil.common import subjects
 from vigil.common.adapters.ops import HttpServer
 from vigil.common.adapters.service import (
     connected_bus,
@@ -17,11 +18,13 @@ from vigil.common.adapters.service import (
     secret_resolver,
 )
 from vigil.common.definitions import DefinitionsView
+from vigil.common.messages import ExecutionEvent
 from vigil.common.runtime import run_tasks
 from vigil.ingest.access import FixedTokens, TokenFile, TokenSource, TokenTable
 from vigil.ingest.adapters.alertmanager import AlertmanagerSource
 from vigil.ingest.adapters.webhook import WebhookSource
 from vigil.ingest.api import build_app
+from vigil.ingest.console.live import LiveEvents
 from vigil.ingest.hooks import Ingest
 from vigil.ingest.rejections import count_rejection
 from vigil.ingest.settings import IngestSettings
@@ -61,10 +64,12 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
             guarding.append(_warn_open_api(settings.http_host, settings.http_port))
         elif isinstance(tokens, TokenFile):
             guarding.append(tokens.watch())
+        live = LiveEvents()
         app = build_app(
             ingest,
             checks=readiness_checks(bus=bus, store=store, definitions=definitions),
             tokens=tokens,
+            live=live,
         )
         server = HttpServer(
             app,
@@ -74,7 +79,14 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
             on_reject=count_rejection,
         )
         log.info("ingest_starting")
-        await run_tasks(stop, server.serve(), definitions.run(await bus.config_bucket()), *guarding)
+        await run_tasks(
+            stop,
+            server.serve(),
+            definitions.run(await bus.config_bucket()),
+            # The console's live pages: execution events as the engine publishes them.
+            bus.listen(subjects.all_events(), ExecutionEvent, live.on_event),
+            *guarding,
+        )
 
 
 def api_tokens(settings: IngestSettings) -> TokenSource | None:

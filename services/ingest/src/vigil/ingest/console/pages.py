@@ -8,8 +8,9 @@ a page of its own. Bad query parameters get a page that names them, never a stac
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,15 +20,18 @@ from urllib.parse import parse_qs, urlencode
 import jinja2
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import BaseRoute, Route
 from ulid import ULID
 
 from vigil.common import subjects
-from vigil.common.documents import (
-    AlertFilter,
-    ExecutionFilter,
-)
+from vigil.common.documents import AlertFilter, Execution, ExecutionFilter
 from vigil.common.errors import InvalidInput
 from vigil.common.matchers import parse_matcher
 from vigil.common.messages import CancelRequested, ExecutionState, RunRequested
@@ -43,6 +47,7 @@ from vigil.ingest.access import (
     csrf_token,
 )
 from vigil.ingest.console import present
+from vigil.ingest.console.live import LiveEvents, sse
 from vigil.ingest.hooks import Ingest
 from vigil.ingest.statuses import definition_statuses
 
@@ -52,8 +57,13 @@ ALERT_STATUSES = ("firing", "resolved")
 PAGE_SIZE = 50
 MAX_FORM_BYTES = 16 * 1024
 COOKIE_MAX_AGE = 12 * 3600  # a sign-in lasts a working day
-ASSETS = {"console.css": "text/css", "favicon.svg": "image/svg+xml"}
-RECENT_FOR_RATE = 50  # a Workflow's success rate is over its last 50 finished executions
+ASSETS = {
+    "console.css": "text/css",
+    "favicon.svg": "image/svg+xml",
+    "live.js": "text/javascript",
+}
+RECENT_FOR_RATE = 50
+KEEPALIVE_SECONDS = 15.0  # a Workflow's success rate is over its last 50 finished executions
 
 
 class BadRequest(Exception):
@@ -82,7 +92,9 @@ def _stamp(moment: datetime | None) -> str:
 class Console:
     ingest: Ingest
     tokens: TokenSource | None  # None: the API and the console are open (`--no-auth`)
+    live: LiveEvents = field(default_factory=LiveEvents)
     env: jinja2.Environment = field(default_factory=_environment)
+    keepalive_seconds: float = KEEPALIVE_SECONDS
 
     def install(self, app: Starlette) -> None:
         """The console's routes on `app`, and its problems answered as pages."""
@@ -105,6 +117,9 @@ class Console:
             Route("/logout", self.logout, methods=["POST"], include_in_schema=False),
             Route("/static/{asset}", self.asset, include_in_schema=False),
             Route("/executions", self.executions, methods=["GET"], include_in_schema=False),
+            Route(
+                "/live/executions", self.live_executions, methods=["GET"], include_in_schema=False
+            ),
             Route(
                 "/executions/{execution_id}",
                 self.execution,
@@ -237,19 +252,15 @@ class Console:
             cursor=query.get("cursor") or None,
         )
         now = self.ingest.clock.now()
-        rows = [
-            {
-                "execution": e,
-                "labels": present.key_labels(e.alert.labels),
-                "seconds": present.execution_seconds(e, now),
-            }
-            for e in page.items
-        ]
+        rows = [_row(e, now) for e in page.items]
         filters = {k: v for k, v in chosen.items() if v}
         more = f"/executions?{urlencode({**filters, 'cursor': page.next})}" if page.next else None
+        # Only the first page follows what happens: older pages stay as they were read.
+        live = None if query.get("cursor") else f"/live/executions?{urlencode(filters)}"
         return self._page(
             request,
             "executions.html",
+            live_url=live,
             rows=rows,
             filters=chosen,
             filtered=bool(filters),
@@ -257,6 +268,44 @@ class Console:
             namespaces=self._namespaces(),
             workflows=self._workflow_names(),
         )
+
+    async def live_executions(self, request: Request) -> Response:
+        """The executions page's live feed: a rendered row per execution event that the
+        page's filters let through, `gone` for a row that no longer matches them."""
+        query = request.query_params
+        wanted = {k: query.get(k) or None for k in ("namespace", "workflow", "state")}
+        return StreamingResponse(
+            self._live_rows(wanted),
+            media_type="text/event-stream",
+            headers={**PAGE_HEADERS, "X-Accel-Buffering": "no"},
+        )
+
+    async def _live_rows(self, wanted: Mapping[str, str | None]) -> AsyncIterator[str]:
+        row_of = self.env.get_template("rows.html").module.execution_row  # type: ignore[attr-defined]
+        with self.live.subscribed() as queue:
+            yield "retry: 2000\n\n"
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), self.keepalive_seconds)
+                except TimeoutError:
+                    yield ": still here\n\n"  # keeps proxies from closing an idle stream
+                    continue
+                if event is None:
+                    yield sse("behind", "reload")
+                    return
+                if any(
+                    wanted[key] not in (None, getattr(event, key))
+                    for key in ("namespace", "workflow")
+                ):
+                    continue
+                if wanted["state"] not in (None, event.state):
+                    yield sse("gone", "", event_id=event.execution_id)
+                    continue
+                execution = await self.ingest.store.get_execution(event.execution_id)
+                if execution is None:
+                    continue
+                row = str(row_of(_row(execution, self.ingest.clock.now())))
+                yield sse("execution", row, event_id=event.execution_id)
 
     async def execution(self, request: Request) -> Response:
         execution_id = request.path_params["execution_id"]
@@ -493,6 +542,15 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
+
+
+def _row(execution: Execution, now: datetime) -> dict[str, Any]:
+    """What a row of the executions list shows."""
+    return {
+        "execution": execution,
+        "labels": present.key_labels(execution.alert.labels),
+        "seconds": present.execution_seconds(execution, now),
+    }
 
 
 def _safe_next(target: str | None) -> str:

@@ -65,9 +65,9 @@ def timeline(execution: Execution, now: datetime) -> list[Bar]:
     start = execution.created_at
     end = execution.finished_at or now
     for step in execution.steps:
-        for moment in (step.finished_at, step.deadline_at if not execution.finished else None):
-            if moment is not None and moment > end:
-                end = moment
+        # A deadline is not drawn: five minutes of timeout would squash the work to a line.
+        if step.finished_at is not None and step.finished_at > end:
+            end = step.finished_at
     span = max((end - start).total_seconds(), 0.001)
 
     def percent(moment: datetime) -> float:
