@@ -25,7 +25,7 @@ LOCAL_MODEL := $(TOOLS)/llama/.installed
 export VIGIL_LOCAL_MODEL_PYTHON := $(TOOLS)/llama/bin/python
 ARGS ?=
 
-.PHONY: help dev up test test-slow test-all eval local-model prometheus wrk lint typecheck fmt crds nats-auth clean bench-store bench profile images
+.PHONY: help dev up test test-slow test-all eval local-model prometheus chromium wrk lint typecheck fmt crds nats-auth clean bench-store bench profile images
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,20 @@ prometheus: ## install Prometheus (Debian's package) for the dashboard test, whe
 	else \
 		echo "prometheus: not installed and not installable here (needs root and apt):" \
 			"the dashboard test will skip"; \
+	fi
+
+# The console's browser tests drive Debian's chromium with Playwright (the browser is the
+# system's, never Playwright's download); elsewhere those tests skip, saying so.
+chromium: ## install Chromium (Debian's package) for the console's browser tests, where apt can
+	@if [ -x /usr/bin/chromium ]; then \
+		/usr/bin/chromium --version 2>/dev/null | head -1; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends chromium; } \
+		|| echo "chromium: apt-get could not install it: the browser tests will skip"; \
+	else \
+		echo "chromium: not installed and not installable here (needs root and apt):" \
+			"the browser tests will skip"; \
 	fi
 
 wrk: ## install wrk (Debian's package), the benchmark's HTTP load generator, where apt can

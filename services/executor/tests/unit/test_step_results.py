@@ -70,6 +70,7 @@ def test_output_within_the_limit_is_kept_as_it_is_without_an_artifact() -> None:
     settled = settle(ProcessOutcome(exit_code=0, stdout="short", stderr="warn", truncated=True))
     assert settled.artifact is None
     assert settled.result.output == {
+        "command": ["df"],  # as rendered and run
         "exitCode": 0,
         "stdout": "short",
         "stderr": "warn",

@@ -105,6 +105,7 @@ async def test_a_finished_attempt_publishes_its_result_under_the_requests_key() 
     result = harness.result()
     assert result.outcome == "succeeded"
     assert result.output == {
+        "command": ["df", "-P", "/"],
         "exitCode": 0,
         "stdout": "ok\n",
         "stderr": "",

@@ -124,6 +124,7 @@ def finished_run(execution_id: str, *, at: timedelta, state: str = "succeeded") 
                     started_at=created + timedelta(seconds=1),
                     finished_at=created + timedelta(seconds=3),
                     output={
+                        "command": ["df", "-h", "/var/lib data"],
                         "exitCode": 0,
                         "stdout": "/dev/sda1  93%  /var <lib>",
                         "stderr": "",
@@ -138,6 +139,11 @@ def finished_run(execution_id: str, *, at: timedelta, state: str = "succeeded") 
                     attempt=1,
                     started_at=created + timedelta(seconds=3),
                     finished_at=created + timedelta(seconds=4),
+                    output={
+                        "title": "Disk 93% full on db-1",
+                        "message": "df says /var is at 93%",
+                        "deliveries": [{"sink": "log", "status": "delivered", "id": "k"}],
+                    },
                 ),
             ],
         }
@@ -329,6 +335,10 @@ async def test_an_execution_page_shows_its_timeline_output_deliveries_and_trace(
         assert 'x="75.0" y="0" width="25.0"' in text
         assert "/dev/sda1  93%  /var &lt;lib&gt;" in text  # escaped, never markup
         assert '<a href="/artifacts/01RUN/measure/2/output">full output</a>' in text
+        assert "df -h &#39;/var/lib data&#39;</pre>" in text  # the command as run, quoted
+        assert "<strong>Disk 93% full on db-1</strong>" in text
+        assert "df says /var is at 93%</pre>" in text
+        assert '"deliveries"' not in text  # the table says it, not the raw output
         assert '<span class="badge delivery-delivered">delivered</span>' in text
         assert 'href="http://jaeger.local/trace/4bf92f3577b34da6a3ce929d0e0e4736"' in text
         assert 'href="/alerts/ops/am/fp-1"' in text
@@ -548,6 +558,8 @@ async def test_the_definitions_page_shows_validity_webhook_urls_and_success_rate
     assert page.status_code == 200
     assert '<code class="copy">http://vigil.local/hooks/ops/am</code>' in page.text
     assert "1 of 2 (50%)" in page.text
+    sinks = page.text[page.text.index("<td>ops/log</td>") :]
+    assert "log" in sinks[: sinks.index("</tr>")].split("</td>")[2]  # its type
     broken = page.text[page.text.index("<td>ops/broken</td>") :]
     assert '<span class="badge state-failed">invalid</span>' in broken[:200]
     assert "nowhere" in broken[:1000]

@@ -29,7 +29,7 @@ from vigil.common.testing import (
 from vigil.sink.adapters.aio_posting import new_session
 from vigil.sink.adapters.webhook import WebhookNotifier
 from vigil.sink.delivering import DeliveryLoop, RetryPolicy
-from vigil.sink.handlers import SinkHandlers
+from vigil.sink.handlers import NOTIFICATION_SHOWN_CHARS, SinkHandlers
 from vigil.sink.notifiers import Notification
 from vigil.sink.report import ReportLinks
 
@@ -72,7 +72,9 @@ class Sink:
     webhook: ScriptedNotifier
     log: ScriptedNotifier
 
-    async def notify(self, *sinks: str, attempt: int = 1, max_deliver: int = 5) -> StepResult:
+    async def notify(
+        self, *sinks: str, attempt: int = 1, max_deliver: int = 5, message: str = "93% used"
+    ) -> StepResult:
         request = StepRequest(
             execution_id="01EX",
             namespace="ops",
@@ -83,7 +85,7 @@ class Sink:
             notify=NotifyStep(
                 sinks=list(sinks),
                 title="DiskFull on db-1",
-                message="93% used",
+                message=message,
                 alert=Alert.model_validate(
                     {
                         "status": "firing",
@@ -143,10 +145,12 @@ async def test_a_delivered_notification_succeeds_the_step_and_is_recorded(
 
         assert result.outcome == "succeeded"
         assert result.output == {
+            "title": "DiskFull on db-1",
+            "message": "93% used",
             "deliveries": [
                 {"sink": "team", "status": "delivered", "id": KEY},
                 {"sink": "console", "status": "delivered", "id": "01EX/report/1/console"},
-            ]
+            ],
         }
         (sent,) = sink.webhook.sent
         assert sent.idempotency_key == KEY
@@ -216,6 +220,18 @@ async def test_on_the_last_delivery_a_transient_failure_fails_the_step(tmp_path:
         ]
 
 
+async def test_the_steps_output_keeps_the_start_of_a_long_message_and_the_sink_gets_it_all(
+    tmp_path: Path,
+) -> None:
+    async with running_sink(tmp_path) as sink:
+        result = await sink.notify("console", message="x" * 5000)
+
+        assert result.output is not None
+        assert result.output["message"] == "x" * NOTIFICATION_SHOWN_CHARS
+        (sent,) = sink.log.sent
+        assert sent.notify.message == "x" * 5000
+
+
 async def test_a_permanent_failure_fails_the_step_at_once(tmp_path: Path) -> None:
     async with running_sink(tmp_path) as sink:
         sink.webhook.errors = [PermanentError("webhook answered 400: bad title")]
@@ -225,10 +241,12 @@ async def test_a_permanent_failure_fails_the_step_at_once(tmp_path: Path) -> Non
         assert result.outcome == "failed"
         assert result.error == "sink team: webhook answered 400: bad title"
         assert result.output == {
+            "title": "DiskFull on db-1",
+            "message": "93% used",
             "deliveries": [
                 {"sink": "team", "status": "failed", "id": KEY},
                 {"sink": "console", "status": "delivered", "id": "01EX/report/1/console"},
-            ]
+            ],
         }
         assert len(sink.webhook.sent) == 1
         assert sink.clock.slept == []

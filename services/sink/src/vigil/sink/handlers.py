@@ -25,6 +25,8 @@ from vigil.sink.notifiers import Notification
 
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("vigil.sink")
+# A notify step's output keeps the start of its message: enough to recognise it.
+NOTIFICATION_SHOWN_CHARS = 2000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,7 +77,12 @@ class SinkHandlers:
             step=request.step,
             attempt=request.attempt,
             outcome="failed" if errors else "succeeded",
-            output={"deliveries": deliveries},
+            # What was sent, as rendered (the message cut to what a page shows), and where.
+            output={
+                "title": notify.title,
+                "message": notify.message[:NOTIFICATION_SHOWN_CHARS],
+                "deliveries": deliveries,
+            },
             error="; ".join(errors) or None,
             started_at=started,
             finished_at=self.clock.now(),

@@ -132,6 +132,8 @@ def _bounded_output(
             created_at=at,
         )
     output: Output = {
+        # The argv as rendered and run: what the console shows, what a later step may quote.
+        "command": list(request.cli.argv) if request.cli is not None else [],
         "exitCode": outcome.exit_code,
         "stdout": stdout,
         "stderr": stderr,

@@ -35,6 +35,7 @@ from vigil.common.documents import AlertFilter, Execution, ExecutionFilter
 from vigil.common.errors import InvalidInput
 from vigil.common.matchers import parse_matcher
 from vigil.common.messages import CancelRequested, ExecutionState, RunRequested
+from vigil.common.resources import Sink
 from vigil.ingest.access import (
     CONSOLE_COOKIE,
     CSRF_FIELD,
@@ -324,6 +325,7 @@ class Console:
                 "record": step,
                 "output": present.command_output(step),
                 "finding": present.finding(step),
+                "notification": present.notification(step),
                 "deliveries": [d for d in deliveries if d.step == step.name],
             }
             for step in found.steps
@@ -492,6 +494,13 @@ class Console:
                 rates[f"{status.namespace}/{status.name}"] = (succeeded, len(done))
         base = f"{request.url.scheme}://{request.url.netloc}"
         kinds = ("Source", "Workflow", "Sink")
+        sink_types = {
+            f"{s.namespace}/{s.name}": found.resource.spec.type
+            for s in statuses
+            if s.kind == "Sink"
+            and (found := self.ingest.definitions.sink(s.namespace, s.name)) is not None
+            and isinstance(found.resource, Sink)
+        }
         hooks = {
             f"{s.namespace}/{s.name}"
             for s in statuses
@@ -506,6 +515,7 @@ class Console:
             rates=rates,
             hook_base=base,
             hooks=hooks,
+            sink_types=sink_types,
         )
 
     # --- helpers -------------------------------------------------------------------------

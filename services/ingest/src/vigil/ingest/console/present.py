@@ -5,6 +5,7 @@ unit-tested without HTML."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -165,12 +166,27 @@ def finding(step: StepRecord) -> Finding | None:
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notification:
+    title: str
+    message: str
+
+
+def notification(step: StepRecord) -> Notification | None:
+    """What a notify step sent (its title and the start of its message), or None."""
+    output = step.output
+    if step.kind != "notify" or not output or not isinstance(output.get("title"), str):
+        return None
+    return Notification(title=str(output["title"]), message=str(output.get("message") or ""))
+
+
 def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommandOutput:
+    command: str  # the argv as rendered and run, quoted as a shell would read it
     exit_code: int | None
     stdout: str
     stderr: str
@@ -185,7 +201,9 @@ def command_output(step: StepRecord) -> CommandOutput | None:
         return None
     code = output.get("exitCode")
     artifact = output.get("artifactId")
+    argv = output.get("command")
     return CommandOutput(
+        command=shlex.join(str(a) for a in argv) if isinstance(argv, list) else "",
         exit_code=code if isinstance(code, int) else None,
         stdout=str(output.get("stdout") or ""),
         stderr=str(output.get("stderr") or ""),
