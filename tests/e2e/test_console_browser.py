@@ -31,6 +31,8 @@ QUICKSTART = ROOT / "examples" / "quickstart"
 CHROMIUM = Path(os.environ.get("VIGIL_TEST_CHROMIUM", "/usr/bin/chromium"))
 SHOTS = ROOT / ".artifacts" / "console"
 WAIT_MS = 20_000  # for the platform to act; pages themselves answer at once
+# The page checks, run in the browser: the problems found, as sentences.
+CHECKS = (Path(__file__).parent / "console_checks.js").read_text()
 
 pytestmark = [
     pytest.mark.e2e,
@@ -134,29 +136,7 @@ async def accessible(page: Page, name: str) -> None:
     """The basics, on the page as rendered: every control has a label, one h1 and no
     skipped heading level, every state badge at least 4.5:1 against its colour; then a
     screenshot for the artefacts."""
-    problems = await page.evaluate(
-        """() => {
-          const problems = [];
-          for (const el of document.querySelectorAll("input:not([type=hidden]), select, textarea")) {
-            if (!el.labels || el.labels.length === 0) problems.push("no label: " + el.outerHTML);
-          }
-          const levels = [...document.querySelectorAll("h1,h2,h3,h4")].map(h => +h.tagName[1]);
-          if (levels.filter(l => l === 1).length !== 1) problems.push("h1 count: " + levels);
-          levels.forEach((l, i) => { if (i && l > levels[i - 1] + 1) problems.push("skip: " + levels); });
-          const lum = (rgb) => {
-            const [r, g, b] = rgb.match(/\\d+/g).slice(0, 3).map(v => {
-              v = v / 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
-            return 0.2126 * r + 0.7152 * g + 0.0722 * b;
-          };
-          for (const badge of document.querySelectorAll(".badge")) {
-            const style = getComputedStyle(badge);
-            const [a, b] = [lum(style.color), lum(style.backgroundColor)].sort((x, y) => y - x);
-            const ratio = (a + 0.05) / (b + 0.05);
-            if (ratio < 4.5) problems.push(badge.textContent + " contrast " + ratio.toFixed(2));
-          }
-          return problems;
-        }"""
-    )
+    problems = await page.evaluate(CHECKS)
     assert problems == [], problems
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
@@ -192,9 +172,7 @@ async def test_a_new_execution_appears_without_a_reload_and_opens_with_its_timel
     await accessible(page, "execution")
 
 
-async def test_cancel_asks_first_and_stops_the_running_step(
-    page: Page, platform: Platform
-) -> None:
+async def test_cancel_asks_first_and_stops_the_running_step(page: Page, platform: Platform) -> None:
     post_alerts(platform, [alert("SlowCheck", "c0c0c0c0c0c0c001", instance="db-7:9100")])
     row = page.locator("#executions tbody tr", has_text="SlowCheck")
     await expect(row.locator(".badge")).to_have_text("running", timeout=WAIT_MS)
