@@ -35,6 +35,7 @@ from vigil.common.documents import AlertFilter, Execution, ExecutionFilter
 from vigil.common.errors import InvalidInput
 from vigil.common.matchers import parse_matcher
 from vigil.common.messages import CancelRequested, ExecutionState, RunRequested
+from vigil.common.presenting import duration_text, key_labels
 from vigil.common.resources import Sink
 from vigil.ingest.access import (
     CONSOLE_COOKIE,
@@ -79,7 +80,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["duration"] = present.duration_text
+    env.filters["duration"] = duration_text
     env.filters["stamp"] = _stamp
     env.globals["STATES"] = STATES
     return env
@@ -463,7 +464,7 @@ class Console:
         return self._page(
             request,
             "alerts.html",
-            alerts=[(a, present.key_labels(a.labels)) for a in page.items],
+            alerts=[(a, key_labels(a.labels)) for a in page.items],
             matchers=matchers,
             chosen_status=status,
             error=None,
@@ -558,7 +559,7 @@ def _row(execution: Execution, now: datetime) -> dict[str, Any]:
     """What a row of the executions list shows."""
     return {
         "execution": execution,
-        "labels": present.key_labels(execution.alert.labels),
+        "labels": key_labels(execution.alert.labels),
         "seconds": present.execution_seconds(execution, now),
     }
 

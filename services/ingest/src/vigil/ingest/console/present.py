@@ -1,7 +1,7 @@
 """What the console shows of a document, computed before any template runs: a step
-timeline scaled to time, durations in words, an alert's few telling labels, the outputs
-of each kind of step. Pure functions over the stored documents, so the pages' content is
-unit-tested without HTML."""
+timeline scaled to time and the outputs of each kind of step (durations and an alert's
+telling labels are `vigil.common.presenting`'s, shared with the terminal views). Pure
+functions over the stored documents, so the pages' content is unit-tested without HTML."""
 
 from __future__ import annotations
 
@@ -11,38 +11,15 @@ from datetime import datetime
 from typing import Any
 
 from vigil.common.documents import Execution, StepRecord
+from vigil.common.presenting import duration_text
 
-# The labels that say most about an alert, in this order, after its name.
-KEY_LABELS = ("severity", "namespace", "service", "job", "pod", "instance", "node", "cluster")
-SHOWN_LABELS = 3
 MIN_BAR_PERCENT = 0.6  # a step of a millisecond still shows as a sliver
-
-
-def duration_text(seconds: float | None) -> str:
-    """`850 ms`, `4.2 s`, `3 m 05 s`, `2 h 14 m`; an empty string for None."""
-    if seconds is None:
-        return ""
-    if seconds < 1:
-        return f"{max(seconds, 0) * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} m {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} m"
 
 
 def execution_seconds(execution: Execution, now: datetime) -> float:
     """How long it ran: until it finished, or until now."""
     end = execution.finished_at or now
     return max((end - execution.created_at).total_seconds(), 0.0)
-
-
-def key_labels(labels: dict[str, str]) -> list[tuple[str, str]]:
-    """The few labels shown beside an alert's name."""
-    shown = [(name, labels[name]) for name in KEY_LABELS if name in labels]
-    return shown[:SHOWN_LABELS]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
