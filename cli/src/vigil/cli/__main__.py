@@ -1,4 +1,6 @@
-"""The `vigil` command: `up` runs the platform embedded, `validate` checks definitions."""
+"""The `vigil` command: `up` runs the platform embedded, `validate` checks definitions,
+`test` runs a workflow locally; `executions`, `execution`, `alerts` and `definitions` show
+a running Vigil's state (`vigil.cli.views`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from vigil.cli import views
 from vigil.cli.trial import TrialOptions, parse_step_outputs, trial
 from vigil.cli.up import UpOptions, parse_replicas, up
 from vigil.cli.validate import validate
@@ -112,11 +115,105 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument(
         "--source", help="the Source the alerts come from (default: the first of the trigger)"
     )
+    _view_parsers(commands)
     return parser
+
+
+STATES = ("pending", "running", "succeeded", "failed", "cancelled", "timed_out")
+VIEWS = ("executions", "execution", "alerts", "definitions")
+
+
+def _view_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The console's views in the terminal, against a running Vigil."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url",
+        help=f"Vigil's API (default: $VIGIL_URL, else {views.DEFAULT_URL}); "
+        "the token is $VIGIL_API_TOKEN",
+    )
+    common.add_argument("--output", choices=("table", "json"), default="table")
+    listed = commands.add_parser(
+        "executions", parents=[common], help="executions, newest first (--watch follows them)"
+    )
+    listed.add_argument("--namespace")
+    listed.add_argument("--workflow")
+    listed.add_argument("--state", choices=STATES)
+    listed.add_argument("--limit", type=int, default=50, choices=range(1, 501), metavar="1-500")
+    listed.add_argument(
+        "--watch",
+        action="store_true",
+        help=f"keep going: a line per new execution or change of state (read every "
+        f"{views.WATCH_SECONDS:g} s)",
+    )
+    one = commands.add_parser(
+        "execution", parents=[common], help="one execution: timeline, outputs, findings"
+    )
+    one.add_argument("id", help="the execution's id")
+    found = commands.add_parser("alerts", parents=[common], help="alert history, newest first")
+    found.add_argument(
+        "--match",
+        action="append",
+        default=[],
+        metavar="MATCHER",
+        help="an Alertmanager matcher over labels, e.g. 'team=\"db\"' (repeatable)",
+    )
+    found.add_argument("--status", choices=("firing", "resolved"))
+    found.add_argument("--namespace")
+    found.add_argument("--limit", type=int, default=50, choices=range(1, 501), metavar="1-500")
+    commands.add_parser(
+        "definitions", parents=[common], help="every definition and whether it is valid"
+    )
+
+
+def _view(args: argparse.Namespace) -> int:
+    api = views.Api.from_environment(args.url)
+    out = sys.stdout
+    try:
+        if args.command == "executions" and args.watch:
+            views.watch_executions(
+                api,
+                namespace=args.namespace,
+                workflow=args.workflow,
+                state=args.state,
+                output=args.output,
+                out=out,
+            )
+        elif args.command == "executions":
+            views.executions(
+                api,
+                namespace=args.namespace,
+                workflow=args.workflow,
+                state=args.state,
+                limit=args.limit,
+                output=args.output,
+                out=out,
+            )
+        elif args.command == "execution":
+            views.execution(api, args.id, output=args.output, out=out)
+        elif args.command == "alerts":
+            views.alerts(
+                api,
+                matchers=args.match,
+                status=args.status,
+                namespace=args.namespace,
+                limit=args.limit,
+                output=args.output,
+                out=out,
+            )
+        else:
+            views.definitions(api, output=args.output, out=out)
+    except views.ViewError as exc:
+        sys.stderr.write(f"vigil {args.command}: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command in VIEWS:
+        sys.exit(_view(args))
     if args.command == "validate":
         sys.exit(validate(args.path))
     if args.command == "test":
