@@ -127,9 +127,10 @@ fmt: dev ## format and autofix
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-bench: dev wrk ## platform benchmarks (performance targets), sink deliveries/s, API requests per pod step → docs/benchmarks.md
+bench: dev wrk ## platform benchmarks (performance targets), sink deliveries/s, API requests per pod step, console pages → docs/benchmarks.md
 	$(RUN) python -m bench.platform_bench $(ARGS)
 	$(RUN) python -m bench.sink_bench
+	$(RUN) python -m bench.console_bench
 	$(RUN) python -m bench.pod_requests
 
 profile: dev ## py-spy on every service during one bench phase (ARGS="--burst 2000" or "--rate 100")
