@@ -102,7 +102,7 @@ async def page(browser: Browser, platform: Platform) -> AsyncIterator[Page]:
     """A signed-in page (the sign-in form filled as a user would)."""
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     opened = await context.new_page()
-    await opened.goto(f"{platform.url}/")
+    await opened.goto(f"{platform.url}/executions")
     await expect(opened.get_by_role("heading", name="Sign in")).to_be_visible()
     assert platform.token is not None
     await opened.get_by_label("API token").fill(platform.token)
@@ -229,6 +229,22 @@ async def test_the_definitions_page_lists_every_definition_valid(page: Page) -> 
     await expect(page.locator("code.copy")).to_contain_text("/hooks/demo/alertmanager")
     await expect(page.locator(".badge", has_text="invalid")).to_have_count(0)
     await accessible(page, "definitions")
+
+
+async def test_the_overview_charts_the_last_hour(page: Page, platform: Platform) -> None:
+    post_alerts(
+        platform,
+        [alert("HostDiskFillingUp", "e0e0e0e0e0e0e001", instance="db-3:9100", severity="warning")],
+    )
+    await expect(page.locator("#executions tbody tr", has_text="db-3:9100")).to_be_visible(
+        timeout=WAIT_MS
+    )
+    await page.get_by_role("link", name="Overview").click()
+    await expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+    await expect(page.locator("#started-caption")).to_contain_text("executions started")
+    await expect(page.locator("#started-caption")).not_to_contain_text("0 executions started")
+    await expect(page.get_by_role("cell", name="ALERTS")).to_be_visible()
+    await accessible(page, "overview")
 
 
 async def test_the_pages_read_on_a_phone(browser: Browser, platform: Platform) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.definitions import alertmanager_source, log_sink
 from tests.support.documents import make_artifact, make_execution, make_occurrence
+from vigil.common.bus import ConsumerStats
 from vigil.common.definitions import DefinitionStatus, status_key
 from vigil.common.documents import DeliveryRecord, Execution, StepRecord
 from vigil.common.messages import CancelRequested, Output, RunRequested
@@ -33,6 +34,7 @@ from vigil.common.testing import (
 from vigil.ingest.access import CONSOLE_COOKIE, FixedTokens, csrf_token, parse_tokens
 from vigil.ingest.adapters.alertmanager import AlertmanagerSource
 from vigil.ingest.api import build_app
+from vigil.ingest.console import present
 from vigil.ingest.hooks import Ingest
 
 READER = "reader-token-0123456789"
@@ -578,3 +580,79 @@ async def test_labels_from_a_webhook_are_escaped_on_every_page(tmp_path: Path) -
             assert "<script>alert(1)</script>" not in text, path
             assert "&lt;script&gt;" in text, path
             assert '"><img' not in text, path
+
+
+# --- overview --------------------------------------------------------------------------
+
+
+def delivery(execution_id: str, attempt: int, status: str, *, sink: str = "log") -> DeliveryRecord:
+    return DeliveryRecord(
+        id=f"{execution_id}/{sink}/{attempt}",
+        idempotency_key=f"{execution_id}/tell/1/{sink}",
+        execution_id=execution_id,
+        step="tell",
+        sink=sink,
+        sink_type="webhook",
+        attempt=attempt,
+        status=status,  # type: ignore[arg-type]
+        detail=None if status == "delivered" else "connection refused",
+        at=NOW - timedelta(seconds=60 - attempt),
+    )
+
+
+async def test_the_overview_shows_the_last_hour_the_lag_and_the_failing_deliveries(
+    tmp_path: Path,
+) -> None:
+    async with console(tmp_path) as ui:
+        # NOW is 10 minutes after EPOCH: two started 2 minutes ago, one 90 minutes ago.
+        await ui.store.insert_execution(running("01ABUSY", at=timedelta(minutes=8)))
+        await ui.store.insert_execution(
+            finished_run("01BDONE", at=timedelta(minutes=8), state="failed").model_copy(
+                update={"trigger_key": "t-done"}
+            )
+        )
+        await ui.store.insert_execution(running("00OLD", at=timedelta(minutes=-80)))
+        for record in (
+            delivery("01ABUSY", 1, "retrying"),
+            delivery("01ABUSY", 2, "retrying"),  # the latest attempt counts, once
+            delivery("01BDONE", 1, "failed", sink="pager"),
+            delivery("01BDONE", 1, "delivered"),
+        ):
+            await ui.store.record_delivery(record)
+        ui.bus.stats[("ALERTS", "engine")] = ConsumerStats(
+            stream="ALERTS", consumer="engine", stream_messages=40, pending=7, in_flight=3
+        )
+        await ui.sign_in(READER)
+
+        page = await ui.http.get("/")
+
+    assert page.status_code == 200
+    text = page.text
+    assert '<a href="/" aria-current="page">Overview</a>' in text
+    assert re.search(r'state=running">running</a>.*?<span class="count">2</span>', text, re.S)
+    assert re.search(r'state=failed">failed</a>.*?<span class="count">1</span>', text, re.S)
+    assert "<title>00:08 UTC: 2</title>" in text  # both started at 00:08; NOW is 00:10
+    assert "2 executions started in the last 60 minutes" in text
+    assert "<td>ALERTS</td><td>engine</td><td>10</td><td>7</td><td>3</td>" in text
+    failing = text[text.index('id="failing"') :]
+    assert failing.count("<tr>") == 3  # the header, and two deliveries
+    assert '<span class="badge delivery-retrying">retrying</span>' in failing
+    assert "<td>2</td>" in failing  # the retry's latest attempt
+    assert "pager" in failing
+    assert "delivery-delivered" not in failing
+
+
+def test_per_minute_counts_the_last_hour_oldest_first() -> None:
+    now = EPOCH.replace(hour=10, minute=30, second=15)
+    moments = [
+        now,
+        now - timedelta(seconds=20),  # 10:29:55, the minute before
+        now - timedelta(minutes=59, seconds=15),  # 09:31:00, the first minute shown
+        now - timedelta(minutes=60, seconds=16),  # 09:29:59: too old
+    ]
+    columns = present.per_minute(moments, now)
+    assert len(columns) == 60
+    assert (columns[0].minute.strftime("%H:%M"), columns[0].count) == ("09:31", 1)
+    assert [c.count for c in columns[-2:]] == [1, 1]
+    assert sum(c.count for c in columns) == 3
+    assert {c.height for c in columns} == {0.0, 100.0}

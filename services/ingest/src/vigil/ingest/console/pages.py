@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import parse_qs, urlencode
@@ -31,12 +31,19 @@ from starlette.routing import BaseRoute, Route
 from ulid import ULID
 
 from vigil.common import subjects
-from vigil.common.documents import AlertFilter, Execution, ExecutionFilter
-from vigil.common.errors import InvalidInput
+from vigil.common.documents import (
+    AlertFilter,
+    AlertRecord,
+    DeliveryRecord,
+    Execution,
+    ExecutionFilter,
+)
+from vigil.common.errors import InvalidInput, TransientError
 from vigil.common.matchers import parse_matcher
 from vigil.common.messages import CancelRequested, ExecutionState, RunRequested
 from vigil.common.presenting import duration_text, key_labels
 from vigil.common.resources import Sink
+from vigil.common.streams import MONITORED
 from vigil.ingest.access import (
     CONSOLE_COOKIE,
     CSRF_FIELD,
@@ -64,8 +71,10 @@ ASSETS = {
     "favicon.svg": "image/svg+xml",
     "live.js": "text/javascript",
 }
-RECENT_FOR_RATE = 50
-KEEPALIVE_SECONDS = 15.0  # a Workflow's success rate is over its last 50 finished executions
+RECENT_FOR_RATE = 50  # a Workflow's success rate is over its last 50 finished executions
+KEEPALIVE_SECONDS = 15.0
+OVERVIEW_ITEMS = 2000  # read for a chart, at most: a storm shows as a full chart, not a slow page
+FAILING_LOOKED_AT = 20  # running and failed executions whose deliveries the overview reads
 
 
 class BadRequest(Exception):
@@ -113,7 +122,7 @@ class Console:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/", self.home, methods=["GET"], include_in_schema=False),
+            Route("/", self.overview, methods=["GET"], include_in_schema=False),
             Route("/login", self.login_page, methods=["GET"], include_in_schema=False),
             Route("/login", self.login, methods=["POST"], include_in_schema=False),
             Route("/logout", self.logout, methods=["POST"], include_in_schema=False),
@@ -186,9 +195,6 @@ class Console:
 
     # --- sign in -------------------------------------------------------------------------
 
-    async def home(self, _: Request) -> Response:
-        return RedirectResponse("/executions", status_code=303)
-
     async def login_page(self, request: Request) -> Response:
         if self.tokens is None:
             return RedirectResponse("/executions", status_code=303)
@@ -230,6 +236,58 @@ class Console:
             return self._problem(request, 404, "No such file", f"No file {request.url.path}.")
         path = HERE / "static" / request.path_params["asset"]
         return FileResponse(path, media_type=kind, headers={"Cache-Control": "max-age=300"})
+
+    # --- overview ------------------------------------------------------------------------
+
+    async def overview(self, request: Request) -> Response:
+        """The last hour at a glance: executions by state, executions and alerts per
+        minute, the consumers' lag, and the deliveries that are failing."""
+        store = self.ingest.store
+        now = self.ingest.clock.now()
+        since = now - timedelta(minutes=present.CHART_MINUTES)
+        started: list[Execution] = await _newest(
+            lambda cursor: store.list_executions(ExecutionFilter(), limit=500, cursor=cursor),
+            lambda e: e.created_at,
+            since,
+        )
+        seen: list[AlertRecord] = await _newest(
+            lambda cursor: store.list_alerts(AlertFilter(), limit=500, cursor=cursor),
+            lambda a: a.last_seen,
+            since,
+        )
+        lag, lag_error = [], None
+        try:
+            for spec in MONITORED:
+                stats = await self.ingest.bus.consumer_stats(spec.stream, spec.durable)
+                if stats.exists:
+                    lag.append(stats)
+        except TransientError as exc:
+            lag_error = str(exc)
+        return self._page(
+            request,
+            "overview.html",
+            by_state=present.shares(await store.count_executions(), STATES),
+            started=present.per_minute([e.created_at for e in started], now),
+            seen=present.per_minute([a.last_seen for a in seen], now),
+            lag=lag,
+            lag_error=lag_error,
+            failing=await self._failing_deliveries(),
+        )
+
+    async def _failing_deliveries(self) -> list[tuple[Execution, DeliveryRecord]]:
+        """The latest attempt of each delivery that did not get through, of the newest
+        running and failed executions."""
+        store = self.ingest.store
+        looked: list[Execution] = []
+        for query in (ExecutionFilter(active=True), ExecutionFilter(state="failed")):
+            looked += (await store.list_executions(query, limit=FAILING_LOOKED_AT)).items
+        failing = []
+        for execution in looked:
+            latest: dict[tuple[str, str], DeliveryRecord] = {}
+            for attempt in await store.deliveries(execution_id=execution.id):
+                latest[(attempt.step, attempt.sink)] = attempt
+            failing += [(execution, d) for d in latest.values() if d.status != "delivered"]
+        return sorted(failing, key=lambda pair: pair[1].at, reverse=True)
 
     # --- executions ----------------------------------------------------------------------
 
@@ -553,6 +611,24 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
+
+
+async def _newest[T](
+    page: Callable[[str | None], Awaitable[Any]], moment: Callable[[T], datetime], since: datetime
+) -> list[T]:
+    """Items of a newest-first listing down to `since`, at most `OVERVIEW_ITEMS` of them."""
+    found: list[T] = []
+    cursor: str | None = None
+    while len(found) < OVERVIEW_ITEMS:
+        listed = await page(cursor)
+        for item in listed.items:
+            if moment(item) < since:
+                return found
+            found.append(item)
+        if listed.next is None:
+            break
+        cursor = listed.next
+    return found[:OVERVIEW_ITEMS]
 
 
 def _row(execution: Execution, now: datetime) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from vigil.common.documents import Execution, StepRecord
@@ -187,3 +187,56 @@ def command_output(step: StepRecord) -> CommandOutput | None:
         truncated=bool(output.get("truncated")),
         artifact_id=str(artifact) if artifact else None,
     )
+
+
+# --- the overview ------------------------------------------------------------------------
+
+CHART_MINUTES = 60
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Column:
+    """One minute of a per-minute chart: its height in percent of the busiest minute."""
+
+    minute: datetime
+    count: int
+    height: float
+
+
+def per_minute(
+    moments: list[datetime], now: datetime, minutes: int = CHART_MINUTES
+) -> list[Column]:
+    """How many of `moments` fell in each of the last `minutes` minutes, oldest first."""
+    end = now.replace(second=0, microsecond=0)
+    counts = [0] * minutes
+    for moment in moments:
+        back = int((end - moment.replace(second=0, microsecond=0)).total_seconds() // 60)
+        if 0 <= back < minutes:
+            counts[minutes - 1 - back] += 1
+    top = max(counts) or 1
+    return [
+        Column(
+            minute=end - timedelta(minutes=minutes - 1 - index),
+            count=count,
+            height=round(100 * count / top, 1),
+        )
+        for index, count in enumerate(counts)
+    ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Share:
+    """A bar of a horizontal bar chart: a label, its count, its width in percent."""
+
+    label: str
+    count: int
+    width: float
+
+
+def shares(counts: dict[str, int], order: tuple[str, ...]) -> list[Share]:
+    """`counts` as bars in `order` (absent ones at zero), scaled to the largest."""
+    top = max(counts.values(), default=0) or 1
+    return [
+        Share(label=key, count=counts.get(key, 0), width=round(100 * counts.get(key, 0) / top, 1))
+        for key in order
+    ]
