@@ -656,3 +656,56 @@ def test_per_minute_counts_the_last_hour_oldest_first() -> None:
     assert [c.count for c in columns[-2:]] == [1, 1]
     assert sum(c.count for c in columns) == 3
     assert {c.height for c in columns} == {0.0, 100.0}
+
+
+async def test_executions_are_searched_by_label_text_and_time_range(tmp_path: Path) -> None:
+    async with console(tmp_path) as ui:
+        for n, (minutes, pod) in enumerate([(1, "db-1"), (5, "web-1"), (8, "DB-2"), (9, "db-3")]):
+            made = running(f"01E{n}", at=timedelta(minutes=minutes))
+            alert = made.alert.model_copy(update={"labels": {"alertname": "Disk", "pod": pod}})
+            await ui.store.insert_execution(made.model_copy(update={"alert": alert}))
+        await ui.sign_in(READER)
+
+        found = await ui.http.get("/executions", params={"q": "db-"})
+        recent = await ui.http.get("/executions", params={"q": "pod=db", "since": "15m"})
+        wrong = await ui.http.get("/executions", params={"since": "1y"})
+
+    ids = re.findall(r'<tr id="execution-(\w+)"', found.text)
+    assert ids == ["01E3", "01E2", "01E0"]  # any case, newest first; web-1 is not
+    assert 'value="db-"' in found.text
+    # NOW is 00:10: 15 minutes back reaches every one; the text narrows it.
+    assert re.findall(r'<tr id="execution-(\w+)"', recent.text) == ["01E3", "01E2", "01E0"]
+    assert wrong.status_code == 400
+    assert "since &#39;1y&#39; is not one of 15m, 1h" in wrong.text
+
+
+async def test_a_search_page_reads_on_from_where_it_stopped(tmp_path: Path) -> None:
+    async with console(tmp_path) as ui:
+        for n in range(130):
+            made = running(f"01E{n:03d}", at=timedelta(seconds=n))
+            pod = "db" if n % 2 else "web"
+            alert = made.alert.model_copy(update={"labels": {"alertname": "Disk", "pod": pod}})
+            await ui.store.insert_execution(made.model_copy(update={"alert": alert}))
+        await ui.sign_in(READER)
+
+        first = await ui.http.get("/executions", params={"q": "pod=db"})
+        older = re.search(r'<a href="([^"]+)" rel="next">', first.text)
+        assert older is not None
+        second = await ui.http.get(older.group(1).replace("&amp;", "&"))
+
+    assert first.text.count('<tr id="execution-') == 50
+    seen = re.findall(r'<tr id="execution-(\w+)"', first.text + second.text)
+    assert seen == [f"01E{n:03d}" for n in range(129, -1, -2)]  # all 65, each once
+    assert 'rel="next"' not in second.text
+
+
+async def test_the_time_range_leaves_out_what_started_before_it(tmp_path: Path) -> None:
+    async with console(tmp_path) as ui:
+        await ui.store.insert_execution(running("00OLD", at=timedelta(minutes=-60)))
+        await ui.store.insert_execution(running("01NEW", at=timedelta(minutes=9)))
+        await ui.sign_in(READER)
+        recent = await ui.http.get("/executions", params={"since": "15m"})
+        day = await ui.http.get("/executions", params={"since": "24h"})
+    assert re.findall(r'<tr id="execution-(\w+)"', recent.text) == ["01NEW"]
+    assert 'rel="next"' not in recent.text
+    assert re.findall(r'<tr id="execution-(\w+)"', day.text) == ["01NEW", "00OLD"]

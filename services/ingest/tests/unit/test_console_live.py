@@ -146,3 +146,25 @@ def test_an_event_of_several_lines_is_one_data_line_each() -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_page_searching_label_text_gets_only_the_executions_that_contain_it(
+    tmp_path: Path,
+) -> None:
+    async with (
+        served(tmp_path) as app,
+        httpx.AsyncClient(base_url=app.url, cookies={CONSOLE_COOKIE: READER}) as http,
+    ):
+        plain = make_execution("01PLAIN", at=EPOCH, namespace="ops", workflow="disk")
+        other = plain.alert.model_copy(update={"labels": {"alertname": "Disk", "pod": "web-1"}})
+        await app.store.insert_execution(plain.model_copy(update={"alert": other}))
+        await app.store.insert_execution(
+            make_execution("01API", at=EPOCH, namespace="ops", workflow="disk")  # pod=api-7f9c
+        )
+        async with http.stream("GET", "/live/executions?q=POD%3Dapi") as stream:
+            lines = stream.aiter_lines()
+            await eventually(lambda: _true(app.live.pages == 1), "the page is subscribed")
+            await app.live.on_event(event("01PLAIN", "running"))
+            await app.live.on_event(event("01API", "running"))
+            first = await next_event(lines)
+    assert first[:2] == ["event: execution", "id: 01API"]

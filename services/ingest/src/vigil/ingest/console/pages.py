@@ -43,6 +43,7 @@ from vigil.common.matchers import parse_matcher
 from vigil.common.messages import CancelRequested, ExecutionState, RunRequested
 from vigil.common.presenting import duration_text, key_labels
 from vigil.common.resources import Sink
+from vigil.common.store import ExecutionStore
 from vigil.common.streams import MONITORED
 from vigil.ingest.access import (
     CONSOLE_COOKIE,
@@ -74,6 +75,16 @@ ASSETS = {
 RECENT_FOR_RATE = 50  # a Workflow's success rate is over its last 50 finished executions
 KEEPALIVE_SECONDS = 15.0
 OVERVIEW_ITEMS = 2000  # read for a chart, at most: a storm shows as a full chart, not a slow page
+SCAN_LIMIT = 2000  # executions read for one page of a text or time-range search
+SCAN_BATCH = 200
+MAX_SEARCH_CHARS = 200
+SINCE = {
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "6h": timedelta(hours=6),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+}
 FAILING_LOOKED_AT = 20  # running and failed executions whose deliveries the overview reads
 
 
@@ -301,39 +312,51 @@ class Console:
                 "Unknown state",
                 f"state {state!r} is not one of {', '.join(STATES)}.",
             )
+        since = query.get("since") or None
+        if since is not None and since not in SINCE:
+            return self._problem(
+                request,
+                400,
+                "Unknown time range",
+                f"since {since!r} is not one of {', '.join(SINCE)}.",
+            )
         chosen = {
             "namespace": query.get("namespace") or None,
             "workflow": query.get("workflow") or None,
             "state": state,
         }
-        page = await self.ingest.store.list_executions(
-            ExecutionFilter.model_validate(chosen),
-            limit=PAGE_SIZE,
-            cursor=query.get("cursor") or None,
-        )
+        text = (query.get("q") or "").strip()[:MAX_SEARCH_CHARS] or None
         now = self.ingest.clock.now()
-        rows = [_row(e, now) for e in page.items]
-        filters = {k: v for k, v in chosen.items() if v}
-        more = f"/executions?{urlencode({**filters, 'cursor': page.next})}" if page.next else None
+        scan = ExecutionScan(
+            query=ExecutionFilter.model_validate(chosen),
+            text=text,
+            since=now - SINCE[since] if since else None,
+        )
+        items, resume = await scan.page(self.ingest.store, query.get("cursor") or None)
+        rows = [_row(e, now) for e in items]
+        filters = {k: v for k, v in {**chosen, "q": text, "since": since}.items() if v}
+        more = f"/executions?{urlencode({**filters, 'cursor': resume})}" if resume else None
         # Only the first page follows what happens: older pages stay as they were read.
-        live = None if query.get("cursor") else f"/live/executions?{urlencode(filters)}"
+        live_filters = {k: v for k, v in filters.items() if k != "since"}
+        live = None if query.get("cursor") else f"/live/executions?{urlencode(live_filters)}"
         return self._page(
             request,
             "executions.html",
             live_url=live,
             rows=rows,
-            filters=chosen,
+            filters={**chosen, "q": text, "since": since},
             filtered=bool(filters),
             next_page=more,
             namespaces=self._namespaces(),
             workflows=self._workflow_names(),
+            since_choices=SINCE,
         )
 
     async def live_executions(self, request: Request) -> Response:
         """The executions page's live feed: a rendered row per execution event that the
         page's filters let through, `gone` for a row that no longer matches them."""
         query = request.query_params
-        wanted = {k: query.get(k) or None for k in ("namespace", "workflow", "state")}
+        wanted = {k: query.get(k) or None for k in ("namespace", "workflow", "state", "q")}
         return StreamingResponse(
             self._live_rows(wanted),
             media_type="text/event-stream",
@@ -362,7 +385,7 @@ class Console:
                     yield sse("gone", "", event_id=event.execution_id)
                     continue
                 execution = await self.ingest.store.get_execution(event.execution_id)
-                if execution is None:
+                if execution is None or not labels_contain(execution, wanted["q"]):
                     continue
                 row = str(row_of(_row(execution, self.ingest.clock.now())))
                 yield sse("execution", row, event_id=event.execution_id)
@@ -629,6 +652,51 @@ async def _newest[T](
             break
         cursor = listed.next
     return found[:OVERVIEW_ITEMS]
+
+
+def labels_contain(execution: Execution, text: str | None) -> bool:
+    """Whether `text` (any case) is in one of the alert's `name=value` labels."""
+    if not text:
+        return True
+    wanted = text.casefold()
+    return any(
+        wanted in f"{name}={value}".casefold() for name, value in execution.alert.labels.items()
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionScan:
+    """A page of executions that the store's filters cannot express alone: a text over
+    the alert's labels, a time range. The store's newest-first listing is read in
+    batches and filtered here, at most `SCAN_LIMIT` executions per page: a page may
+    come back short, with a link to read on."""
+
+    query: ExecutionFilter
+    text: str | None
+    since: datetime | None
+
+    async def page(
+        self, store: ExecutionStore, cursor: str | None
+    ) -> tuple[list[Execution], str | None]:
+        if self.text is None and self.since is None:
+            listed = await store.list_executions(self.query, limit=PAGE_SIZE, cursor=cursor)
+            return listed.items, listed.next
+        found: list[Execution] = []
+        scanned = 0
+        while scanned < SCAN_LIMIT:
+            batch = await store.list_executions(self.query, limit=SCAN_BATCH, cursor=cursor)
+            for execution in batch.items:
+                scanned += 1
+                cursor = execution.id
+                if self.since is not None and execution.created_at < self.since:
+                    return found, None  # newest first: nothing older can match
+                if labels_contain(execution, self.text):
+                    found.append(execution)
+                    if len(found) == PAGE_SIZE:
+                        return found, cursor
+            if batch.next is None:
+                return found, None
+        return found, cursor
 
 
 def _row(execution: Execution, now: datetime) -> dict[str, Any]:
