@@ -156,6 +156,9 @@ async def test_executions_lists_newest_first_filters_and_prints_the_apis_json(
         )
         listed = await run("executions", "--url", up.url)
         running = await run("executions", "--url", up.url, "--state", "running")
+        searched = await run("executions", "--url", up.url, "--search", "pod=API", "--limit", "1")
+        missed = await run("executions", "--url", up.url, "--search", "pod=web")
+        recent = await run("executions", "--url", up.url, "--since", "7d")
         as_json = await run("executions", "--url", up.url, "--output", "json")
 
     assert listed.code == 0, listed.err
@@ -166,6 +169,10 @@ async def test_executions_lists_newest_first_filters_and_prints_the_apis_json(
     assert "succeeded" in rows[1]
     assert rows[1].rstrip().endswith("3.0 s")
     assert [r.split()[0] for r in running.out.splitlines()[1:]] == ["01BBUSY"]
+    assert searched.code == 0, searched.err
+    assert [r.split()[0] for r in searched.out.splitlines()[1:]] == ["01BBUSY"]
+    assert missed.out == "no executions\n"
+    assert recent.out == "no executions\n"  # they started in January 2026, by the real clock
     page = json.loads(as_json.out)
     assert [e["id"] for e in page["items"]] == ["01BBUSY", "01ADONE"]
 

@@ -138,6 +138,8 @@ def _view_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     listed.add_argument("--namespace")
     listed.add_argument("--workflow")
     listed.add_argument("--state", choices=STATES)
+    listed.add_argument("--search", metavar="TEXT", help="text in the alert's labels (`team=db`)")
+    listed.add_argument("--since", choices=("15m", "1h", "6h", "24h", "7d"), help="started since")
     listed.add_argument("--limit", type=int, default=50, choices=range(1, 501), metavar="1-500")
     listed.add_argument(
         "--watch",
@@ -175,6 +177,8 @@ def _view(args: argparse.Namespace) -> int:
                 namespace=args.namespace,
                 workflow=args.workflow,
                 state=args.state,
+                search=args.search,
+                since=args.since,
                 output=args.output,
                 out=out,
             )
@@ -184,6 +188,8 @@ def _view(args: argparse.Namespace) -> int:
                 namespace=args.namespace,
                 workflow=args.workflow,
                 state=args.state,
+                search=args.search,
+                since=args.since,
                 limit=args.limit,
                 output=args.output,
                 out=out,

@@ -235,11 +235,14 @@ def executions(
     namespace: str | None,
     workflow: str | None,
     state: str | None,
+    search: str | None = None,
+    since: str | None = None,
     limit: int,
     output: str,
     out: TextIO,
 ) -> None:
-    params = [*_filters(namespace=namespace, workflow=workflow, state=state), ("limit", str(limit))]
+    given = _filters(namespace=namespace, workflow=workflow, state=state, q=search, since=since)
+    params = [*given, ("limit", str(limit))]
     page = api.get("/api/v1/executions", params)
     if output == "json":
         out.write(json.dumps(page, indent=2) + "\n")
@@ -257,6 +260,8 @@ def watch_executions(
     namespace: str | None,
     workflow: str | None,
     state: str | None,
+    search: str | None = None,
+    since: str | None = None,
     output: str,
     out: TextIO,
     interval: float = WATCH_SECONDS,
@@ -265,7 +270,8 @@ def watch_executions(
 ) -> None:
     """The newest executions, then a line per new execution or change of state, as it is
     seen (the API read every `interval` seconds); JSON lines with `--output json`."""
-    params = [*_filters(namespace=namespace, workflow=workflow, state=state), ("limit", "50")]
+    given = _filters(namespace=namespace, workflow=workflow, state=state, q=search, since=since)
+    params = [*given, ("limit", "50")]
     seen: dict[str, str] = {}
     first = True
     done = 0

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import get_args
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -33,8 +34,9 @@ from vigil.common.testing import (
 )
 from vigil.ingest.access import CONSOLE_COOKIE, FixedTokens, csrf_token, parse_tokens
 from vigil.ingest.adapters.alertmanager import AlertmanagerSource
-from vigil.ingest.api import build_app
+from vigil.ingest.api import Since, build_app
 from vigil.ingest.console import present
+from vigil.ingest.console.pages import SINCE
 from vigil.ingest.hooks import Ingest
 
 READER = "reader-token-0123456789"
@@ -709,3 +711,18 @@ async def test_the_time_range_leaves_out_what_started_before_it(tmp_path: Path) 
     assert re.findall(r'<tr id="execution-(\w+)"', recent.text) == ["01NEW"]
     assert 'rel="next"' not in recent.text
     assert re.findall(r'<tr id="execution-(\w+)"', day.text) == ["01NEW", "00OLD"]
+
+
+async def test_the_api_searches_executions_as_the_console_does(tmp_path: Path) -> None:
+    assert set(get_args(Since)) == set(SINCE), "the API's choices are the console's"
+    async with console(tmp_path) as ui:
+        await ui.store.insert_execution(running("00OLD", at=timedelta(minutes=-60)))
+        await ui.store.insert_execution(running("01NEW", at=timedelta(minutes=9)))
+        headers = {"Authorization": f"Bearer {READER}"}
+        found = await ui.http.get(
+            "/api/v1/executions", params={"q": "POD=API", "since": "15m"}, headers=headers
+        )
+        wrong = await ui.http.get("/api/v1/executions", params={"since": "1y"}, headers=headers)
+    assert [e["id"] for e in found.json()["items"]] == ["01NEW"]
+    assert wrong.status_code == 422
+    assert "query parameter since" in wrong.json()["error"]

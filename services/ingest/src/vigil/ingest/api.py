@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,7 +41,7 @@ from vigil.common.streams import MONITORED
 from vigil.ingest.access import RequireTokens, TokenSource, required_scope
 from vigil.ingest.alert_limits import AlertTooLarge, check_alert
 from vigil.ingest.console.live import LiveEvents
-from vigil.ingest.console.pages import Console
+from vigil.ingest.console.pages import MAX_SEARCH_CHARS, SINCE, Console, ExecutionScan
 from vigil.ingest.hooks import Ingest
 from vigil.ingest.rejections import Reason, count_rejection
 from vigil.ingest.statuses import definition_statuses
@@ -66,6 +66,7 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DnsLabel = Annotated[str, Path(pattern=DNS_LABEL, max_length=63)]
 _IS_DNS_LABEL = re.compile(DNS_LABEL).fullmatch  # not `match`: its `$` lets "ops\n" through
 Limit = Annotated[int, Query(ge=1, le=500)]
+Since = Literal["15m", "1h", "6h", "24h", "7d"]
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
 ERROR_CONTENT = {
@@ -280,15 +281,25 @@ def _executions(ingest: Ingest) -> APIRouter:
         namespace: str | None = None,
         workflow: str | None = None,
         state: ExecutionState | None = None,
+        q: Annotated[str | None, Query(max_length=MAX_SEARCH_CHARS)] = None,
+        since: Since | None = None,
         limit: Limit = 50,
         cursor: str | None = None,
     ) -> ExecutionPage:
-        """Executions, newest first; pass `next` back as `cursor` for the next page."""
-        return await ingest.store.list_executions(
-            ExecutionFilter(namespace=namespace, workflow=workflow, state=state),
+        """Executions, newest first; pass `next` back as `cursor` for the next page.
+
+        `q` keeps those whose alert has a label containing it (`name=value`, any case);
+        `since` those started in the last `15m`, `1h`, `6h`, `24h` or `7d`. With either, a
+        page examines at most 2,000 executions: it may come back short with `next` set.
+        """
+        scan = ExecutionScan(
+            query=ExecutionFilter(namespace=namespace, workflow=workflow, state=state),
+            text=q.strip() if q and q.strip() else None,
+            since=ingest.clock.now() - SINCE[since] if since else None,
             limit=limit,
-            cursor=cursor,
         )
+        items, resume = await scan.page(ingest.store, cursor)
+        return ExecutionPage(items=items, next=resume)
 
     @router.get(
         "/executions/{execution_id}",

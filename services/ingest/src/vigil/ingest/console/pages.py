@@ -674,12 +674,13 @@ class ExecutionScan:
     query: ExecutionFilter
     text: str | None
     since: datetime | None
+    limit: int = PAGE_SIZE
 
     async def page(
         self, store: ExecutionStore, cursor: str | None
     ) -> tuple[list[Execution], str | None]:
         if self.text is None and self.since is None:
-            listed = await store.list_executions(self.query, limit=PAGE_SIZE, cursor=cursor)
+            listed = await store.list_executions(self.query, limit=self.limit, cursor=cursor)
             return listed.items, listed.next
         found: list[Execution] = []
         scanned = 0
@@ -692,7 +693,7 @@ class ExecutionScan:
                     return found, None  # newest first: nothing older can match
                 if labels_contain(execution, self.text):
                     found.append(execution)
-                    if len(found) == PAGE_SIZE:
+                    if len(found) == self.limit:
                         return found, cursor
             if batch.next is None:
                 return found, None
