@@ -726,3 +726,20 @@ async def test_the_api_searches_executions_as_the_console_does(tmp_path: Path) -
     assert [e["id"] for e in found.json()["items"]] == ["01NEW"]
     assert wrong.status_code == 422
     assert "query parameter since" in wrong.json()["error"]
+
+
+async def test_an_alert_whose_fingerprint_holds_url_characters_links_to_itself(
+    tmp_path: Path,
+) -> None:
+    async with console(tmp_path) as ui:
+        await ui.store.record_alert(
+            make_occurrence(at=EPOCH, fingerprint="a?b#c d", namespace="ops", labels={"x": "y"})
+        )
+        await ui.sign_in(READER)
+        listed = await ui.http.get("/alerts")
+        link = re.search(r'<a href="(/alerts/ops/alertmanager/[^"]+)">', listed.text)
+        assert link is not None
+        assert link.group(1) == "/alerts/ops/alertmanager/a%3Fb%23c%20d"
+        one = await ui.http.get(link.group(1))
+    assert one.status_code == 200
+    assert "<code>a?b#c d</code>" in one.text
