@@ -162,6 +162,7 @@ async def _up(options: UpOptions, data_dir: Path) -> int:
             base = f"http://{options.http_host}:{options.http_port}"
             log.info(
                 "vigil_up",
+                console=f"{base}/",
                 webhooks=f"{base}/hooks/<namespace>/<source>",
                 api=f"{base}/api/v1/executions",
                 docs=f"{base}/docs",
