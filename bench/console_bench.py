@@ -28,15 +28,13 @@ from bench.document import write_section
 from bench.platform_report import machine
 from tests.support.definitions import alertmanager_source
 from tests.support.documents import make_execution, make_occurrence
-from vigil.common.definitions import DefinitionStatus, status_key
+from tests.support.ingest import fake_ingest, report_statuses
 from vigil.common.documents import Execution, ExecutionFilter, StepRecord
 from vigil.common.store import Store
-from vigil.common.testing import MemorySecrets, RecordingPublisher, definitions_view, sqlite_store
+from vigil.common.testing import definitions_view, sqlite_store
 from vigil.ingest.access import CONSOLE_COOKIE, FixedTokens, TokenTable
-from vigil.ingest.adapters.alertmanager import AlertmanagerSource
 from vigil.ingest.api import build_app
 from vigil.ingest.console.pages import Console
-from vigil.ingest.hooks import Ingest
 
 SECTION = "## Console pages"
 EXECUTIONS = 1000
@@ -143,19 +141,16 @@ async def measure(folder: Path) -> dict[str, list[float]]:
     async with sqlite_store(folder) as store:
         newest = await fill(store, now)
         view = definitions_view(alertmanager_source("demo", "alertmanager"))
-        for kind, name in (("Source", "alertmanager"), ("Workflow", "disk-filling-up")):
-            status = DefinitionStatus(
-                kind=kind, namespace="demo", name=name, ready=True, message="valid", observed_at=now
-            )
-            view.apply(status_key(kind, "demo", name), status.model_dump_json().encode())
-        ingest = Ingest(
-            bus=RecordingPublisher(),
-            store=store,
-            definitions=view,
-            sources={"alertmanager": AlertmanagerSource()},
-            secrets=MemorySecrets(),
-            max_body_bytes=64 * 1024,
+        report_statuses(
+            view,
+            "demo",
+            [
+                ("Source", "alertmanager", True, "valid"),
+                ("Workflow", "disk-filling-up", True, "valid"),
+            ],
+            at=now,
         )
+        ingest = fake_ingest(store, view)
         app = build_app(ingest, checks={}, tokens=FixedTokens(TokenTable.of(TOKEN)))
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),

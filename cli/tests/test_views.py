@@ -16,23 +16,19 @@ from datetime import timedelta
 from pathlib import Path
 
 from tests.support.definitions import alertmanager_source
-from tests.support.documents import make_execution, make_occurrence
+from tests.support.documents import make_execution, make_finished_run, make_occurrence
+from tests.support.ingest import fake_ingest, report_statuses
 from vigil.cli import views
 from vigil.common.adapters.ops import HttpServer
-from vigil.common.definitions import DefinitionStatus, status_key
-from vigil.common.documents import DeliveryRecord, Execution, StepRecord
+from vigil.common.documents import DeliveryRecord
 from vigil.common.store import Store
 from vigil.common.testing import (
     EPOCH,
-    MemorySecrets,
-    RecordingPublisher,
     definitions_view,
     sqlite_store,
 )
 from vigil.ingest.access import FixedTokens, TokenTable
-from vigil.ingest.adapters.alertmanager import AlertmanagerSource
 from vigil.ingest.api import build_app
-from vigil.ingest.hooks import Ingest
 
 TOKEN = "operator-token-0123456789"
 
@@ -47,27 +43,16 @@ class Running:
 async def vigil(folder: Path) -> AsyncIterator[Running]:
     async with sqlite_store(folder) as store:
         view = definitions_view(alertmanager_source("ops"))
-        for kind, name, ready, message in [
-            ("Source", "am", True, "valid"),
-            ("Workflow", "broken", False, "spec.steps[0].cli.command: must not be empty"),
-        ]:
-            status = DefinitionStatus(
-                kind=kind,
-                namespace="ops",
-                name=name,
-                ready=ready,
-                message=message,
-                observed_at=EPOCH,
-            )
-            view.apply(status_key(kind, "ops", name), status.model_dump_json().encode())
-        ingest = Ingest(
-            bus=RecordingPublisher(),
-            store=store,
-            definitions=view,
-            sources={"alertmanager": AlertmanagerSource()},
-            secrets=MemorySecrets(),
-            max_body_bytes=64 * 1024,
+        report_statuses(
+            view,
+            "ops",
+            [
+                ("Source", "am", True, "valid"),
+                ("Workflow", "broken", False, "spec.steps[0].cli.command: must not be empty"),
+            ],
+            at=EPOCH,
         )
+        ingest = fake_ingest(store, view)
         app = build_app(ingest, checks={}, tokens=FixedTokens(TokenTable.of(TOKEN)))
         server = HttpServer(app, host="127.0.0.1", port=0)
         task = asyncio.create_task(server.serve())
@@ -105,52 +90,13 @@ async def run(*args: str, token: str | None = TOKEN) -> Ran:
     return Ran(process.returncode, out.decode(), err.decode())
 
 
-def finished(execution_id: str, *, minutes: int) -> Execution:
-    at = EPOCH + timedelta(minutes=minutes)
-    base = make_execution(
-        execution_id,
-        at=at,
-        namespace="ops",
-        workflow="disk",
-        state="succeeded",
-        finished_at=at + timedelta(seconds=3),
-    )
-    return base.model_copy(
-        update={
-            "steps": [
-                StepRecord(
-                    name="measure",
-                    kind="cli",
-                    state="succeeded",
-                    attempt=1,
-                    started_at=at + timedelta(seconds=1),
-                    finished_at=at + timedelta(seconds=2),
-                    output={
-                        "command": ["df", "-h", "/var lib"],
-                        "exitCode": 0,
-                        "stdout": "/dev/sda1 93%",
-                        "stderr": "",
-                    },
-                ),
-                StepRecord(
-                    name="tell",
-                    kind="notify",
-                    state="succeeded",
-                    attempt=1,
-                    started_at=at + timedelta(seconds=2),
-                    finished_at=at + timedelta(seconds=3),
-                    output={"title": "Disk full on db-1", "message": "x", "deliveries": []},
-                ),
-            ]
-        }
-    )
-
-
 async def test_executions_lists_newest_first_filters_and_prints_the_apis_json(
     tmp_path: Path,
 ) -> None:
     async with vigil(tmp_path) as up:
-        await up.store.insert_execution(finished("01ADONE", minutes=1))
+        await up.store.insert_execution(
+            make_finished_run("01ADONE", at=EPOCH + timedelta(minutes=1))
+        )
         await up.store.insert_execution(
             make_execution("01BBUSY", at=EPOCH, namespace="ops", workflow="disk", state="running")
         )
@@ -167,7 +113,7 @@ async def test_executions_lists_newest_first_filters_and_prints_the_apis_json(
     assert [r.split()[0] for r in rows] == ["01BBUSY", "01ADONE"]
     assert "KubePodCrashLooping" in rows[1]
     assert "succeeded" in rows[1]
-    assert rows[1].rstrip().endswith("3.0 s")
+    assert rows[1].rstrip().endswith("4.0 s")
     assert [r.split()[0] for r in running.out.splitlines()[1:]] == ["01BBUSY"]
     assert searched.code == 0, searched.err
     assert [r.split()[0] for r in searched.out.splitlines()[1:]] == ["01BBUSY"]
@@ -181,7 +127,9 @@ async def test_one_execution_shows_its_timeline_command_output_and_deliveries(
     tmp_path: Path,
 ) -> None:
     async with vigil(tmp_path) as up:
-        await up.store.insert_execution(finished("01ADONE", minutes=1))
+        await up.store.insert_execution(
+            make_finished_run("01ADONE", at=EPOCH + timedelta(minutes=1))
+        )
         await up.store.record_delivery(
             DeliveryRecord(
                 id="d1",
@@ -203,10 +151,11 @@ async def test_one_execution_shows_its_timeline_command_output_and_deliveries(
     assert lines[0] == "KubePodCrashLooping pod=api-7f9c  [succeeded]"
     timeline = lines[lines.index("") + 1 :]
     assert timeline[0].split() == ["STEP", "KIND", "STATE", "ATTEMPT", "AT", "DURATION"]
-    assert timeline[1].split() == ["measure", "cli", "succeeded", "1", "+1.0", "s", "1.0", "s"]
-    assert "$ df -h '/var lib'" in lines
-    assert "  /dev/sda1 93%" in lines
-    assert "title: Disk full on db-1" in lines
+    assert timeline[1].split() == ["measure", "cli", "succeeded", "2", "+1.0", "s", "2.0", "s"]
+    assert "$ df -h '/var/lib data'" in lines
+    assert "  /dev/sda1  93%  /var <lib>" in lines
+    assert "full output: artifact 01ADONE/measure/2/output" in lines
+    assert "title: Disk 93% full on db-1" in lines
     assert "delivery to log (log) attempt 1: delivered" in lines
     assert missing.code == 1
     assert "404 no execution 01NOPE" in missing.err
@@ -284,9 +233,7 @@ async def test_watch_prints_a_line_per_new_execution_or_change_of_state(tmp_path
         await asyncio.to_thread(
             views.watch_executions,
             api,
-            namespace=None,
-            workflow=None,
-            state=None,
+            views.ExecutionQuery(),
             output="table",
             out=out,
             rounds=3,

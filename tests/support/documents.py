@@ -73,6 +73,54 @@ def make_execution(
     )
 
 
+def make_finished_run(
+    execution_id: str, *, at: datetime, state: ExecutionState = "succeeded"
+) -> Execution:
+    """A 4 s execution of ops/disk: its cli step (second attempt) ran from 1 s to 3 s with
+    its output cut (an artifact holds it), then its notify step was delivered to `log`."""
+    base = make_execution(
+        execution_id, at=at, namespace="ops", workflow="disk", alert="ops/am/fp-1"
+    )
+    return base.model_copy(
+        update={
+            "state": state,
+            "finished_at": at + timedelta(seconds=4),
+            "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+            "steps": [
+                StepRecord(
+                    name="measure",
+                    kind="cli",
+                    state="succeeded",
+                    attempt=2,
+                    started_at=at + timedelta(seconds=1),
+                    finished_at=at + timedelta(seconds=3),
+                    output={
+                        "command": ["df", "-h", "/var/lib data"],
+                        "exitCode": 0,
+                        "stdout": "/dev/sda1  93%  /var <lib>",
+                        "stderr": "",
+                        "truncated": True,
+                        "artifactId": f"{execution_id}/measure/2/output",
+                    },
+                ),
+                StepRecord(
+                    name="tell",
+                    kind="notify",
+                    state="succeeded",
+                    attempt=1,
+                    started_at=at + timedelta(seconds=3),
+                    finished_at=at + timedelta(seconds=4),
+                    output={
+                        "title": "Disk 93% full on db-1",
+                        "message": "df says /var is at 93%",
+                        "deliveries": [{"sink": "log", "status": "delivered", "id": "k"}],
+                    },
+                ),
+            ],
+        }
+    )
+
+
 def make_occurrence(
     *,
     at: datetime,

@@ -171,29 +171,18 @@ def _view(args: argparse.Namespace) -> int:
     api = views.Api.from_environment(args.url)
     out = sys.stdout
     try:
-        if args.command == "executions" and args.watch:
-            views.watch_executions(
-                api,
+        if args.command == "executions":
+            query = views.ExecutionQuery(
                 namespace=args.namespace,
                 workflow=args.workflow,
                 state=args.state,
                 search=args.search,
                 since=args.since,
-                output=args.output,
-                out=out,
             )
-        elif args.command == "executions":
-            views.executions(
-                api,
-                namespace=args.namespace,
-                workflow=args.workflow,
-                state=args.state,
-                search=args.search,
-                since=args.since,
-                limit=args.limit,
-                output=args.output,
-                out=out,
-            )
+            if args.watch:
+                views.watch_executions(api, query, output=args.output, out=out)
+            else:
+                views.executions(api, query, limit=args.limit, output=args.output, out=out)
         elif args.command == "execution":
             views.execution(api, args.id, output=args.output, out=out)
         elif args.command == "alerts":

@@ -26,6 +26,7 @@ from vigil.common.presenting import duration_text, key_labels
 DEFAULT_URL = "http://127.0.0.1:8080"
 REQUEST_TIMEOUT_SECONDS = 10.0
 WATCH_SECONDS = 2.0
+WATCH_LIMIT = 50  # the newest executions read at each look
 OUTPUT_LINES = 20  # of each stream, in `vigil execution`; the API has all of it
 
 
@@ -229,21 +230,29 @@ def _filters(**given: str | None) -> list[tuple[str, str]]:
     return [(k, v) for k, v in given.items() if v]
 
 
-def executions(
-    api: Api,
-    *,
-    namespace: str | None,
-    workflow: str | None,
-    state: str | None,
-    search: str | None = None,
-    since: str | None = None,
-    limit: int,
-    output: str,
-    out: TextIO,
-) -> None:
-    given = _filters(namespace=namespace, workflow=workflow, state=state, q=search, since=since)
-    params = [*given, ("limit", str(limit))]
-    page = api.get("/api/v1/executions", params)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionQuery:
+    """The filters of `vigil executions`, as the API's query parameters."""
+
+    namespace: str | None = None
+    workflow: str | None = None
+    state: str | None = None
+    search: str | None = None  # text in the alert's labels (`q`)
+    since: str | None = None
+
+    def params(self, limit: int) -> list[tuple[str, str]]:
+        given = {
+            "namespace": self.namespace,
+            "workflow": self.workflow,
+            "state": self.state,
+            "q": self.search,
+            "since": self.since,
+        }
+        return [*_filters(**given), ("limit", str(limit))]
+
+
+def executions(api: Api, query: ExecutionQuery, *, limit: int, output: str, out: TextIO) -> None:
+    page = api.get("/api/v1/executions", query.params(limit))
     if output == "json":
         out.write(json.dumps(page, indent=2) + "\n")
         return
@@ -256,12 +265,8 @@ def executions(
 
 def watch_executions(
     api: Api,
+    query: ExecutionQuery,
     *,
-    namespace: str | None,
-    workflow: str | None,
-    state: str | None,
-    search: str | None = None,
-    since: str | None = None,
     output: str,
     out: TextIO,
     interval: float = WATCH_SECONDS,
@@ -270,8 +275,7 @@ def watch_executions(
 ) -> None:
     """The newest executions, then a line per new execution or change of state, as it is
     seen (the API read every `interval` seconds); JSON lines with `--output json`."""
-    given = _filters(namespace=namespace, workflow=workflow, state=state, q=search, since=since)
-    params = [*given, ("limit", "50")]
+    params = query.params(WATCH_LIMIT)
     seen: dict[str, str] = {}
     first = True
     done = 0

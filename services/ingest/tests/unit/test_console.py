@@ -18,26 +18,28 @@ import httpx
 import pytest
 
 from tests.support.definitions import alertmanager_source, log_sink
-from tests.support.documents import make_artifact, make_execution, make_occurrence
+from tests.support.documents import (
+    make_artifact,
+    make_execution,
+    make_finished_run,
+    make_occurrence,
+)
+from tests.support.ingest import fake_ingest, report_statuses
 from vigil.common.bus import ConsumerStats
-from vigil.common.definitions import DefinitionStatus, status_key
 from vigil.common.documents import DeliveryRecord, Execution, StepRecord
-from vigil.common.messages import CancelRequested, Output, RunRequested
+from vigil.common.messages import CancelRequested, ExecutionState, Output, RunRequested
 from vigil.common.store import Store
 from vigil.common.testing import (
     EPOCH,
     FakeClock,
-    MemorySecrets,
     RecordingPublisher,
     definitions_view,
     sqlite_store,
 )
 from vigil.ingest.access import CONSOLE_COOKIE, FixedTokens, csrf_token, parse_tokens
-from vigil.ingest.adapters.alertmanager import AlertmanagerSource
 from vigil.ingest.api import Since, build_app
 from vigil.ingest.console import present
 from vigil.ingest.console.pages import SINCE
-from vigil.ingest.hooks import Ingest
 
 READER = "reader-token-0123456789"
 OPERATOR = "operator-token-0123456789"
@@ -81,23 +83,11 @@ async def console(folder: Path, *, tokens: FixedTokens | None = TOKENS) -> Async
         view = definitions_view(
             alertmanager_source("ops") + "---\n" + log_sink("ops", "log") + WORKFLOWS
         )
-        for kind, name, ready, message in STATUSES:
-            status = DefinitionStatus(
-                kind=kind,
-                namespace="ops",
-                name=name,
-                ready=ready,
-                message=message,
-                observed_at=EPOCH,
-            )
-            view.apply(status_key(kind, "ops", name), status.model_dump_json().encode())
-        ingest = Ingest(
+        report_statuses(view, "ops", STATUSES, at=EPOCH)
+        ingest = fake_ingest(
+            store,
+            view,
             bus=bus,
-            store=store,
-            definitions=view,
-            sources={"alertmanager": AlertmanagerSource()},
-            secrets=MemorySecrets(),
-            max_body_bytes=64 * 1024,
             clock=FakeClock(NOW),
             trace_url="http://jaeger.local/trace/{trace_id}",
         )
@@ -108,50 +98,10 @@ async def console(folder: Path, *, tokens: FixedTokens | None = TOKENS) -> Async
             yield Console(http=http, bus=bus, store=store)
 
 
-def finished_run(execution_id: str, *, at: timedelta, state: str = "succeeded") -> Execution:
-    """An execution of ops/disk whose cli step ran 2 s and whose notify step delivered."""
-    created = EPOCH + at
-    base = make_execution(
-        execution_id, at=created, namespace="ops", workflow="disk", alert="ops/am/fp-1"
-    )
-    return base.model_copy(
-        update={
-            "state": state,
-            "finished_at": created + timedelta(seconds=4),
-            "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
-            "steps": [
-                StepRecord(
-                    name="measure",
-                    kind="cli",
-                    state="succeeded",
-                    attempt=2,
-                    started_at=created + timedelta(seconds=1),
-                    finished_at=created + timedelta(seconds=3),
-                    output={
-                        "command": ["df", "-h", "/var/lib data"],
-                        "exitCode": 0,
-                        "stdout": "/dev/sda1  93%  /var <lib>",
-                        "stderr": "",
-                        "truncated": True,
-                        "artifactId": f"{execution_id}/measure/2/output",
-                    },
-                ),
-                StepRecord(
-                    name="tell",
-                    kind="notify",
-                    state="succeeded",
-                    attempt=1,
-                    started_at=created + timedelta(seconds=3),
-                    finished_at=created + timedelta(seconds=4),
-                    output={
-                        "title": "Disk 93% full on db-1",
-                        "message": "df says /var is at 93%",
-                        "deliveries": [{"sink": "log", "status": "delivered", "id": "k"}],
-                    },
-                ),
-            ],
-        }
-    )
+def finished_run(
+    execution_id: str, *, at: timedelta, state: ExecutionState = "succeeded"
+) -> Execution:
+    return make_finished_run(execution_id, at=EPOCH + at, state=state)
 
 
 def running(execution_id: str, *, at: timedelta) -> Execution:

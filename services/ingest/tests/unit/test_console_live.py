@@ -16,22 +16,19 @@ import httpx
 from tests.support.bus import eventually
 from tests.support.definitions import alertmanager_source
 from tests.support.documents import make_execution
+from tests.support.ingest import fake_ingest
 from vigil.common.adapters.ops import HttpServer
 from vigil.common.messages import ExecutionEvent, ExecutionState
 from vigil.common.store import Store
 from vigil.common.testing import (
     EPOCH,
     FakeClock,
-    MemorySecrets,
-    RecordingPublisher,
     definitions_view,
     sqlite_store,
 )
 from vigil.ingest.access import CONSOLE_COOKIE, FixedTokens, parse_tokens
-from vigil.ingest.adapters.alertmanager import AlertmanagerSource
 from vigil.ingest.api import build_app
 from vigil.ingest.console.live import LiveEvents, sse
-from vigil.ingest.hooks import Ingest
 
 READER = "reader-token-0123456789"
 TOKENS = FixedTokens(parse_tokens(f"{READER} read\n", origin="t"))
@@ -48,13 +45,9 @@ class Served:
 @contextlib.asynccontextmanager
 async def served(folder: Path) -> AsyncIterator[Served]:
     async with sqlite_store(folder) as store:
-        ingest = Ingest(
-            bus=RecordingPublisher(),
-            store=store,
-            definitions=definitions_view(alertmanager_source("ops")),
-            sources={"alertmanager": AlertmanagerSource()},
-            secrets=MemorySecrets(),
-            max_body_bytes=64 * 1024,
+        ingest = fake_ingest(
+            store,
+            definitions_view(alertmanager_source("ops")),
             clock=FakeClock(EPOCH + timedelta(minutes=1)),
         )
         live = LiveEvents()
