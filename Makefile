@@ -49,45 +49,31 @@ test: dev ## run the default test suite (unit, integration, end-to-end)
 test-slow: dev local-model ## the slow suites: fault injection; agent steps on a real local model
 	$(RUN) pytest -m slow $(ARGS)
 
-# The dashboard test's Prometheus: Debian's package (about 35 s), where apt and root allow;
-# elsewhere that test skips, saying so.
-prometheus: ## install Prometheus (Debian's package) for the dashboard test, where apt can
-	@if [ -x /usr/bin/prometheus ]; then \
-		/usr/bin/prometheus --version 2>&1 | head -1; \
+# Debian's package $(1) where apt and root allow ($(2): true when it is installed; $(3):
+# its version line; $(4): what happens without it). A test that needs it skips, saying so.
+define apt_install
+	@if $(2); then \
+		$(3) | head -1; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -q --no-install-recommends prometheus; } \
-		|| echo "prometheus: apt-get could not install it: the dashboard test will skip"; \
+			apt-get install -y -q --no-install-recommends $(1); } \
+		|| echo "$(1): apt-get could not install it: $(4)"; \
 	else \
-		echo "prometheus: not installed and not installable here (needs root and apt):" \
-			"the dashboard test will skip"; \
+		echo "$(1): not installed and not installable here (needs root and apt): $(4)"; \
 	fi
+endef
+
+# The dashboard test's Prometheus (about 35 s to install).
+prometheus: ## install Prometheus (Debian's package) for the dashboard test, where apt can
+	$(call apt_install,prometheus,[ -x /usr/bin/prometheus ],/usr/bin/prometheus --version 2>&1,the dashboard test will skip)
 
 # The console's browser tests drive Debian's chromium with Playwright (the browser is the
-# system's, never Playwright's download); elsewhere those tests skip, saying so.
+# system's, never Playwright's download).
 chromium: ## install Chromium (Debian's package) for the console's browser tests, where apt can
-	@if [ -x /usr/bin/chromium ]; then \
-		/usr/bin/chromium --version 2>/dev/null | head -1; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -q --no-install-recommends chromium; } \
-		|| echo "chromium: apt-get could not install it: the browser tests will skip"; \
-	else \
-		echo "chromium: not installed and not installable here (needs root and apt):" \
-			"the browser tests will skip"; \
-	fi
+	$(call apt_install,chromium,[ -x /usr/bin/chromium ],/usr/bin/chromium --version 2>/dev/null,the browser tests will skip)
 
 wrk: ## install wrk (Debian's package), the benchmark's HTTP load generator, where apt can
-	@if command -v wrk >/dev/null; then \
-		wrk --version 2>&1 | head -1; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -q --no-install-recommends wrk; } \
-		|| echo "wrk: apt-get could not install it: the bench reports no accepted/s figures"; \
-	else \
-		echo "wrk: not installed and not installable here (needs root and apt):" \
-			"the bench reports no accepted/s figures"; \
-	fi
+	$(call apt_install,wrk,command -v wrk >/dev/null,wrk --version 2>&1,the bench reports no accepted/s figures)
 
 test-all: dev local-model ## run every test, slow suites included
 	$(RUN) pytest $(ARGS)
