@@ -247,6 +247,45 @@ async def test_the_overview_charts_the_last_hour(page: Page, platform: Platform)
     await accessible(page, "overview")
 
 
+async def test_without_javascript_every_page_and_action_still_works(
+    browser: Browser, platform: Platform
+) -> None:
+    """Only the live updates need a script: signing in, reading, searching and re-running
+    are links and forms."""
+    context = await browser.new_context(java_script_enabled=False)
+    plain = await context.new_page()
+    try:
+        await plain.goto(f"{platform.url}/executions")
+        assert platform.token is not None
+        await plain.get_by_label("API token").fill(platform.token)
+        await plain.get_by_role("button", name="Sign in").click()
+        await plain.wait_for_url("**/executions")
+        await expect(plain.locator("#live-status")).to_be_hidden()
+        post_alerts(
+            platform,
+            [alert("HostDiskFillingUp", "f0f0f0f0f0f0f001", instance="db-8:9100",
+                   severity="critical")],
+        )  # fmt: skip
+        await plain.get_by_label("Alert labels contain").fill("db-8")
+        await plain.get_by_role("button", name="Filter").click()
+        row = plain.locator("#executions tbody tr", has_text="db-8:9100")
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while await row.count() == 0 and time.monotonic() < deadline:
+            await plain.wait_for_timeout(200)
+            await plain.reload()  # no live updates without a script: the user reloads
+        await row.get_by_role("link").click()
+        await expect(plain.get_by_role("heading", name="Timeline")).to_be_visible()
+        await plain.get_by_role("link", name="Re-run…").click()
+        await plain.get_by_role("button", name="Start a new execution").click()
+        # "Execution requested" until the engine starts it; the page reloads itself (meta).
+        await expect(plain.get_by_role("heading", level=1)).to_contain_text(
+            "HostDiskFillingUp", timeout=WAIT_MS
+        )
+        await expect(plain.locator("h1 .badge")).to_be_visible()
+    finally:
+        await context.close()
+
+
 async def test_the_pages_read_on_a_phone(browser: Browser, platform: Platform) -> None:
     context = await browser.new_context(viewport={"width": 390, "height": 844})
     phone = await context.new_page()
