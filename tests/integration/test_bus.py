@@ -9,6 +9,7 @@ let ack_wait pass to show that a redelivery does *not* happen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections import Counter
@@ -548,3 +549,27 @@ async def test_idle_consumer_does_not_get_a_message_redelivered_while_holding_it
         await past_ack_wait(spec)
 
     assert drained(deliveries) == [1]
+
+
+async def test_a_listener_says_when_it_is_subscribed_and_hears_what_comes_after(
+    bus: JetStreamBus,
+) -> None:
+    """What `ready` promises: a notice announced once it is set reaches the handler (the
+    console's live pages rely on it); an undecodable one is skipped, not fatal."""
+    heard: asyncio.Queue[int] = asyncio.Queue()
+    ready = asyncio.Event()
+
+    async def handler(message: Ping) -> None:
+        heard.put_nowait(message.n)
+
+    listening = asyncio.create_task(bus.listen("vigil.test.notices", Ping, handler, ready=ready))
+    try:
+        async with asyncio.timeout(WAIT_SECONDS):
+            await ready.wait()
+        await bus._nc.publish("vigil.test.notices", b"not json")
+        await bus.announce("vigil.test.notices", Ping(n=7))
+        assert await next_item(heard) == 7
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening

@@ -51,6 +51,13 @@ async def served(folder: Path) -> AsyncIterator[Served]:
             clock=FakeClock(EPOCH + timedelta(minutes=1)),
         )
         live = LiveEvents()
+
+        async def subscribed(ready: asyncio.Event) -> None:
+            """The bus's part: in place at once (the events come from `on_event` here)."""
+            ready.set()
+            await asyncio.Event().wait()
+
+        following = asyncio.create_task(live.follow(subscribed))
         server = HttpServer(
             build_app(ingest, checks={}, tokens=TOKENS, live=live), host="127.0.0.1", port=0
         )
@@ -59,9 +66,10 @@ async def served(folder: Path) -> AsyncIterator[Served]:
         try:
             yield Served(url=f"http://127.0.0.1:{server.port}", live=live, store=store)
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for running in (task, following):
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
 
 
 def event(execution_id: str, state: ExecutionState, namespace: str = "ops") -> ExecutionEvent:
@@ -161,3 +169,51 @@ async def test_a_page_searching_label_text_gets_only_the_executions_that_contain
             await app.live.on_event(event("01API", "running"))
             first = await next_event(lines)
     assert first[:2] == ["event: execution", "id: 01API"]
+
+
+async def test_the_events_are_heard_only_while_a_page_is_open() -> None:
+    live = LiveEvents()
+    started, stopped = asyncio.Queue[int](), asyncio.Queue[int]()
+    runs = 0
+
+    async def listen(ready: asyncio.Event) -> None:
+        nonlocal runs
+        runs += 1
+        ready.set()
+        started.put_nowait(runs)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.put_nowait(runs)
+
+    following = asyncio.create_task(live.follow(listen))
+    try:
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert runs == 0, "nobody is watching: no subscription"
+        with live.subscribed(), live.subscribed():
+            assert await asyncio.wait_for(started.get(), WAIT_SECONDS) == 1
+            assert await live.heard(WAIT_SECONDS)
+        # Both pages closed: the subscription ends; the next page starts a new one.
+        assert await asyncio.wait_for(stopped.get(), WAIT_SECONDS) == 1
+        assert not live.hearing.is_set()
+        with live.subscribed():
+            assert await asyncio.wait_for(started.get(), WAIT_SECONDS) == 2
+        assert await asyncio.wait_for(stopped.get(), WAIT_SECONDS) == 2
+    finally:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+
+
+async def test_a_subscription_that_fails_is_not_hidden() -> None:
+    live = LiveEvents()
+
+    async def refused(_: asyncio.Event) -> None:
+        raise PermissionError("permissions violation for subscription to vigil.events.>")
+
+    following = asyncio.create_task(live.follow(refused))
+    with live.subscribed():
+        done, _ = await asyncio.wait({following}, timeout=WAIT_SECONDS)
+    assert following in done
+    assert isinstance(following.exception(), PermissionError)

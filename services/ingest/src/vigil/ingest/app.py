@@ -83,8 +83,13 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
             stop,
             server.serve(),
             definitions.run(await bus.config_bucket()),
-            # The console's live pages: execution events as the engine publishes them.
-            bus.listen(subjects.all_events(), ExecutionEvent, live.on_event),
+            # The console's live pages: execution events as the engine publishes them,
+            # heard while a page is open.
+            live.follow(
+                lambda ready: bus.listen(
+                    subjects.all_events(), ExecutionEvent, live.on_event, ready=ready
+                )
+            ),
             *guarding,
         )
 

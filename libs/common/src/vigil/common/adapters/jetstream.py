@@ -180,15 +180,27 @@ class JetStreamBus:
             log.warning("announce_failed", subject=subject, error=str(exc))
 
     async def listen[T: Contract](
-        self, subject: str, model: type[T], handler: Callable[[T], Awaitable[None]]
+        self,
+        subject: str,
+        model: type[T],
+        handler: Callable[[T], Awaitable[None]],
+        *,
+        ready: asyncio.Event | None = None,
     ) -> None:
-        """Run `handler` for every core NATS message on `subject` until cancelled."""
+        """Run `handler` for every core NATS message on `subject` until cancelled; `ready`
+        is set once the server has the subscription (what is published after, arrives)."""
         queue: asyncio.Queue[Msg] = asyncio.Queue()
 
         async def enqueue(msg: Msg) -> None:
             await queue.put(msg)
 
         subscription = await self._nc.subscribe(subject, cb=enqueue)
+        if ready is not None:
+            # Two round trips: nats.py 2.16 writes a flush's PING ahead of a SUB still in
+            # its pending buffer; the second PING goes after it.
+            await self._nc.flush()
+            await self._nc.flush()
+            ready.set()
         try:
             while True:
                 msg = await queue.get()

@@ -40,7 +40,7 @@ from vigil.common.documents import (
 )
 from vigil.common.errors import InvalidInput, TransientError
 from vigil.common.matchers import parse_matcher
-from vigil.common.messages import CancelRequested, ExecutionState, RunRequested
+from vigil.common.messages import CancelRequested, ExecutionEvent, ExecutionState, RunRequested
 from vigil.common.presenting import duration_text, key_labels
 from vigil.common.resources import Sink
 from vigil.common.store import ExecutionStore
@@ -74,6 +74,7 @@ ASSETS = {
 }
 RECENT_FOR_RATE = 50  # a Workflow's success rate is over its last 50 finished executions
 KEEPALIVE_SECONDS = 15.0
+HEARD_WITHIN_SECONDS = 5.0
 OVERVIEW_ITEMS = 2000  # read for a chart, at most: a storm shows as a full chart, not a slow page
 SCAN_LIMIT = 2000  # executions read for one page of a text or time-range search
 SCAN_BATCH = 200
@@ -357,15 +358,25 @@ class Console:
         page's filters let through, `gone` for a row that no longer matches them."""
         query = request.query_params
         wanted = {k: query.get(k) or None for k in ("namespace", "workflow", "state", "q")}
+        queue = self.live.join()
+        try:
+            # The answer starting (the browser's `open`) means the page is live: events
+            # published from then on reach it. A slow subscription is not waited for long.
+            await self.live.heard(HEARD_WITHIN_SECONDS)
+        except BaseException:
+            self.live.leave(queue)
+            raise
         return StreamingResponse(
-            self._live_rows(wanted),
+            self._live_rows(wanted, queue),
             media_type="text/event-stream",
             headers={**PAGE_HEADERS, "X-Accel-Buffering": "no"},
         )
 
-    async def _live_rows(self, wanted: Mapping[str, str | None]) -> AsyncIterator[str]:
+    async def _live_rows(
+        self, wanted: Mapping[str, str | None], queue: asyncio.Queue[ExecutionEvent | None]
+    ) -> AsyncIterator[str]:
         row_of = self.env.get_template("rows.html").module.execution_row  # type: ignore[attr-defined]
-        with self.live.subscribed() as queue:
+        try:
             yield "retry: 2000\n\n"
             while True:
                 try:
@@ -389,6 +400,8 @@ class Console:
                     continue
                 row = str(row_of(_row(execution, self.ingest.clock.now())))
                 yield sse("execution", row, event_id=event.execution_id)
+        finally:
+            self.live.leave(queue)
 
     async def execution(self, request: Request) -> Response:
         execution_id = request.path_params["execution_id"]
