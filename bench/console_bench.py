@@ -32,7 +32,7 @@ from tests.support.ingest import fake_ingest, report_statuses
 from vigil.common.documents import Execution, ExecutionFilter, StepRecord
 from vigil.common.store import Store
 from vigil.common.testing import definitions_view, sqlite_store
-from vigil.ingest.access import CONSOLE_COOKIE, FixedTokens, TokenTable
+from vigil.ingest.access import CONSOLE_COOKIE, FixedTokens, TokenTable, cookie_value
 from vigil.ingest.api import build_app
 from vigil.ingest.console.pages import Console
 
@@ -155,7 +155,7 @@ async def measure(folder: Path) -> dict[str, list[float]]:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),
             base_url="http://console.bench",
-            cookies={CONSOLE_COOKIE: TOKEN},
+            cookies={CONSOLE_COOKIE: cookie_value(TOKEN)},
         ) as http:
             first = (await http.get("/executions")).text
             cursor = first.split('rel="next"')[0].rsplit('href="', 1)[1].split('"')[0]

@@ -693,3 +693,15 @@ async def test_an_alert_whose_fingerprint_holds_url_characters_links_to_itself(
         one = await ui.http.get(link.group(1))
     assert one.status_code == 200
     assert "<code>a?b#c d</code>" in one.text
+
+
+async def test_a_token_with_cookie_syntax_in_it_still_signs_in(tmp_path: Path) -> None:
+    """A tokens file may hold any non-blank characters; the cookie carries them encoded."""
+    odd = 'semi;colon "quoted" =equal, comma ünï'.replace(" ", "_")
+    async with console(
+        tmp_path, tokens=FixedTokens(parse_tokens(f"{odd} read\n", origin="t"))
+    ) as ui:
+        await ui.sign_in(odd)
+        assert (await ui.http.get("/executions")).status_code == 200
+        ui.http.cookies.set(CONSOLE_COOKIE, "not base64 !")
+        assert (await ui.http.get("/executions")).status_code == 303

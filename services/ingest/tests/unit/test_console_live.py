@@ -26,7 +26,7 @@ from vigil.common.testing import (
     definitions_view,
     sqlite_store,
 )
-from vigil.ingest.access import CONSOLE_COOKIE, FixedTokens, parse_tokens
+from vigil.ingest.access import CONSOLE_COOKIE, FixedTokens, cookie_value, parse_tokens
 from vigil.ingest.api import build_app
 from vigil.ingest.console.live import LiveEvents, sse
 
@@ -97,7 +97,7 @@ async def test_an_open_page_gets_a_rendered_row_per_event_its_filters_let_throug
 ) -> None:
     async with (
         served(tmp_path) as app,
-        httpx.AsyncClient(base_url=app.url, cookies={CONSOLE_COOKIE: READER}) as http,
+        httpx.AsyncClient(base_url=app.url, cookies={CONSOLE_COOKIE: cookie_value(READER)}) as http,
     ):
         await app.store.insert_execution(
             make_execution("01NEW", at=EPOCH, namespace="ops", workflow="disk", state="running")
@@ -154,7 +154,7 @@ async def test_a_page_searching_label_text_gets_only_the_executions_that_contain
 ) -> None:
     async with (
         served(tmp_path) as app,
-        httpx.AsyncClient(base_url=app.url, cookies={CONSOLE_COOKIE: READER}) as http,
+        httpx.AsyncClient(base_url=app.url, cookies={CONSOLE_COOKIE: cookie_value(READER)}) as http,
     ):
         plain = make_execution("01PLAIN", at=EPOCH, namespace="ops", workflow="disk")
         other = plain.alert.model_copy(update={"labels": {"alertname": "Disk", "pod": "web-1"}})

@@ -22,6 +22,7 @@ time, and every entry is compared, so timing says nothing about which one matche
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -240,14 +241,22 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+def cookie_value(token: str) -> str:
+    """The cookie that carries `token`: base64url, so that any token is a valid value."""
+    return base64.urlsafe_b64encode(token.encode("utf-8", "surrogatepass")).decode()
+
+
 def cookie_token(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The console's cookie, if the request carries it."""
+    """The token in the console's cookie, if the request carries one that decodes."""
     for name, value in headers:
         if name == b"cookie":
             for part in value.decode("latin-1").split(";"):
-                key, _, token = part.strip().partition("=")
-                if key == CONSOLE_COOKIE and token:
-                    return token
+                key, _, carried = part.strip().partition("=")
+                if key == CONSOLE_COOKIE and carried:
+                    try:
+                        return base64.urlsafe_b64decode(carried.encode()).decode()
+                    except (ValueError, UnicodeDecodeError):
+                        return None
     return None
 
 

@@ -54,6 +54,7 @@ from vigil.ingest.access import (
     bearer_token,
     console_token,
     cookie_token,
+    cookie_value,
     csrf_token,
 )
 from vigil.ingest.console import present
@@ -227,7 +228,7 @@ class Console:
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             CONSOLE_COOKIE,
-            token,
+            cookie_value(token),
             max_age=COOKIE_MAX_AGE,
             httponly=True,
             samesite="strict",
