@@ -242,8 +242,9 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
 
 
 def cookie_value(token: str) -> str:
-    """The cookie that carries `token`: base64url, so that any token is a valid value."""
-    return base64.urlsafe_b64encode(token.encode("utf-8", "surrogatepass")).decode()
+    """The cookie that carries `token`: base64url without padding, so that any token is a
+    valid cookie value that needs no quoting."""
+    return base64.urlsafe_b64encode(token.encode("utf-8", "surrogatepass")).decode().rstrip("=")
 
 
 def cookie_token(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -254,7 +255,8 @@ def cookie_token(headers: list[tuple[bytes, bytes]]) -> str | None:
                 key, _, carried = part.strip().partition("=")
                 if key == CONSOLE_COOKIE and carried:
                     try:
-                        return base64.urlsafe_b64decode(carried.encode()).decode()
+                        padded = carried + "=" * (-len(carried) % 4)
+                        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
                     except (ValueError, UnicodeDecodeError):
                         return None
     return None
