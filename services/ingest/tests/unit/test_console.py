@@ -141,6 +141,7 @@ async def test_a_page_without_a_token_sends_the_browser_to_sign_in_and_back(
         assert signed.headers["location"] == "/executions?state=running"
         cookie = signed.headers["set-cookie"].lower()
         assert f"{CONSOLE_COOKIE}=" in cookie
+        assert f'{CONSOLE_COOKIE}="' not in cookie  # a value that needs no quoting
         assert "httponly" in cookie
         assert "samesite=strict" in cookie
 
