@@ -99,7 +99,8 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def page(browser: Browser, platform: Platform) -> AsyncIterator[Page]:
-    """A signed-in page (the sign-in form filled as a user would)."""
+    """A signed-in executions page (the sign-in form filled as a user would) whose live
+    stream is open, so that what a test sends next reaches it."""
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     opened = await context.new_page()
     await opened.goto(f"{platform.url}/executions")
@@ -108,6 +109,9 @@ async def page(browser: Browser, platform: Platform) -> AsyncIterator[Page]:
     await opened.get_by_label("API token").fill(platform.token)
     await opened.get_by_role("button", name="Sign in").click()
     await opened.wait_for_url("**/executions")
+    # The server opens the stream once it hears the events: an execution started before
+    # that would only show after a reload.
+    await expect(opened.locator("#live-status")).to_contain_text("Live")
     try:
         yield opened
     finally:
