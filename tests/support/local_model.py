@@ -1,7 +1,7 @@
 """A real local model for the slow agent tests: llama.cpp's OpenAI-compatible server with
 SmolLM2-135M-Instruct, from the venv `make local-model` builds (`.tools/llama`, named by
 VIGIL_LOCAL_MODEL_PYTHON). It runs with the function-calling chat format, two threads and
-a context long enough for an investigation; the fixture waits until it lists its model.
+a context long enough for an investigation; the fixture waits until it answers a token.
 """
 
 from __future__ import annotations
@@ -58,8 +58,16 @@ def _spawn(python: Path, model: str, log: Path, port: int) -> ServerProcess:
 
 
 def _probe(server: ServerProcess, seconds: float) -> None:
+    """Ready: the model is listed and answers one token (a build that lists its model and
+    then dies on the first inference, as llama.cpp's AMX kernels did, is not ready)."""
+    base = f"http://127.0.0.1:{server.port}/v1"
+    one_token = {"model": "smollm2", "messages": [{"role": "user", "content": "hi"}]}
     try:
-        response = httpx.get(f"http://127.0.0.1:{server.port}/v1/models", timeout=seconds)
+        response = httpx.get(f"{base}/models", timeout=seconds)
+        if response.status_code == 200:
+            response = httpx.post(
+                f"{base}/chat/completions", json=one_token | {"max_tokens": 1}, timeout=seconds
+            )
     except httpx.HTTPError as exc:
         raise OSError(str(exc)) from exc
     if response.status_code != 200:
@@ -82,5 +90,7 @@ def local_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     try:
         yield f"http://127.0.0.1:{server.port}/v1"
+        if not server.running:
+            pytest.fail(f"the llama.cpp server died during the tests:\n{server.log_tail()}")
     finally:
         server.stop()

@@ -8,7 +8,9 @@ Used by `tests.support.nats` and `tests.support.mongo`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -127,7 +129,7 @@ def _wait_ready[S: ServerProcess](
     last_error = "no answer"
     while time.monotonic() < deadline:
         if not server.running:
-            msg = f"exited with {server.process.returncode}:\n{server.log_tail()}"
+            msg = f"{_exit(server.process.returncode)}:\n{server.log_tail()}"
             raise RuntimeError(msg)
         try:
             probe(server, max(deadline - time.monotonic(), 0.1))
@@ -138,3 +140,11 @@ def _wait_ready[S: ServerProcess](
         return
     msg = f"not ready on port {server.port} after {timeout} s ({last_error}):\n{server.log_tail()}"
     raise RuntimeError(msg)
+
+
+def _exit(code: int) -> str:
+    """How a process ended, in words: a negative code is the signal that killed it."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with {code}"

@@ -94,6 +94,7 @@ async def test_a_primary_that_cannot_be_reached_gives_way_to_the_fallback(
     assert answer.reply.content == "The container exits with code 137: OOMKilled."
     (reason,) = answer.failovers
     assert reason.startswith("openai-compatible/qwen2.5:7b: cannot connect")
+    assert "All connection attempts failed" in reason  # the cause, not only the SDK's words
     (sent,) = fallback.requests
     assert sent["system"] == QUESTION.system
     assert sent["tools"] == [

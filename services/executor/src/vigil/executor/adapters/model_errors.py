@@ -22,7 +22,10 @@ def unavailable(
     if isinstance(exc, timeout):
         return ModelUnavailable("timed out", model=model)
     if isinstance(exc, connection):
-        return ModelUnavailable(f"cannot connect: {exc}", model=model)
+        # The SDKs' message is only "Connection error."; what happened is in the cause
+        # (refused, reset, the server hanging up without an answer).
+        cause = f" ({exc.__cause__})" if exc.__cause__ is not None and str(exc.__cause__) else ""
+        return ModelUnavailable(f"cannot connect: {exc}{cause}", model=model)
     if isinstance(exc, status):
         code = getattr(exc, "status_code", "?")
         raw = getattr(exc, "body", None)
