@@ -1,6 +1,7 @@
 """Where the CPU goes: one phase of the platform benchmark with py-spy sampling every
 service (`make profile ARGS="--rate 100 --seconds 20"`, `ARGS="--burst 2000"`, or
-`ARGS="--noop 5000"` for the alerts-processed phase's one-condition workflow).
+`ARGS="--noop 5000"` for the alerts-processed phase's one-condition workflow, or
+`ARGS="--single 10"` for the single-alert requests phase: wrk, one alert per request).
 
 Starts `vigil up` on the benchmark's workload (`bench.workload`), lets py-spy record each
 service process (`--nonblocking`, so sampling does not stop the process it samples) while
@@ -23,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.generators import Target, pacer
+from bench.generators import Target, pacer, wrk
 from bench.harness import (
     CLOCK_TICKS,
     DRAIN_TIMEOUT_SECONDS,
@@ -98,6 +99,9 @@ def main() -> None:
     parser.add_argument(
         "--noop", type=int, help="a burst of this many one-condition executions (processed/s)"
     )
+    parser.add_argument(
+        "--single", type=float, help="seconds of wrk sending one alert per request (16 conns)"
+    )
     parser.add_argument("--sink", default="log", choices=("log", "hook"))
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--out", type=Path, help="keep the collapsed stacks here")
@@ -167,10 +171,19 @@ def profile(running: Platform, options: argparse.Namespace, work: Path, out: Pat
             )
     time.sleep(1.0)
     started = time.monotonic()
+    drains = options.noop or options.single
     if options.noop:
         since = sync_stats(running)
         sent = pacer(target, alertname="Bench", phase=label, burst=options.noop, payload=100)
         units = sent.alerts
+        until_quiet(running, since, units, started)
+    elif options.single:
+        since = sync_stats(running)
+        sent = wrk(
+            target, alertname="Bench", phase=label, size=1, connections=16, seconds=options.single
+        )
+        units = sent.alerts
+        print(f"wrk: {sent.requests / sent.seconds:.0f} requests/s, failures {sent.failures}")
         until_quiet(running, since, units, started)
     elif options.burst:
         alertname = "Three" if options.sink == "log" else "ThreeHook"
@@ -182,19 +195,19 @@ def profile(running: Platform, options: argparse.Namespace, work: Path, out: Pat
         )
         units = len(sent.answered_ns)
     while (
-        not options.noop
+        not drains
         and len(step_lines(work / "steps", label)) < units
         and time.monotonic() - started < 300
     ):
         time.sleep(0.1)
-    time.sleep(1.0 if options.burst or options.noop else 0.2)
+    time.sleep(1.0 if options.burst or drains else 0.2)
     wall = time.monotonic() - started
     for _, _, spy in spies:
         spy.send_signal(signal.SIGINT)
     for _, _, spy in spies:
         spy.wait(timeout=30)
     print(f"{units} units in {wall:.1f} s; generator {sent.cpu_seconds:.2f} CPU-s")
-    if not (options.burst or options.noop) and units:
+    if not (options.burst or drains) and units:
         latency = list(latencies_ms(sent, step_lines(work / "steps", label)).values())
         late = sent.late_ms
         print(
