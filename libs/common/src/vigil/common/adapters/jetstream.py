@@ -503,7 +503,7 @@ class JetStreamBus:
 
     async def config_bucket(self, bucket: str = subjects.CONFIG_BUCKET) -> JetStreamBucket:
         """The config bucket, as provisioning made it (one replica if nothing did)."""
-        return JetStreamBucket(await open_bucket(self._js, bucket))
+        return JetStreamBucket(await open_bucket(self._js, bucket), self._js, bucket)
 
     async def consumer_stats(self, stream: str, durable: str) -> ConsumerStats:
         """How far a durable consumer is behind its stream."""
