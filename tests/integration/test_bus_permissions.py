@@ -17,10 +17,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 import nats
 import nats.errors
@@ -51,7 +50,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_task_left_beh
 
 SERVICES = ("ingest", "controller", "engine", "executor", "sink")
 STEP_REQUEST = "vigil.steps.cli"
-type Watch = AsyncGenerator[tuple[str, bytes | None] | None]
 
 
 @pytest.fixture(params=["embedded", "deploy"])
@@ -414,7 +412,7 @@ async def test_the_controller_writes_definitions_that_the_others_watch(
         await eventually(only_the_kept_key, "the bucket lists the key that was kept")
         for reader in ("ingest", "engine", "sink"):
             async with service_bus(secured, reader) as bus:
-                watch = cast(Watch, (await bus.config_bucket()).watch())
+                watch = (await bus.config_bucket()).watch()
                 try:
                     async with asyncio.timeout(WAIT_SECONDS):
                         loaded = {}
