@@ -310,3 +310,45 @@ async def test_a_client_gone_in_the_middle_of_its_body_is_one_log_line_not_a_tra
     assert [entry["event"] for entry in logs] == ["request_abandoned"]
     assert [record for record in caplog.records if record.levelname == "ERROR"] == []
     assert served.refused == []
+
+
+async def test_a_cancelled_server_answers_the_request_in_flight_and_closes_every_connection() -> (
+    None
+):
+    """A service stopping cancels its server: that must not leave a client unanswered or a
+    connection open (left to the garbage collector, it would never be closed at all)."""
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def held(_: Request) -> JSONResponse:
+        arrived.set()
+        await release.wait()
+        return JSONResponse({"answered": True})
+
+    app = Starlette(routes=[Route("/held", held), Route("/echo", echo, methods=["POST"])])
+    kept = HttpLimits(keep_alive_seconds=3600)  # no connection closes on its own meanwhile
+    server = HttpServer(app, host="127.0.0.1", port=0, limits=kept)
+    task = asyncio.create_task(server.serve())
+    await server.listening.wait()
+    assert server.port is not None
+    idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", server.port)
+    idle_writer.write(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n[]")
+    await idle_writer.drain()
+    assert (await read_response(idle_reader))[0] == 200  # then kept alive, idle
+    busy_reader, busy_writer = await asyncio.open_connection("127.0.0.1", server.port)
+    busy_writer.write(b"GET /held HTTP/1.1\r\nhost: x\r\n\r\n")
+    await busy_writer.drain()
+    async with asyncio.timeout(CLOSE_WITHIN_SECONDS):
+        await arrived.wait()
+
+    task.cancel()
+    assert await until_closed(idle_reader) == b""  # closed while the server shuts down
+    release.set()
+    status, _, body = await read_response(busy_reader)
+    assert await until_closed(busy_reader) == b""
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await close(idle_writer)
+    await close(busy_writer)
+
+    assert (status, json.loads(body)) == (200, {"answered": True})
+    assert task.cancelled()

@@ -94,7 +94,9 @@ class HttpServer:
     """uvicorn serving an ASGI app, run inside a TaskGroup.
 
     The socket is bound when serving starts and closed when it ends, so a server cancelled
-    before it ever ran holds no socket. A port of 0 is resolved and logged (and kept in
+    before it ever ran holds no socket. Cancelled while serving, it shuts down as on a
+    signal: no new connections, requests in flight answered (within 5 s), every connection
+    closed. A port of 0 is resolved and logged (and kept in
     `port` once `listening` is set). `limits` bound what slow or greedy clients may hold
     (`vigil.common.adapters.http_limits`); each refusal is reported to `on_reject`.
     """
@@ -134,8 +136,16 @@ class HttpServer:
                 lifespan="off",
                 timeout_graceful_shutdown=5,
             )
+            server = uvicorn.Server(config)
             self.listening.set()
-            await uvicorn.Server(config).serve(sockets=[sock])
+            try:
+                await server.serve(sockets=[sock])
+            except asyncio.CancelledError:
+                # uvicorn shuts down on its signals only; cancelled, it would leave every
+                # open connection to the garbage collector, a request in flight unanswered.
+                if server.started:
+                    await server.shutdown(sockets=[sock])
+                raise
         finally:
             sock.close()
 
