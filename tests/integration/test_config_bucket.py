@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import nats
+
 from vigil.common.adapters.jetstream import JetStreamBus
 from vigil.common.adapters.jetstream_kv import JetStreamBucket
 
@@ -51,3 +53,23 @@ async def test_after_the_load_a_watch_sees_writes_and_deletes(bus: JetStreamBus)
         await bucket.delete("def.sink.ops.log")
         assert await anext(changes) == ("def.sink.ops.log", None)
     assert await bucket.keys() == []
+
+
+async def test_a_listing_of_the_keys_leaves_no_consumer_behind(
+    bus: JetStreamBus, nats_url: str
+) -> None:
+    """The server allows 1,000 consumers on the bucket's stream; the controller lists the
+    keys at every report it publishes, and a listing's consumer used to stay 5 minutes."""
+    bucket = await bus.config_bucket("listed-config")
+    await bucket.put("def.sink.ops.log", b"1")
+    for _ in range(3):
+        assert await bucket.keys() == ["def.sink.ops.log"]
+
+    observer = await nats.connect(nats_url)
+    try:
+        js = observer.jetstream()
+        async with asyncio.timeout(WAIT_SECONDS * 3):  # the inactivity bound, then the sweep
+            while (await js.stream_info("KV_listed-config")).state.consumer_count > 0:
+                await asyncio.sleep(0.2)  # polling the server, which removes them in time
+    finally:
+        await observer.close()

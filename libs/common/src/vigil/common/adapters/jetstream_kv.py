@@ -14,6 +14,13 @@ from nats.js.kv import KeyValue
 from vigil.common.adapters.nats_errors import NATS_ERRORS
 from vigil.common.errors import TransientError
 
+# A watch is an ephemeral consumer, removed by the server once nobody has listened to it
+# for this long. A listing of the keys is over in moments: its consumer goes soon (the
+# server allows 1,000 consumers on the bucket's stream, and the controller lists the keys
+# at every report it publishes). A long watch keeps nats-py's 5 minutes, which it
+# rides out a reconnect with.
+LISTING_INACTIVE_SECONDS = 5.0
+
 
 class JetStreamBucket:
     """The config bucket port on a JetStream KV bucket."""
@@ -40,7 +47,7 @@ class JetStreamBucket:
     async def keys(self) -> list[str]:
         """The keys that hold a value now (deleted ones left out)."""
         present: set[str] = set()
-        async with contextlib.aclosing(self.watch()) as changes:
+        async with contextlib.aclosing(self._watch(LISTING_INACTIVE_SECONDS)) as changes:
             async for change in changes:
                 if change is None:
                     break
@@ -51,7 +58,7 @@ class JetStreamBucket:
                     present.add(key)
         return sorted(present)
 
-    async def watch(self) -> AsyncGenerator[tuple[str, bytes | None] | None]:
+    def watch(self) -> AsyncGenerator[tuple[str, bytes | None] | None]:
         """Every key's current value, then `None` (initial load done), then changes.
 
         A deleted key yields `(key, None)`.
@@ -63,9 +70,16 @@ class JetStreamBucket:
         the entry the consumer had nothing pending after, or at the bucket's last message
         as it was before the watch began; an empty bucket is loaded at once.
         """
+        return self._watch(None)
+
+    async def _watch(
+        self, inactive_seconds: float | None
+    ) -> AsyncGenerator[tuple[str, bytes | None] | None]:
+        """`watch()`, its consumer removed `inactive_seconds` after nobody listens to it
+        (None: nats-py's 5 minutes)."""
         try:
             state = (await self._js.stream_info(self._stream)).state
-            watcher = await self._kv.watchall()
+            watcher = await self._kv.watchall(inactive_threshold=inactive_seconds)
         except NATS_ERRORS as exc:
             msg = f"cannot watch the config bucket: {exc}"
             raise TransientError(msg) from exc
