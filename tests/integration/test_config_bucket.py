@@ -1,5 +1,6 @@
 """The config bucket on a real nats-server: a watch loads every value before it says it
-has loaded, however the server's replies and deliveries interleave."""
+has loaded, however the server's replies and deliveries interleave; a listing of the keys
+does not leave its consumer on the server."""
 
 from __future__ import annotations
 

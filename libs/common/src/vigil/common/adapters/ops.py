@@ -96,8 +96,8 @@ class HttpServer:
     The socket is bound when serving starts and closed when it ends, so a server cancelled
     before it ever ran holds no socket. Cancelled while serving, it shuts down as on a
     signal: no new connections, requests in flight answered (within 5 s), every connection
-    closed. A port of 0 is resolved and logged (and kept in
-    `port` once `listening` is set). `limits` bound what slow or greedy clients may hold
+    closed. A port of 0 is resolved and logged (and kept in `port` once `listening` is
+    set). `limits` bound what slow or greedy clients may hold
     (`vigil.common.adapters.http_limits`); each refusal is reported to `on_reject`.
     """
 
